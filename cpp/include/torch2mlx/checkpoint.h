@@ -1,0 +1,58 @@
+// A checkpoint as the readers return it, whatever the format on disk, and the entry point
+// that picks the reader from the file's magic bytes (never from its extension).
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "torch2mlx/tensor.h"
+
+namespace torch2mlx {
+
+/// Caps that no real checkpoint reaches and every decompression or pickle bomb does.
+struct ReadLimits {
+  std::size_t max_header_bytes = std::size_t{100} << 20;  // safetensors JSON header
+  std::size_t max_pickle_bytes = std::size_t{1} << 30;    // a data.pkl
+  std::size_t max_memo_entries = std::size_t{1} << 24;
+  std::size_t max_depth = 512;  // nesting of pickle marks and containers
+  std::size_t max_tensors = std::size_t{1} << 22;
+  std::size_t max_zip_entries = std::size_t{1} << 22;
+};
+
+/// How to read.
+struct ReadOptions {
+  /// Parse headers only: tensors get a storage with its size but no data pointer.
+  bool headers_only = false;
+  ReadLimits limits;
+};
+
+/// A value in a checkpoint that is not a tensor (an epoch counter, a learning rate...).
+/// Readers report these rather than dropping them silently.
+struct Leaf {
+  std::string path;  // dotted key, e.g. "optimizer.param_groups.0.lr"
+  std::string type;  // "int", "float", "str", "bytes", "bool", "None", ...
+  std::string repr;  // short Python-like rendering
+};
+
+/// Tensors and other leaves read from one file or one sharded folder.
+struct Checkpoint {
+  std::string format;  // "safetensors", "torch", "hf-sharded-safetensors", "hf-sharded-torch"
+  std::vector<std::string> files;
+  std::vector<NamedTensor> tensors;
+  std::vector<Leaf> others;
+  std::map<std::string, std::string> metadata;
+};
+
+/// Names the format of `path` from its magic bytes: "safetensors", "torch", "torch-legacy",
+/// "torchscript", "pt2", "hf-folder", "hf-index", or "unknown".
+[[nodiscard]] std::string detect_format(const std::filesystem::path& path);
+
+/// Reads a safetensors file, a torch.save zip, a sharded Hugging Face folder or its
+/// index.json. Throws Error naming the file and what to do for anything else.
+[[nodiscard]] Checkpoint read_checkpoint(const std::filesystem::path& path,
+                                         const ReadOptions& options = {});
+
+}  // namespace torch2mlx

@@ -1,0 +1,44 @@
+// Read access to a whole file through a private, copy-on-write memory mapping: pages are
+// read only when touched, so parsing a header never reads the tensors behind it.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace torch2mlx {
+
+/// A file's bytes, mapped or held in memory. Always owned through a shared_ptr so that
+/// tensor storages can keep it alive.
+class MappedFile {
+ public:
+  /// Maps `path` (an empty file maps to an empty span).
+  static std::shared_ptr<MappedFile> open(const std::filesystem::path& path);
+  /// Wraps bytes already in memory; `name` is used in error messages (fuzzing, tests).
+  static std::shared_ptr<MappedFile> from_bytes(std::vector<std::byte> bytes, std::string name);
+
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  MappedFile(MappedFile&&) = delete;
+  MappedFile& operator=(MappedFile&&) = delete;
+  ~MappedFile();
+
+  /// All bytes of the file. Writable: writes stay private to this process.
+  [[nodiscard]] std::span<std::byte> bytes() const { return {data_, size_}; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+  /// The path or name given at open, for error messages.
+  [[nodiscard]] const std::string& name() const { return name_; }
+
+ private:
+  MappedFile() = default;
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  bool mapped_ = false;
+  std::vector<std::byte> owned_;
+  std::string name_;
+};
+
+}  // namespace torch2mlx

@@ -1,0 +1,34 @@
+// Internal: a file written under a temporary name in its destination directory and
+// renamed into place only when complete, so a failed or killed write leaves no trace.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <span>
+
+namespace torch2mlx {
+
+class AtomicFile {
+ public:
+  /// Creates "<dir>/.<name>.tmp-XXXXXX" next to `destination`.
+  explicit AtomicFile(std::filesystem::path destination);
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  AtomicFile(AtomicFile&&) = delete;
+  AtomicFile& operator=(AtomicFile&&) = delete;
+  /// Removes the temporary file unless commit() succeeded.
+  ~AtomicFile();
+
+  /// Appends bytes; throws Error on a short write.
+  void write(std::span<const std::byte> bytes);
+  /// Flushes to disk and renames over the destination.
+  void commit();
+
+ private:
+  std::filesystem::path destination_;
+  std::filesystem::path temporary_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace torch2mlx

@@ -1,0 +1,58 @@
+#include "torch2mlx/mapped_file.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "torch2mlx/error.h"
+
+namespace torch2mlx {
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
+  std::shared_ptr<MappedFile> file(new MappedFile());
+  file->name_ = path.string();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fail("file", fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+  }
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    fail("file", fmt::format("{} is not a regular file", path.string()));
+  }
+  file->size_ = static_cast<std::size_t>(info.st_size);
+  if (file->size_ > 0) {
+    // MAP_PRIVATE + PROT_WRITE: callers may write into tensors (numpy arrays are writable,
+    // as torch.load's tensors are) without ever touching the file.
+    void* address = ::mmap(nullptr, file->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (address == MAP_FAILED) {
+      const int saved = errno;
+      ::close(fd);
+      fail("file", fmt::format("cannot map {}: {}", path.string(), std::strerror(saved)));
+    }
+    file->data_ = static_cast<std::byte*>(address);
+    file->mapped_ = true;
+  }
+  ::close(fd);
+  return file;
+}
+
+std::shared_ptr<MappedFile> MappedFile::from_bytes(std::vector<std::byte> bytes, std::string name) {
+  std::shared_ptr<MappedFile> file(new MappedFile());
+  file->owned_ = std::move(bytes);
+  file->data_ = file->owned_.data();
+  file->size_ = file->owned_.size();
+  file->name_ = std::move(name);
+  return file;
+}
+
+MappedFile::~MappedFile() {
+  if (mapped_) ::munmap(data_, size_);
+}
+
+}  // namespace torch2mlx

@@ -1,0 +1,95 @@
+#include "torch2mlx/torch_zip.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <unordered_map>
+
+#include "torch2mlx/error.h"
+#include "torch2mlx/pickle.h"
+#include "torch2mlx/zip_archive.h"
+
+namespace torch2mlx {
+namespace {
+
+constexpr std::string_view kComponent = "torch";
+
+[[noreturn]] void reject(std::string_view file, std::string_view message) {
+  fail(kComponent, fmt::format("{}: {}", file, message));
+}
+
+// The archive's single top-level folder, found through its data.pkl.
+std::string find_root(const ZipArchive& archive) {
+  std::string root;
+  for (const auto& entry : archive.entries()) {
+    const auto slash = entry.name.find('/');
+    if (slash != std::string::npos && entry.name.substr(slash) == "/data.pkl") {
+      if (!root.empty()) reject(archive.file().name(), "archive holds more than one data.pkl");
+      root = entry.name.substr(0, slash);
+    }
+  }
+  return root;
+}
+
+}  // namespace
+
+Checkpoint read_torch_zip(const std::shared_ptr<MappedFile>& file, const ReadOptions& options) {
+  const std::string& name = file->name();
+  const ZipArchive archive = ZipArchive::open(file, options.limits);
+  const std::string root = find_root(archive);
+  if (root.empty()) {
+    reject(name, "zip archive without <root>/data.pkl: not a torch.save checkpoint");
+  }
+
+  bool big_endian = false;
+  if (const ZipEntry* order = archive.find(root + "/byteorder")) {
+    const std::string text = archive.read_text(*order);
+    if (text != "little" && text != "big") reject(name, fmt::format("byteorder is '{}'", text));
+    big_endian = text == "big";
+  }
+
+  const ZipEntry* program = archive.find(root + "/data.pkl");
+  if (program->size > options.limits.max_pickle_bytes) {
+    reject(name, fmt::format("data.pkl is {} bytes, over the limit of {}", program->size,
+                             options.limits.max_pickle_bytes));
+  }
+  const auto pickle_bytes = archive.read(*program);
+
+  // One Storage per key, so tensors that share a storage keep sharing it.
+  std::unordered_map<std::string, std::shared_ptr<Storage>> storages;
+  const pickle::StorageLoader load_storage = [&](const pickle::StorageRef& ref) {
+    if (auto found = storages.find(ref.key); found != storages.end()) return found->second;
+    const ZipEntry* entry = archive.find(root + "/data/" + ref.key);
+    if (entry == nullptr) {
+      reject(name, fmt::format("data.pkl refers to storage '{}' but {}/data/{} is missing", ref.key,
+                               root, ref.key));
+    }
+    std::shared_ptr<Storage> storage;
+    if (options.headers_only) {
+      storage = std::make_shared<Storage>(Storage{nullptr, entry->size, nullptr});
+    } else if (big_endian && itemsize(ref.dtype) > 1) {
+      const auto raw = archive.read(*entry);
+      auto copy = std::make_shared<std::vector<std::byte>>(raw->data, raw->data + raw->nbytes);
+      byteswap_elements(copy->data(), copy->size(), itemsize(ref.dtype));
+      storage = std::make_shared<Storage>(Storage{copy->data(), copy->size(), copy});
+    } else {
+      storage = archive.read(*entry);
+    }
+    storages.emplace(ref.key, storage);
+    return storage;
+  };
+
+  const std::string program_name = fmt::format("{} ({}/data.pkl)", name, root);
+  const pickle::Unpickled unpickled = pickle::unpickle({pickle_bytes->data, pickle_bytes->nbytes},
+                                                       program_name, load_storage, options.limits);
+
+  Checkpoint checkpoint;
+  checkpoint.format = "torch";
+  checkpoint.files.push_back(name);
+  pickle::flatten(*unpickled.root, program_name, options.limits, checkpoint.tensors,
+                  checkpoint.others);
+  if (big_endian) checkpoint.metadata["byteorder"] = "big";
+  return checkpoint;
+}
+
+}  // namespace torch2mlx

@@ -1,0 +1,5 @@
+import sys
+
+from torch2mlx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""The ``torch2mlx`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from torch2mlx import __version__
+from torch2mlx.checkpoint import CheckpointInfo, Torch2MLXError, inspect_checkpoint
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+def _human_count(count: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= size:
+            return f"{count / size:.2f}{unit}"
+    return str(count)
+
+
+def _print_inspect(info: CheckpointInfo) -> None:
+    rows = [
+        (t.name, t.dtype, "x".join(map(str, t.shape)) or "scalar", t.nbytes) for t in info.tensors
+    ]
+    name_width = max([len("name"), *(len(r[0]) for r in rows)])
+    dtype_width = max([len("dtype"), *(len(r[1]) for r in rows)])
+    shape_width = max([len("shape"), *(len(r[2]) for r in rows)])
+    print(f"{'name':<{name_width}}  {'dtype':<{dtype_width}}  {'shape':<{shape_width}}  bytes")
+    for name, dtype, shape, nbytes in rows:
+        print(f"{name:<{name_width}}  {dtype:<{dtype_width}}  {shape:<{shape_width}}  {nbytes}")
+    print()
+    print(f"format:   {info.format}")
+    if len(info.files) > 1:
+        print(f"files:    {len(info.files)} ({', '.join(info.files)})")
+    print(
+        f"tensors:  {len(info.tensors)}, {_human_count(info.total_elements)} elements, "
+        f"{_human_bytes(info.total_bytes)}"
+    )
+    for key, value in sorted(info.metadata.items()):
+        print(f"metadata: {key} = {value}")
+    if info.others:
+        print(f"other values ({len(info.others)}, not tensors):")
+        for path, kind, value in info.others:
+            print(f"  {path or '(root)'}: {kind} = {value}")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    info = inspect_checkpoint(args.path)
+    if args.json:
+        json.dump(info.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        _print_inspect(info)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torch2mlx", description="Translate PyTorch models and checkpoints to Apple MLX."
+    )
+    parser.add_argument("--version", action="version", version=f"torch2mlx {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    inspect = commands.add_parser(
+        "inspect",
+        help="list the tensors of a checkpoint (reads headers only)",
+        description="List name, dtype, shape and size of every tensor in a safetensors file, "
+        "a torch.save checkpoint or a (sharded) Hugging Face folder, reading headers only.",
+    )
+    inspect.add_argument("path", help="a checkpoint file, an index.json or a model folder")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    inspect.set_defaults(run=_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except BrokenPipeError:
+        # `torch2mlx inspect big.pth | head`: the reader went away, which is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (Torch2MLXError, OSError, KeyError) as error:
+        print(f"torch2mlx: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
