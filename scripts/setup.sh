@@ -9,6 +9,7 @@ apt_packages=(
   g++ cmake ninja-build pkg-config python3-venv python3-dev  # toolchain
   libminizip-dev nlohmann-json3-dev libfmt-dev               # core dependencies
   libgtest-dev clang-format clang-tidy                       # tests and checks
+  clang libclang-rt-14-dev llvm                              # sanitizers, libFuzzer, symbolizer
 )
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -370,3 +370,29 @@ def test_arrays_are_writable_and_the_file_is_untouched(tmp_path: Path) -> None:
     again = torch2mlx.load_state_dict(path)
     for key, tensor in torch.load(path, weights_only=True).items():
         assert_same_tensor(again[key], tensor, key)
+
+
+def test_zip64_archives_are_read(tmp_path, monkeypatch):
+    """Archives over 4 GB store offsets and sizes in zip64 fields. Lowering zipfile's
+    limit makes it write them for a small archive too (Debian's minizip could not read
+    such offsets: the reason the core parses zips itself)."""
+    import zipfile
+
+    state = {
+        "a": torch.randn(3, 4),
+        "b": torch.arange(10),
+        "c": torch.randn(2, dtype=torch.float16),
+    }
+    torch.save(state, tmp_path / "plain.pth")
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 0)
+    with (
+        zipfile.ZipFile(tmp_path / "plain.pth") as source,
+        zipfile.ZipFile(tmp_path / "zip64.pth", "w", compression=zipfile.ZIP_STORED) as target,
+    ):
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    with zipfile.ZipFile(tmp_path / "zip64.pth") as check:
+        assert any(i.extra.startswith(b"\x01\x00") for i in check.infolist())  # zip64 extras
+    loaded = torch2mlx.load_state_dict(tmp_path / "zip64.pth", key="")
+    for name, tensor in state.items():
+        np.testing.assert_array_equal(loaded[name], tensor.numpy())

@@ -3,17 +3,25 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/function.h>
 #include <nanobind/stl/map.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <memory>
 #include <unordered_map>
 
+#include "torch2mlx/cast.h"
 #include "torch2mlx/checkpoint.h"
 #include "torch2mlx/error.h"
 #include "torch2mlx/pickle.h"
+#include "torch2mlx/quantize.h"
+#include "torch2mlx/registry.h"
 #include "torch2mlx/safetensors.h"
+#include "torch2mlx/weight_converter.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -102,6 +110,155 @@ void save_safetensors(const std::filesystem::path& path, const std::vector<Entry
   torch2mlx::write_safetensors(path, tensors, metadata);
 }
 
+nb::list layer_registry() {
+  constexpr std::array<std::string_view, 3> kLayouts{"any", "channels_last", "torch_order"};
+  nb::list entries;
+  for (const auto& entry : torch2mlx::layer_entries()) {
+    nb::list tensors;
+    for (const auto& rule : entry.tensors) {
+      tensors.append(nb::make_tuple(std::string(rule.name),
+                                    std::string(torch2mlx::transform_name(rule.transform))));
+    }
+    nb::dict item;
+    item["torch_type"] = std::string(entry.torch_type);
+    item["mlx_layer"] = std::string(entry.mlx_layer);
+    item["arguments"] = std::string(entry.arguments);
+    item["layout"] = std::string(kLayouts.at(static_cast<std::size_t>(entry.layout)));
+    item["tensors"] = tensors;
+    item["patterned"] = entry.patterned;
+    entries.append(item);
+  }
+  return entries;
+}
+
+using Module = std::tuple<std::string, std::string, std::int64_t>;
+
+nb::dict convert_weights(
+    const std::filesystem::path& source, const std::filesystem::path& destination,
+    const std::vector<Module>& module_list, const std::optional<std::string>& dtype,
+    int quantize_bits, int group_size, std::uint64_t shard_bytes, bool reverse, bool keep_unknown,
+    const std::map<std::string, std::string>& metadata,
+    const std::optional<std::function<void(std::uint64_t, std::uint64_t)>>& progress) {
+  torch2mlx::ConvertOptions options;
+  if (dtype) {
+    options.dtype = torch2mlx::dtype_from_name(*dtype);
+    if (!options.dtype) torch2mlx::fail("convert", "unknown dtype '" + *dtype + "'");
+  }
+  options.quantize_bits = quantize_bits;
+  options.group_size = group_size;
+  options.shard_bytes = shard_bytes;
+  options.reverse = reverse;
+  options.keep_unknown = keep_unknown;
+  options.metadata = metadata;
+  if (progress) {
+    options.progress = [&progress](std::uint64_t done, std::uint64_t total) {
+      const nb::gil_scoped_acquire acquire;
+      (*progress)(done, total);
+    };
+  }
+  std::vector<torch2mlx::ModuleInfo> modules;
+  modules.reserve(module_list.size());
+  for (const auto& [path, type, groups] : module_list) modules.push_back({path, type, groups});
+
+  torch2mlx::ConversionPlan plan;
+  std::vector<std::string> files;
+  {
+    const nb::gil_scoped_release release;
+    const torch2mlx::Checkpoint checkpoint = torch2mlx::read_checkpoint(source);
+    plan = torch2mlx::plan_conversion(checkpoint, modules, options);
+    files = torch2mlx::write_plan(plan, destination, options);
+  }
+  nb::dict result;
+  result["files"] = files;
+  result["renamed"] = plan.renamed;
+  result["dropped"] = plan.dropped;
+  result["notes"] = plan.notes;
+  result["unknown"] = plan.unknown;
+  nb::list rules;
+  for (const auto& planned : plan.tensors) {
+    rules.append(nb::make_tuple(planned.source, planned.target, planned.module_type,
+                                std::string(torch2mlx::transform_name(planned.transform))));
+  }
+  result["tensors"] = rules;
+  return result;
+}
+
+// --- Numerics: cast and quantize over plain byte buffers (Python builds the arrays).
+
+using ConstBytes = nb::ndarray<const std::uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+torch2mlx::DType dtype_named(std::string_view component, const std::string& name) {
+  const auto dtype = torch2mlx::dtype_from_name(name);
+  if (!dtype) torch2mlx::fail(component, "unknown dtype '" + name + "'");
+  return *dtype;
+}
+
+// A contiguous tensor over the caller's bytes, which outlive the call.
+torch2mlx::Tensor borrowed_tensor(std::string_view component, const ConstBytes& bytes,
+                                  const std::string& dtype,
+                                  const std::vector<std::int64_t>& shape) {
+  torch2mlx::Tensor tensor;
+  tensor.dtype = dtype_named(component, dtype);
+  if (!torch2mlx::checked_numel(shape, torch2mlx::itemsize(tensor.dtype))) {
+    torch2mlx::fail(component, "shape has a negative or overflowing dim");
+  }
+  tensor.shape = shape;
+  tensor.strides = torch2mlx::contiguous_strides(shape);
+  auto* data = const_cast<std::byte*>(reinterpret_cast<const std::byte*>(bytes.data()));
+  tensor.storage =
+      std::make_shared<torch2mlx::Storage>(torch2mlx::Storage{data, bytes.size(), nullptr});
+  if (tensor.nbytes() != bytes.size()) {
+    torch2mlx::fail(component, "shape and byte count disagree");
+  }
+  return tensor;
+}
+
+ByteArray cast_bytes(const ConstBytes& bytes, const std::string& dtype,
+                     const std::vector<std::int64_t>& shape, const std::string& to) {
+  const torch2mlx::Tensor tensor = borrowed_tensor("cast", bytes, dtype, shape);
+  const torch2mlx::DType target = dtype_named("cast", to);
+  const std::size_t nbytes = static_cast<std::size_t>(tensor.numel()) * torch2mlx::itemsize(target);
+  // Not zero-filled first: cast_into writes every byte, and a fill would be one more pass.
+  auto buffer = std::make_unique_for_overwrite<std::byte[]>(nbytes);
+  {
+    const nb::gil_scoped_release release;
+    torch2mlx::cast_into(tensor, target, buffer.get());
+  }
+  nb::capsule owner(buffer.get(),
+                    [](void* pointer) noexcept { delete[] static_cast<std::byte*>(pointer); });
+  return ByteArray(reinterpret_cast<std::uint8_t*>(buffer.release()), {nbytes}, owner);
+}
+
+nb::tuple quantize_bytes(const ConstBytes& bytes, const std::string& dtype,
+                         const std::vector<std::int64_t>& shape, int bits, int group_size,
+                         const std::string& name) {
+  const torch2mlx::Tensor tensor = borrowed_tensor("quantize", bytes, dtype, shape);
+  torch2mlx::QuantizedTensor result;
+  {
+    const nb::gil_scoped_release release;
+    result = torch2mlx::quantize(tensor, bits, group_size, name);
+  }
+  return nb::make_tuple(storage_array(result.weights.storage), storage_array(result.scales.storage),
+                        storage_array(result.biases.storage), result.weights.shape,
+                        result.scales.shape);
+}
+
+nb::tuple dequantize_bytes(const ConstBytes& weights, const std::vector<std::int64_t>& weight_shape,
+                           const ConstBytes& scales, const ConstBytes& biases,
+                           const std::string& dtype, const std::vector<std::int64_t>& scale_shape,
+                           int bits, int group_size, const std::string& name) {
+  const torch2mlx::QuantizedTensor quantized{
+      borrowed_tensor("dequantize", weights, "uint32", weight_shape),
+      borrowed_tensor("dequantize", scales, dtype, scale_shape),
+      borrowed_tensor("dequantize", biases, dtype, scale_shape)};
+  torch2mlx::Tensor result;
+  {
+    const nb::gil_scoped_release release;
+    result = torch2mlx::dequantize(quantized, bits, group_size, name);
+  }
+  return nb::make_tuple(storage_array(result.storage), result.shape);
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -120,6 +277,23 @@ NB_MODULE(_core, m) {
       "detect_format",
       [](const std::filesystem::path& path) { return torch2mlx::detect_format(path); }, "path"_a,
       "Names a file's format from its magic bytes.");
+  m.def("layer_registry", &layer_registry,
+        "The layer registry: torch type, MLX layer, constructor arguments, layout, tensor rules.");
+  m.def("convert_weights", &convert_weights, "source"_a, "destination"_a, "modules"_a, "dtype"_a,
+        "quantize_bits"_a, "group_size"_a, "shard_bytes"_a, "reverse"_a, "keep_unknown"_a,
+        "metadata"_a, "progress"_a,
+        "Converts a checkpoint with the registry's rules for the given (path, type, groups) "
+        "modules and writes (sharded) safetensors.");
+  m.def("cast", &cast_bytes, "data"_a, "dtype"_a, "shape"_a, "to"_a,
+        "Casts a contiguous float buffer (uint8 view) of dtype and shape to dtype `to`, bit for "
+        "bit as torch's .to(); returns the new buffer as uint8.");
+  m.def("quantize", &quantize_bytes, "data"_a, "dtype"_a, "shape"_a, "bits"_a, "group_size"_a,
+        "name"_a,
+        "mx.quantize (affine) of a contiguous float buffer: (weights, scales, biases) as uint8 "
+        "buffers, then the shapes of the weights and of the scales.");
+  m.def("dequantize", &dequantize_bytes, "weights"_a, "weight_shape"_a, "scales"_a, "biases"_a,
+        "dtype"_a, "scale_shape"_a, "bits"_a, "group_size"_a, "name"_a,
+        "mx.dequantize (affine): (uint8 buffer of the scales' dtype, shape).");
   m.def("allowed_globals", &torch2mlx::pickle::allowed_globals,
         "The pickle globals a checkpoint may name (torch.load(weights_only=True)'s allowlist).");
 }

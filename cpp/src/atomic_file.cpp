@@ -54,6 +54,20 @@ void AtomicFile::write(std::span<const std::byte> bytes) {
   }
 }
 
+void AtomicFile::write_at(std::uint64_t offset, std::span<const std::byte> bytes) const {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ::ssize_t written = ::pwrite(fd_, bytes.data() + done, bytes.size() - done,
+                                       static_cast<::off_t>(offset + done));
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) {
+      fail("write",
+           fmt::format("writing {} failed: {}", destination_.string(), std::strerror(errno)));
+    }
+    done += static_cast<std::size_t>(written);
+  }
+}
+
 void AtomicFile::commit() {
   if (::fsync(fd_) != 0 || ::close(fd_) != 0) {
     fd_ = -1;

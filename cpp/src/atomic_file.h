@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <span>
 
@@ -21,6 +22,8 @@ class AtomicFile {
 
   /// Appends bytes; throws Error on a short write.
   void write(std::span<const std::byte> bytes);
+  /// Writes bytes at an absolute offset (pwrite); safe to call from several threads.
+  void write_at(std::uint64_t offset, std::span<const std::byte> bytes) const;
   /// Flushes to disk and renames over the destination.
   void commit();
 

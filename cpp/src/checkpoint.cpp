@@ -4,12 +4,12 @@
 
 #include <array>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <unordered_map>
 
 #include "torch2mlx/error.h"
+#include "torch2mlx/mapped_file.h"
 #include "torch2mlx/safetensors.h"
 #include "torch2mlx/torch_zip.h"
 #include "torch2mlx/zip_archive.h"
@@ -20,8 +20,11 @@ namespace {
 namespace fs = std::filesystem;
 constexpr std::string_view kComponent = "checkpoint";
 
+[[noreturn]] void reject(std::string_view file, std::string_view message) {
+  fail(kComponent, fmt::format("{}: {}", file, message));
+}
 [[noreturn]] void reject(const fs::path& file, std::string_view message) {
-  fail(kComponent, fmt::format("{}: {}", file.string(), message));
+  reject(std::string_view(file.native()), message);
 }
 
 // What a Hugging Face folder may hold, in the order transformers looks for it.
@@ -78,44 +81,14 @@ Checkpoint read_file(const fs::path& path, const ReadOptions& options);
 Checkpoint read_weights(const fs::path& path, const ReadOptions& options);
 
 Checkpoint read_index(const fs::path& index_path, const ReadOptions& options) {
-  std::ifstream stream(index_path);
-  if (!stream) reject(index_path, "cannot open the index");
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(stream);
-  } catch (const nlohmann::json::exception& error) {
-    reject(index_path, fmt::format("index is not valid JSON ({})", error.what()));
-  }
-  const auto map = index.find("weight_map");
-  if (!index.is_object() || map == index.end() || !map->is_object()) {
-    reject(index_path, "index has no 'weight_map' object");
-  }
-  // shard file -> tensor names the index assigns to it
-  std::map<std::string, std::set<std::string>> shards;
-  for (const auto& [tensor, shard] : map->items()) {
-    if (!shard.is_string())
-      reject(index_path, fmt::format("weight_map['{}'] is not a file name", tensor));
-    const auto& file = shard.get_ref<const std::string&>();
-    if (file.empty() || file.find('/') != std::string::npos ||
-        file.find('\\') != std::string::npos || file == "." || file == "..") {
-      reject(index_path,
-             fmt::format("shard name '{}' is not a plain file name in the folder", file));
-    }
-    if (fs::path(file).extension() == ".json") {
-      // An index naming an index (itself, say) would recurse without end.
-      reject(index_path, fmt::format("shard '{}' is an index, not a weights file; the "
-                                     "weight_map must name the shard files themselves",
-                                     file));
-    }
-    shards[file].insert(tensor);
-  }
+  const auto file = MappedFile::open(index_path);
+  const ShardIndex index =
+      parse_shard_index({reinterpret_cast<const char*>(file->bytes().data()), file->size()},
+                        index_path.string(), options.limits);
+  const auto& shards = index.shards;
   Checkpoint checkpoint;
   checkpoint.files.push_back(index_path.string());
-  if (const auto meta = index.find("metadata"); meta != index.end() && meta->is_object()) {
-    for (const auto& [key, value] : meta->items()) {
-      checkpoint.metadata[key] = value.is_string() ? value.get<std::string>() : value.dump();
-    }
-  }
+  checkpoint.metadata = index.metadata;
   std::set<std::string> formats;
   for (const auto& [file, names] : shards) {
     const fs::path shard_path = index_path.parent_path() / file;
@@ -195,6 +168,61 @@ Checkpoint read_weights(const fs::path& path, const ReadOptions& options) {
 }
 
 }  // namespace
+
+ShardIndex parse_shard_index(std::string_view json, std::string_view name,
+                             const ReadLimits& limits) {
+  if (json.size() > limits.max_header_bytes) {
+    reject(name, fmt::format("index is {} bytes, over the limit of {}; an index lists names only",
+                             json.size(), limits.max_header_bytes));
+  }
+  // Nesting is refused while parsing: dumping a deeply nested metadata value would recurse.
+  const nlohmann::json::parser_callback_t check_depth =
+      [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& /*parsed*/) {
+        if ((event == nlohmann::json::parse_event_t::object_start ||
+             event == nlohmann::json::parse_event_t::array_start) &&
+            static_cast<std::size_t>(depth) >= limits.max_depth) {
+          reject(name, fmt::format("index nests deeper than the limit of {}", limits.max_depth));
+        }
+        return true;
+      };
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(json, check_depth);
+  } catch (const nlohmann::json::exception& error) {
+    reject(name, fmt::format("index is not valid JSON ({})", error.what()));
+  }
+  const auto map = index.find("weight_map");
+  if (!index.is_object() || map == index.end() || !map->is_object()) {
+    reject(name, "index has no 'weight_map' object");
+  }
+  if (map->size() > limits.max_tensors) {
+    reject(name, fmt::format("weight_map lists {} tensors, over the limit of {}", map->size(),
+                             limits.max_tensors));
+  }
+  ShardIndex result;
+  for (const auto& [tensor, shard] : map->items()) {
+    if (!shard.is_string())
+      reject(name, fmt::format("weight_map['{}'] is not a file name", tensor));
+    const auto& file = shard.get_ref<const std::string&>();
+    if (file.empty() || file.find('/') != std::string::npos ||
+        file.find('\\') != std::string::npos || file == "." || file == "..") {
+      reject(name, fmt::format("shard name '{}' is not a plain file name in the folder", file));
+    }
+    if (fs::path(file).extension() == ".json") {
+      // An index naming an index (itself, say) would recurse without end.
+      reject(name, fmt::format("shard '{}' is an index, not a weights file; the "
+                               "weight_map must name the shard files themselves",
+                               file));
+    }
+    result.shards[file].insert(tensor);
+  }
+  if (const auto meta = index.find("metadata"); meta != index.end() && meta->is_object()) {
+    for (const auto& [key, value] : meta->items()) {
+      result.metadata[key] = value.is_string() ? value.get<std::string>() : value.dump();
+    }
+  }
+  return result;
+}
 
 std::string detect_format(const fs::path& path) {
   if (fs::is_directory(path)) return "hf-folder";

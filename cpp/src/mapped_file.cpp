@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "torch2mlx/error.h"
@@ -49,6 +50,25 @@ std::shared_ptr<MappedFile> MappedFile::from_bytes(std::vector<std::byte> bytes,
   file->size_ = file->owned_.size();
   file->name_ = std::move(name);
   return file;
+}
+
+void MappedFile::advise(Access access) const {
+  if (!mapped_) return;
+  // Only a hint: a failure changes speed, never results, so it is ignored.
+  (void)::madvise(data_, size_, access == Access::Random ? MADV_RANDOM : MADV_NORMAL);
+}
+
+void release_pages(const Storage& storage) {
+  if (!storage.file_backed || storage.nbytes == 0) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto address = reinterpret_cast<std::uintptr_t>(storage.data);
+  // Only whole pages inside the storage: round the start up and the end down.
+  const std::uintptr_t head = (page - address % page) % page;
+  const std::uintptr_t tail = (address + storage.nbytes) % page;
+  if (head + tail >= storage.nbytes) return;
+  // The mapping is private and never written by the converter, so dropping the pages
+  // loses nothing: a later read faults them in from the file again.
+  (void)::madvise(storage.data + head, storage.nbytes - head - tail, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

@@ -279,7 +279,29 @@ class Machine {
   }
 
   // -- the stack, marks and memo --------------------------------------------------------
+  // Every value, container or stack slot and memo entry counts against max_pickle_values,
+  // however the program reuses the memo: copying one list into a thousand torch.Size calls
+  // costs a thousand lists.
+  void spend(std::size_t cells) {
+    if (cells > limits_.max_pickle_values - cells_) {
+      error_at(fmt::format("pickle creates more than {} values and container slots",
+                           limits_.max_pickle_values));
+    }
+    cells_ += cells;
+  }
+  // Text that calls copy (bytearray, encode, device) cannot add up to more than the program.
+  void spend_text(std::size_t bytes) {
+    if (bytes > program_.size() - copied_bytes_) {
+      error_at("calls copy more text than the pickle holds");
+    }
+    copied_bytes_ += bytes;
+  }
+  std::string copy_text(std::string_view text) {
+    spend_text(text.size());
+    return std::string(text);
+  }
   Value* make(Value::Kind kind) {
+    spend(1);
     arena_.push_back(std::make_unique<Value>());
     arena_.back()->kind = kind;
     return arena_.back().get();
@@ -308,13 +330,18 @@ class Machine {
     const auto found = memo_.find(index);
     if (found == memo_.end())
       error_at(fmt::format("memo entry {} is read before it is written", index));
+    spend(1);  // one more stack slot
     return found->second;
   }
   void memo_put(std::uint64_t index) {
-    if (memo_.size() >= limits_.max_memo_entries && !memo_.contains(index)) {
-      error_at(fmt::format("memo grows past the limit of {} entries", limits_.max_memo_entries));
+    // Python numbers memo entries 0, 1, 2...: an index past the limit is a bomb, not a file.
+    if (index >= limits_.max_memo_entries) {
+      error_at(fmt::format("memo index {} is past the limit of {} entries", index,
+                           limits_.max_memo_entries));
     }
-    memo_[index] = top();
+    Value* value = top();
+    if (!memo_.contains(index)) spend(1);
+    memo_[index] = value;
   }
 
   // -- one opcode ------------------------------------------------------------------------
@@ -387,6 +414,7 @@ class Machine {
       case kTuple: {
         Value* tuple = make(Value::Kind::Tuple);
         tuple->items = pop_mark();
+        spend(tuple->items.size());
         push(tuple);
         return;
       }
@@ -395,6 +423,7 @@ class Machine {
       case kTuple3: {
         const std::size_t count = op - kTuple1 + 1;
         Value* tuple = make(Value::Kind::Tuple);
+        spend(count);
         tuple->items.resize(count);
         for (std::size_t i = count; i-- > 0;) tuple->items[i] = pop();
         push(tuple);
@@ -404,6 +433,7 @@ class Machine {
         Value* item = pop();
         Value* list = top();
         if (list->kind != Value::Kind::List) error_at("APPEND to something that is not a list");
+        spend(1);
         list->items.push_back(item);
         return;
       }
@@ -411,6 +441,7 @@ class Machine {
         auto items = pop_mark();
         Value* list = top();
         if (list->kind != Value::Kind::List) error_at("APPENDS to something that is not a list");
+        spend(items.size());
         list->items.insert(list->items.end(), items.begin(), items.end());
         return;
       }
@@ -506,6 +537,7 @@ class Machine {
   void set_items(const std::vector<Value*>& items) {
     Value* dict = top();
     if (dict->kind != Value::Kind::Dict) error_at("SETITEM(S) on something that is not a dict");
+    spend(items.size());
     dict->items.insert(dict->items.end(), items.begin(), items.end());
   }
 
@@ -583,6 +615,7 @@ class Machine {
     if (value->kind != Value::Kind::Tuple && value->kind != Value::Kind::List) {
       error_at(fmt::format("tensor {} is not a tuple", what));
     }
+    spend(value->items.size());
     std::vector<std::int64_t> numbers;
     for (const Value* item : value->items) {
       if (item->kind != Value::Kind::Int)
@@ -644,12 +677,15 @@ class Machine {
       }
       case Meaning::Set: {
         Value* set = make(Value::Kind::Set);
-        if (!args.empty()) set->items = args[0]->items;
+        if (!args.empty()) {
+          spend(args[0]->items.size());
+          set->items = args[0]->items;
+        }
         return set;
       }
       case Meaning::ByteArray: {
         Value* bytes = make(Value::Kind::Bytes);
-        if (!args.empty()) bytes->text = std::string(text_of(args[0]));
+        if (!args.empty()) bytes->text = copy_text(text_of(args[0]));
         return bytes;
       }
       case Meaning::Complex: {
@@ -666,13 +702,16 @@ class Machine {
       case Meaning::Size: {
         expect_args(args, 0, 1, global.name);
         Value* tuple = make(Value::Kind::Tuple);
-        if (!args.empty()) tuple->items = args[0]->items;
+        if (!args.empty()) {
+          spend(args[0]->items.size());
+          tuple->items = args[0]->items;
+        }
         return tuple;
       }
       case Meaning::Device: {
         expect_args(args, 1, 2, global.name);
         Value* device = make(Value::Kind::String);
-        device->text = std::string(text_of(args[0]));
+        device->text = copy_text(text_of(args[0]));
         if (args.size() == 2 && args[1]->kind == Value::Kind::Int)
           device->text += fmt::format(":{}", args[1]->integer);
         return device;
@@ -703,6 +742,9 @@ class Machine {
         expect_args(args, 4, 4, global.name);
         if (args[2]->kind != Value::Kind::Tuple)
           error_at("_rebuild_from_type_v2 arguments are not a tuple");
+        // torch wraps one rebuild call; nesting it in itself would recurse without bound.
+        if (callable_of(args[0]).meaning == Meaning::RebuildFromType)
+          error_at("_rebuild_from_type_v2 wraps another _rebuild_from_type_v2");
         return call(args[0], args[2]->items);
       }
       case Meaning::Parameter:
@@ -747,11 +789,12 @@ class Machine {
     const std::string_view encoding = args.size() == 2 ? text_of(args[1]) : "utf-8";
     Value* bytes = make(Value::Kind::Bytes);
     if (encoding == "utf-8" || encoding == "utf8") {
-      bytes->text = std::string(text);
+      bytes->text = copy_text(text);
       return bytes;
     }
     if (encoding != "latin1" && encoding != "latin-1")
       error_at(fmt::format("_codecs.encode with encoding '{}'", encoding));
+    spend_text(text.size());  // the latin1 bytes are at most as long as the text
     for (std::size_t i = 0; i < text.size(); ++i) {
       const auto lead = static_cast<unsigned char>(text[i]);
       if (lead < 0x80) {
@@ -775,6 +818,8 @@ class Machine {
   std::size_t position_ = 0;
   std::size_t op_start_ = 0;
   std::size_t tensor_count_ = 0;
+  std::size_t cells_ = 0;
+  std::size_t copied_bytes_ = 0;
   std::vector<Value*> stack_;
   std::vector<std::size_t> marks_;
   std::unordered_map<std::uint64_t, Value*> memo_;
@@ -860,6 +905,10 @@ struct Flattener {
   std::vector<NamedTensor>& tensors;
   std::vector<Leaf>& others;
   std::unordered_set<const Value*> on_path;
+  // A value reached through k shared references is flattened k times: a few bytes of memo
+  // references can expand exponentially, so visits and names have a budget.
+  std::size_t visits = 0;
+  std::size_t name_bytes = 0;
 
   static std::string join(const std::string& prefix, std::string_view key) {
     return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
@@ -874,6 +923,16 @@ struct Flattener {
     if (depth > limits.max_depth) {
       fail(kComponent,
            fmt::format("{}: '{}' nests deeper than the limit of {}", name, path, limits.max_depth));
+    }
+    // A tensor copies its shape and strides; a container is walked item by item.
+    visits += 1 + (value.kind == Value::Kind::Tensor ? 2 * value.tensor.shape.size()
+                                                     : value.items.size());
+    name_bytes += path.size();
+    if (visits > limits.max_pickle_values || name_bytes > limits.max_header_bytes) {
+      fail(kComponent,
+           fmt::format("{}: the object expands to more than {} values or {} bytes of names "
+                       "(shared references are expanded each time they are reached)",
+                       name, limits.max_pickle_values, limits.max_header_bytes));
     }
     const bool container = value.kind == Value::Kind::Dict || value.kind == Value::Kind::List ||
                            value.kind == Value::Kind::Tuple;

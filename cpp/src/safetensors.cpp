@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 
 #include "atomic_file.h"
@@ -69,10 +70,8 @@ SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& spec
   entry.begin = (*offsets)[0].get<std::uint64_t>();
   entry.end = (*offsets)[1].get<std::uint64_t>();
   if (entry.end < entry.begin) bad("data_offsets end before they begin");
-  const auto numel = checked_numel(entry.shape);
-  if (!numel || static_cast<std::uint64_t>(*numel) > UINT64_MAX / itemsize(entry.dtype)) {
-    bad("shape overflows");
-  }
+  const auto numel = checked_numel(entry.shape, itemsize(entry.dtype));
+  if (!numel) bad("shape overflows");
   const std::uint64_t expected = static_cast<std::uint64_t>(*numel) * itemsize(entry.dtype);
   if (entry.end - entry.begin != expected) {
     reject(file, fmt::format("tensor '{}': shape {} of {} needs {} bytes but data_offsets span {}",
@@ -181,6 +180,7 @@ Checkpoint read_safetensors(const std::shared_ptr<MappedFile>& file, const ReadO
     if (!options.headers_only) {
       storage->data = file->bytes().data() + header.data_start + entry.begin;
       storage->owner = file;
+      storage->file_backed = file->is_mapped();
     }
     Tensor tensor;
     tensor.dtype = entry.dtype;
@@ -192,24 +192,24 @@ Checkpoint read_safetensors(const std::shared_ptr<MappedFile>& file, const ReadO
   return checkpoint;
 }
 
-void write_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  const std::string file = path.string();
-  std::vector<const NamedTensor*> order;
-  order.reserve(tensors.size());
-  for (const auto& named : tensors) order.push_back(&named);
+SafetensorsLayout safetensors_layout(std::span<const NamedTensor> tensors,
+                                     const std::map<std::string, std::string>& metadata,
+                                     std::string_view file) {
+  SafetensorsLayout layout;
+  layout.order.resize(tensors.size());
+  std::iota(layout.order.begin(), layout.order.end(), 0);
   // Largest items first keeps every tensor aligned to its itemsize with no padding between.
-  std::sort(order.begin(), order.end(), [](const NamedTensor* a, const NamedTensor* b) {
-    const auto size_a = itemsize(a->tensor.dtype);
-    const auto size_b = itemsize(b->tensor.dtype);
-    return size_a != size_b ? size_a > size_b : a->name < b->name;
+  std::sort(layout.order.begin(), layout.order.end(), [&](std::size_t a, std::size_t b) {
+    const auto size_a = itemsize(tensors[a].tensor.dtype);
+    const auto size_b = itemsize(tensors[b].tensor.dtype);
+    return size_a != size_b ? size_a > size_b : tensors[a].name < tensors[b].name;
   });
 
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::uint64_t offset = 0;
-  for (const NamedTensor* named : order) {
-    const auto& [name, tensor] = *named;
+  for (const std::size_t index : layout.order) {
+    const auto& [name, tensor] = tensors[index];
     if (name == "__metadata__") reject(file, "a tensor cannot be named '__metadata__'");
     if (header.contains(name)) reject(file, fmt::format("tensor name '{}' is used twice", name));
     if (!checked_numel(tensor.shape))
@@ -218,21 +218,28 @@ void write_safetensors(const std::filesystem::path& path, std::span<const NamedT
     header[name] = {{"dtype", safetensors_dtype_name(tensor.dtype)},
                     {"shape", tensor.shape},
                     {"data_offsets", {offset, offset + size}}};
+    layout.offsets.push_back(offset);
+    layout.sizes.push_back(size);
     offset += size;
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-
-  AtomicFile out(path);
-  std::array<std::byte, kLengthPrefix> prefix{};
+  layout.header.resize(kLengthPrefix + text.size());
   for (std::size_t i = 0; i < kLengthPrefix; ++i) {
-    prefix[i] = static_cast<std::byte>((text.size() >> (8 * i)) & 0xFFU);
+    layout.header[i] = static_cast<std::byte>((text.size() >> (8 * i)) & 0xFFU);
   }
-  out.write(prefix);
-  out.write(std::as_bytes(std::span(text)));
+  std::memcpy(layout.header.data() + kLengthPrefix, text.data(), text.size());
+  return layout;
+}
+
+void write_safetensors(const std::filesystem::path& path, std::span<const NamedTensor> tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  const SafetensorsLayout layout = safetensors_layout(tensors, metadata, path.string());
+  AtomicFile out(path);
+  out.write(layout.header);
   std::vector<std::byte> scratch;
-  for (const NamedTensor* named : order) {
-    const Tensor& tensor = named->tensor;
+  for (const std::size_t index : layout.order) {
+    const Tensor& tensor = tensors[index].tensor;
     if (tensor.numel() == 0) continue;
     if (tensor.is_contiguous()) {
       out.write({tensor.data(), tensor.nbytes()});

@@ -56,14 +56,21 @@ std::optional<DType> dtype_from_safetensors(std::string_view name) {
   return std::nullopt;
 }
 
-std::optional<std::int64_t> checked_numel(std::span<const std::int64_t> shape) {
-  std::int64_t total = 1;
+std::optional<std::int64_t> checked_numel(std::span<const std::int64_t> shape,
+                                          std::size_t itemsize) {
+  // The product skips zero dims, so that contiguous_strides of an empty shape cannot overflow.
+  auto bytes = static_cast<std::int64_t>(itemsize);
+  bool empty = false;
   for (std::int64_t dim : shape) {
     if (dim < 0) return std::nullopt;
-    if (dim != 0 && total > INT64_MAX / dim) return std::nullopt;
-    total *= dim;
+    if (dim == 0) {
+      empty = true;
+      continue;
+    }
+    if (bytes > INT64_MAX / dim) return std::nullopt;
+    bytes *= dim;
   }
-  return total;
+  return empty ? 0 : bytes / static_cast<std::int64_t>(itemsize);
 }
 
 std::int64_t Tensor::numel() const { return checked_numel(shape).value_or(0); }
@@ -101,7 +108,7 @@ void check_view_in_bounds(const Tensor& tensor, std::size_t storage_bytes, std::
     fail("tensor", fmt::format("{}: {} dims but {} strides", what, tensor.shape.size(),
                                tensor.strides.size()));
   }
-  auto numel = checked_numel(tensor.shape);
+  auto numel = checked_numel(tensor.shape, itemsize(tensor.dtype));
   if (!numel) fail("tensor", fmt::format("{}: shape has a negative or overflowing dim", what));
   if (tensor.offset < 0) fail("tensor", fmt::format("{}: negative storage offset", what));
   if (*numel == 0) return;  // an empty view touches no bytes
@@ -112,6 +119,8 @@ void check_view_in_bounds(const Tensor& tensor, std::size_t storage_bytes, std::
     const std::int64_t stride = tensor.strides[i];
     const std::int64_t span = tensor.shape[i] - 1;
     if (stride < 0) fail("tensor", fmt::format("{}: negative stride {}", what, stride));
+    // Even the stride of a size-1 dim must be expressible in bytes, as numpy needs it.
+    if (stride > INT64_MAX / item) fail("tensor", fmt::format("{}: strides overflow", what));
     if (stride != 0 && span > (INT64_MAX - last) / stride) {
       fail("tensor", fmt::format("{}: strides overflow", what));
     }

@@ -43,6 +43,10 @@ Checkpoint read_torch_zip(const std::shared_ptr<MappedFile>& file, const ReadOpt
 
   bool big_endian = false;
   if (const ZipEntry* order = archive.find(root + "/byteorder")) {
+    // Checked before reading: a deflated member may claim to inflate to a gigabyte.
+    if (order->size > 8) {
+      reject(name, fmt::format("byteorder is {} bytes; expected 'little' or 'big'", order->size));
+    }
     const std::string text = archive.read_text(*order);
     if (text != "little" && text != "big") reject(name, fmt::format("byteorder is '{}'", text));
     big_endian = text == "big";

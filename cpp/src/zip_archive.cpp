@@ -1,7 +1,22 @@
+// The zip format as torch.save and torch.export write it, written down (APPNOTE.TXT):
+//
+//   [local header + data] ...  central directory  [zip64 end record + locator]  end record
+//
+//   end record        "PK\5\6", counts, cd size (u32), cd offset (u32), comment length (u16)
+//   zip64 locator     "PK\6\7" 20 bytes before the end record: offset of the zip64 end record
+//   zip64 end record  "PK\6\6": entry count (u64), cd size (u64), cd offset (u64)
+//   central header    "PK\1\2" 46 bytes: flags, method, crc, sizes (u32), name/extra/comment
+//                     lengths, local header offset (u32); a value 0xFFFFFFFF is replaced, in
+//                     order, by the u64s of the zip64 extra field (id 0x0001)
+//   local header      "PK\3\4" 30 bytes + name + extra; the data follows it
+//
+// Every offset and length is checked against the file size before it is used. (We parse it
+// ourselves: Debian's minizip 1.1 compares zip64 markers with (unsigned long)-1, which on
+// 64-bit Linux never matches, so it cannot read archives larger than 4 GB.)
 #include "torch2mlx/zip_archive.h"
 
 #include <fmt/format.h>
-#include <minizip/unzip.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
@@ -12,6 +27,17 @@ namespace torch2mlx {
 namespace {
 
 constexpr std::string_view kComponent = "zip";
+constexpr std::uint32_t kEndSignature = 0x06054b50;
+constexpr std::uint32_t kZip64EndSignature = 0x06064b50;
+constexpr std::uint32_t kZip64LocatorSignature = 0x07064b50;
+constexpr std::uint32_t kCentralSignature = 0x02014b50;
+constexpr std::uint32_t kLocalSignature = 0x04034b50;
+constexpr std::size_t kEndSize = 22;
+constexpr std::size_t kLocatorSize = 20;
+constexpr std::size_t kZip64EndSize = 56;
+constexpr std::size_t kCentralSize = 46;
+constexpr std::size_t kLocalSize = 30;
+constexpr std::uint32_t kMarker32 = 0xFFFFFFFF;
 // Deflate cannot expand data by more than about 1032:1; a larger claim is a bomb.
 constexpr std::uint64_t kMaxDeflateRatio = 1032;
 
@@ -19,94 +45,85 @@ constexpr std::uint64_t kMaxDeflateRatio = 1032;
   fail(kComponent, fmt::format("{}: {}", file, message));
 }
 
-// minizip reads through these callbacks from the mapped bytes: no second file handle,
-// and the same code path for files and in-memory buffers (tests, fuzzing).
-struct MemoryStream {
-  std::span<const std::byte> bytes;
-  std::uint64_t position = 0;
-};
-
-voidpf open_stream(voidpf opaque, const void* /*filename*/, int /*mode*/) {
-  return new MemoryStream{*static_cast<std::span<const std::byte>*>(opaque), 0};
-}
-
-uLong read_stream(voidpf /*opaque*/, voidpf stream, void* buffer, uLong size) {
-  auto* memory = static_cast<MemoryStream*>(stream);
-  const std::uint64_t left =
-      memory->bytes.size() - std::min<std::uint64_t>(memory->position, memory->bytes.size());
-  const std::uint64_t count = std::min<std::uint64_t>(size, left);
-  std::memcpy(buffer, memory->bytes.data() + memory->position, count);
-  memory->position += count;
-  return static_cast<uLong>(count);
-}
-
-uLong write_stream(voidpf /*opaque*/, voidpf /*stream*/, const void* /*buffer*/, uLong /*size*/) {
-  return 0;
-}
-
-ZPOS64_T tell_stream(voidpf /*opaque*/, voidpf stream) {
-  return static_cast<MemoryStream*>(stream)->position;
-}
-
-long seek_stream(voidpf /*opaque*/, voidpf stream, ZPOS64_T offset, int origin) {
-  auto* memory = static_cast<MemoryStream*>(stream);
-  std::uint64_t base = 0;
-  switch (origin) {
-    case ZLIB_FILEFUNC_SEEK_SET:
-      base = 0;
-      break;
-    case ZLIB_FILEFUNC_SEEK_CUR:
-      base = memory->position;
-      break;
-    case ZLIB_FILEFUNC_SEEK_END:
-      base = memory->bytes.size();
-      break;
-    default:
-      return -1;
-  }
-  if (offset > memory->bytes.size() || base > memory->bytes.size() - offset) return -1;
-  memory->position = base + offset;
-  return 0;
-}
-
-int close_stream(voidpf /*opaque*/, voidpf stream) {
-  delete static_cast<MemoryStream*>(stream);
-  return 0;
-}
-
-int error_stream(voidpf /*opaque*/, voidpf /*stream*/) { return 0; }
-
-// An open minizip handle over the mapped bytes, closed on scope exit.
-class Unzip {
+// Little-endian reads from a bounds-checked window of the file.
+class Reader {
  public:
-  explicit Unzip(const MappedFile& file) : bytes_(file.bytes()) {
-    zlib_filefunc64_def functions{};
-    functions.zopen64_file = open_stream;
-    functions.zread_file = read_stream;
-    functions.zwrite_file = write_stream;
-    functions.ztell64_file = tell_stream;
-    functions.zseek64_file = seek_stream;
-    functions.zclose_file = close_stream;
-    functions.zerror_file = error_stream;
-    functions.opaque = &bytes_;
-    handle_ = unzOpen2_64(file.name().c_str(), &functions);
-    if (handle_ == nullptr) {
-      reject(file.name(),
-             "not a zip archive, or its central directory is damaged "
-             "(a truncated download?)");
+  Reader(std::span<const std::byte> bytes, std::string_view file) : bytes_(bytes), file_(file) {}
+
+  [[nodiscard]] std::uint64_t read(std::uint64_t offset, std::size_t width,
+                                   std::string_view what) const {
+    if (offset > bytes_.size() || width > bytes_.size() - offset) {
+      reject(file_, fmt::format("{} at byte {} lies past the end of the {}-byte file (truncated?)",
+                                what, offset, bytes_.size()));
     }
+    std::uint64_t value = 0;
+    for (std::size_t i = width; i-- > 0;) {
+      value = (value << 8) | std::to_integer<std::uint64_t>(bytes_[offset + i]);
+    }
+    return value;
   }
-  Unzip(const Unzip&) = delete;
-  Unzip& operator=(const Unzip&) = delete;
-  Unzip(Unzip&&) = delete;
-  Unzip& operator=(Unzip&&) = delete;
-  ~Unzip() { unzClose(handle_); }
-  [[nodiscard]] unzFile get() const { return handle_; }
+  [[nodiscard]] std::string_view text(std::uint64_t offset, std::size_t length,
+                                      std::string_view what) const {
+    (void)read(offset, 0, what);
+    if (length > bytes_.size() - offset)
+      reject(file_, fmt::format("{} runs past the end of the file", what));
+    return {reinterpret_cast<const char*>(bytes_.data() + offset), length};
+  }
+  [[nodiscard]] std::size_t size() const { return bytes_.size(); }
 
  private:
   std::span<const std::byte> bytes_;
-  unzFile handle_ = nullptr;
+  std::string_view file_;
 };
+
+struct Directory {
+  std::uint64_t entries = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+};
+
+Directory find_directory(const Reader& reader, std::string_view file) {
+  if (reader.size() < kEndSize)
+    reject(file, "too short to be a zip archive: not a zip archive, or truncated");
+  // The end record sits in the last 22 + 65535 (comment) bytes; search backwards.
+  const std::uint64_t lowest =
+      reader.size() > kEndSize + 0xFFFF ? reader.size() - kEndSize - 0xFFFF : 0;
+  std::uint64_t end = reader.size() - kEndSize;
+  while (reader.read(end, 4, "end record") != kEndSignature) {
+    if (end == lowest)
+      reject(file, "no end-of-central-directory record: not a zip archive, or truncated");
+    --end;
+  }
+  Directory directory{reader.read(end + 10, 2, "entry count"),
+                      reader.read(end + 16, 4, "directory offset"),
+                      reader.read(end + 12, 4, "directory size")};
+  const bool zip64 =
+      directory.entries == 0xFFFF || directory.offset == kMarker32 || directory.size == kMarker32;
+  if (zip64) {
+    if (end < kLocatorSize ||
+        reader.read(end - kLocatorSize, 4, "zip64 locator") != kZip64LocatorSignature) {
+      reject(file, "zip64 end record is announced but its locator is missing");
+    }
+    const std::uint64_t record = reader.read(end - kLocatorSize + 8, 8, "zip64 end offset");
+    if (reader.read(record, 4, "zip64 end record") != kZip64EndSignature) {
+      reject(file, fmt::format("no zip64 end record at byte {}", record));
+    }
+    (void)reader.read(record, kZip64EndSize, "zip64 end record");
+    directory = {reader.read(record + 32, 8, "entry count"),
+                 reader.read(record + 48, 8, "directory offset"),
+                 reader.read(record + 40, 8, "directory size")};
+  }
+  if (directory.offset > reader.size() || directory.size > reader.size() - directory.offset) {
+    reject(file, fmt::format("central directory ({} bytes at {}) lies outside the {}-byte file",
+                             directory.size, directory.offset, reader.size()));
+  }
+  // Each entry needs at least 46 bytes, which bounds the count before anything is reserved.
+  if (directory.entries > directory.size / kCentralSize) {
+    reject(file, fmt::format("directory claims {} entries in {} bytes", directory.entries,
+                             directory.size));
+  }
+  return directory;
+}
 
 bool is_unsafe_name(std::string_view name) {
   if (name.empty() || name.front() == '/' || name.find('\\') != std::string_view::npos) return true;
@@ -119,31 +136,73 @@ bool is_unsafe_name(std::string_view name) {
   return false;
 }
 
+// Replaces 0xFFFFFFFF sizes and offset by the u64s of the zip64 extra field, in order.
+void apply_zip64_extra(const Reader& reader, std::uint64_t extra, std::uint64_t extra_end,
+                       ZipEntry& entry, std::uint64_t& local, std::string_view file) {
+  while (extra + 4 <= extra_end) {
+    const auto id = reader.read(extra, 2, "extra field");
+    const auto length = reader.read(extra + 2, 2, "extra field");
+    if (extra + 4 + length > extra_end)
+      reject(file, fmt::format("entry '{}' has a damaged extra field", entry.name));
+    if (id == 0x0001) {
+      std::uint64_t cursor = extra + 4;
+      auto take = [&](std::uint64_t& value) {
+        if (value != kMarker32) return;
+        if (cursor + 8 > extra + 4 + length)
+          reject(file, fmt::format("entry '{}' has a short zip64 field", entry.name));
+        value = reader.read(cursor, 8, "zip64 field");
+        cursor += 8;
+      };
+      take(entry.size);
+      take(entry.compressed_size);
+      take(local);
+      return;
+    }
+    extra += 4 + length;
+  }
+}
+
 }  // namespace
 
 ZipArchive ZipArchive::open(const std::shared_ptr<MappedFile>& file, const ReadLimits& limits) {
   const std::string& name = file->name();
-  Unzip zip(*file);
-  unz_global_info64 global{};
-  if (unzGetGlobalInfo64(zip.get(), &global) != UNZ_OK)
-    reject(name, "cannot read the central directory");
-  if (global.number_entry > limits.max_zip_entries) {
-    reject(name, fmt::format("archive declares {} entries, over the limit of {}",
-                             global.number_entry, limits.max_zip_entries));
+  const Reader reader(file->bytes(), name);
+  // The scan touches one local header per entry, spread over the whole file. (A refused
+  // archive keeps the Random hint; nobody reads it further.)
+  file->advise(MappedFile::Access::Random);
+  const Directory directory = find_directory(reader, name);
+  if (directory.entries > limits.max_zip_entries) {
+    reject(name, fmt::format("archive declares {} entries, over the limit of {}", directory.entries,
+                             limits.max_zip_entries));
   }
   ZipArchive archive;
   archive.file_ = file;
-  std::vector<char> name_buffer(0x10000 + 1);
-  int status = unzGoToFirstFile(zip.get());
-  while (status == UNZ_OK) {
-    unz_file_info64 info{};
-    if (unzGetCurrentFileInfo64(zip.get(), &info, name_buffer.data(), name_buffer.size(), nullptr,
-                                0, nullptr, 0) != UNZ_OK) {
-      reject(name, "damaged central directory entry");
+  archive.entries_.reserve(directory.entries);
+  std::uint64_t cursor = directory.offset;
+  const std::uint64_t directory_end = directory.offset + directory.size;
+  for (std::uint64_t index = 0; index < directory.entries; ++index) {
+    if (cursor + kCentralSize > directory_end ||
+        reader.read(cursor, 4, "central header") != kCentralSignature) {
+      reject(name, fmt::format("central directory entry {} is damaged", index));
     }
+    const auto flags = reader.read(cursor + 8, 2, "flags");
+    const auto method = reader.read(cursor + 10, 2, "method");
     ZipEntry entry;
-    entry.name.assign(name_buffer.data(),
-                      std::min<std::size_t>(info.size_filename, name_buffer.size() - 1));
+    entry.crc = static_cast<std::uint32_t>(reader.read(cursor + 16, 4, "crc"));
+    entry.compressed_size = reader.read(cursor + 20, 4, "compressed size");
+    entry.size = reader.read(cursor + 24, 4, "size");
+    const auto name_length = reader.read(cursor + 28, 2, "name length");
+    const auto extra_length = reader.read(cursor + 30, 2, "extra length");
+    const auto comment_length = reader.read(cursor + 32, 2, "comment length");
+    std::uint64_t local = reader.read(cursor + 42, 4, "local header offset");
+    const std::uint64_t next = cursor + kCentralSize + name_length + extra_length + comment_length;
+    if (next > directory_end)
+      reject(name, fmt::format("central directory entry {} runs past the directory", index));
+    entry.name = std::string(reader.text(cursor + kCentralSize, name_length, "entry name"));
+    apply_zip64_extra(reader, cursor + kCentralSize + name_length,
+                      cursor + kCentralSize + name_length + extra_length, entry, local, name);
+    cursor = next;
+
     if (is_unsafe_name(entry.name)) {
       reject(name, fmt::format("entry name '{}' is absolute or climbs out with '..'; refusing the "
                                "archive",
@@ -152,15 +211,13 @@ ZipArchive ZipArchive::open(const std::shared_ptr<MappedFile>& file, const ReadL
     if (!archive.index_.emplace(entry.name, archive.entries_.size()).second) {
       reject(name, fmt::format("entry '{}' appears twice; the archive is ambiguous", entry.name));
     }
-    if ((info.flag & 1U) != 0) reject(name, fmt::format("entry '{}' is encrypted", entry.name));
-    if (info.compression_method != 0 && info.compression_method != Z_DEFLATED) {
+    if ((flags & 1U) != 0) reject(name, fmt::format("entry '{}' is encrypted", entry.name));
+    if (method != 0 && method != Z_DEFLATED) {
       reject(name, fmt::format("entry '{}' uses compression method {}; only stored and deflated "
                                "entries are read",
-                               entry.name, info.compression_method));
+                               entry.name, method));
     }
-    entry.stored = info.compression_method == 0;
-    entry.compressed_size = info.compressed_size;
-    entry.size = info.uncompressed_size;
+    entry.stored = method == 0;
     if (entry.stored && entry.compressed_size != entry.size) {
       reject(name, fmt::format("stored entry '{}' claims {} bytes but occupies {}", entry.name,
                                entry.size, entry.compressed_size));
@@ -170,12 +227,34 @@ ZipArchive ZipArchive::open(const std::shared_ptr<MappedFile>& file, const ReadL
                                "can do (a zip bomb?)",
                                entry.name, entry.compressed_size, entry.size));
     }
-    // Opening the entry reads and checks its local header, which gives the data offset.
-    if (unzOpenCurrentFile(zip.get()) != UNZ_OK) {
+    // The local header repeats the name; its own lengths place the data.
+    if (reader.read(local, 4, fmt::format("local header of '{}'", entry.name)) != kLocalSignature) {
       reject(name, fmt::format("local header of entry '{}' is damaged", entry.name));
     }
-    entry.data_offset = unzGetCurrentFileZStreamPos64(zip.get());
-    unzCloseCurrentFile(zip.get());
+    // Without a data descriptor (flag bit 3) the local header repeats method, CRC and sizes;
+    // a disagreement means one of the two headers lies.
+    const auto local_flags = reader.read(local + 6, 2, "local flags");
+    const auto local_method = reader.read(local + 8, 2, "local method");
+    const auto local_compressed = reader.read(local + 18, 4, "local compressed size");
+    const auto local_size = reader.read(local + 22, 4, "local size");
+    const bool described_later = (local_flags & 8U) != 0;
+    auto size_agrees = [](std::uint64_t local_value, std::uint64_t central) {
+      return local_value == kMarker32 || local_value == central;
+    };
+    if (local_method != method ||
+        (!described_later && (reader.read(local + 14, 4, "local crc") != entry.crc ||
+                              !size_agrees(local_compressed, entry.compressed_size) ||
+                              !size_agrees(local_size, entry.size)))) {
+      reject(name, fmt::format("local header of entry '{}' is damaged: it disagrees with the "
+                               "central directory",
+                               entry.name));
+    }
+    const auto local_name = reader.read(local + 26, 2, "local name length");
+    const auto local_extra = reader.read(local + 28, 2, "local extra length");
+    if (reader.text(local + kLocalSize, local_name, "local name") != entry.name) {
+      reject(name, fmt::format("local header of entry '{}' names another file", entry.name));
+    }
+    entry.data_offset = local + kLocalSize + local_name + local_extra;
     if (entry.data_offset > file->size() ||
         entry.compressed_size > file->size() - entry.data_offset) {
       reject(name, fmt::format("entry '{}' has {} bytes at offset {}, past the end of the {}-byte "
@@ -183,9 +262,8 @@ ZipArchive ZipArchive::open(const std::shared_ptr<MappedFile>& file, const ReadL
                                entry.name, entry.compressed_size, entry.data_offset, file->size()));
     }
     archive.entries_.push_back(std::move(entry));
-    status = unzGoToNextFile(zip.get());
   }
-  if (status != UNZ_END_OF_LIST_OF_FILE) reject(name, "damaged central directory");
+  file->advise(MappedFile::Access::Normal);
   return archive;
 }
 
@@ -197,27 +275,44 @@ const ZipEntry* ZipArchive::find(std::string_view name) const {
 std::shared_ptr<Storage> ZipArchive::read(const ZipEntry& entry) const {
   if (entry.stored) {
     return std::make_shared<Storage>(
-        Storage{file_->bytes().data() + entry.data_offset, entry.size, file_});
+        Storage{file_->bytes().data() + entry.data_offset, entry.size, file_, file_->is_mapped()});
   }
+  // Raw deflate (no zlib header), inflated in chunks that fit zlib's 32-bit counters.
   auto inflated = std::make_shared<std::vector<std::byte>>(entry.size);
-  Unzip zip(*file_);
-  if (unzLocateFile(zip.get(), entry.name.c_str(), 1) != UNZ_OK ||
-      unzOpenCurrentFile(zip.get()) != UNZ_OK) {
-    reject(file_->name(), fmt::format("cannot open entry '{}'", entry.name));
+  z_stream stream{};
+  if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) reject(file_->name(), "cannot start inflating");
+  const std::byte* input = file_->bytes().data() + entry.data_offset;
+  std::uint64_t consumed = 0;
+  std::uint64_t produced = 0;
+  int status = Z_OK;
+  while (status == Z_OK) {
+    const auto in_chunk =
+        static_cast<uInt>(std::min<std::uint64_t>(entry.compressed_size - consumed, 1U << 30));
+    const auto out_chunk =
+        static_cast<uInt>(std::min<std::uint64_t>(entry.size - produced, 1U << 30));
+    stream.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(input + consumed));
+    stream.avail_in = in_chunk;
+    stream.next_out = reinterpret_cast<Bytef*>(inflated->data() + produced);
+    stream.avail_out = out_chunk;
+    status = inflate(&stream, Z_NO_FLUSH);
+    consumed += in_chunk - stream.avail_in;
+    produced += out_chunk - stream.avail_out;
+    if (status == Z_OK && in_chunk == stream.avail_in && out_chunk == stream.avail_out) break;
   }
-  std::size_t done = 0;
-  while (done < inflated->size()) {
-    const auto chunk =
-        static_cast<unsigned>(std::min<std::size_t>(inflated->size() - done, 1U << 30));
-    const int got = unzReadCurrentFile(zip.get(), inflated->data() + done, chunk);
-    if (got <= 0) break;
-    done += static_cast<std::size_t>(got);
+  inflateEnd(&stream);
+  if (status != Z_STREAM_END || produced != entry.size) {
+    reject(file_->name(), fmt::format("entry '{}' is corrupt (inflated {} of {} bytes)", entry.name,
+                                      produced, entry.size));
   }
-  const int closed = unzCloseCurrentFile(zip.get());
-  if (done != inflated->size() || closed != UNZ_OK) {
+  uLong checksum = crc32(0L, nullptr, 0);
+  for (std::uint64_t done = 0; done < produced;) {
+    const auto chunk = static_cast<uInt>(std::min<std::uint64_t>(produced - done, 1U << 30));
+    checksum = crc32(checksum, reinterpret_cast<const Bytef*>(inflated->data() + done), chunk);
+    done += chunk;
+  }
+  if (checksum != entry.crc) {
     reject(file_->name(),
-           fmt::format("entry '{}' is corrupt (inflated {} of {} bytes, CRC {})", entry.name, done,
-                       inflated->size(), closed == UNZ_OK ? "ok" : "mismatch"));
+           fmt::format("entry '{}' fails its CRC check (corrupt download?)", entry.name));
   }
   return std::make_shared<Storage>(Storage{inflated->data(), inflated->size(), inflated});
 }

@@ -479,6 +479,107 @@ TEST(UnpickleRefuses, AListThatContainsItself) {
   EXPECT_TRUE(Contains(message, "contains itself"));
 }
 
+TEST(UnpickleRefuses, AMemoIndexPastTheLimit) {
+  // LONG_BINPUT 0xFFFFFFFF: Python numbers memo entries from 0, so no file gets there.
+  PickleBuilder program;
+  program.proto().none().op('r').le(0xFFFFFFFFU, 4).stop();
+  const std::string message = run_error(program);
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "memo index 4294967295 is past the limit of 16777216 entries"));
+
+  PickleBuilder within;
+  within.proto().none().op('r').le(70000, 4).op('j').le(70000, 4).tuple2().stop();
+  EXPECT_EQ(run(within).root->items.size(), 2U);
+}
+
+TEST(UnpickleRefuses, MoreValuesThanTheLimit) {
+  ReadLimits limits;
+  limits.max_pickle_values = 1000;
+  PickleBuilder within;
+  within.proto().empty_list().mark();
+  for (int i = 0; i < 400; ++i) within.none();
+  within.appends().stop();
+  EXPECT_NO_THROW((void)run(within, no_storage, limits));
+
+  PickleBuilder flood;
+  flood.proto();
+  for (int i = 0; i < 1001; ++i) flood.none();
+  const std::string message = run_error(flood, no_storage, limits);
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "creates more than 1000 values and container slots"));
+}
+
+TEST(UnpickleRefuses, OneListCopiedIntoManyCalls) {
+  // l = [None] * 1000, then torch.Size(l) and set(l) again and again: a few bytes per copy
+  // of 1000 slots. Without a budget, a 1 MB program asks for hundreds of gigabytes.
+  for (const auto& [module, name] : {std::pair{"torch", "Size"}, std::pair{"builtins", "set"}}) {
+    PickleBuilder program;
+    program.proto().empty_list().binput(0).mark();
+    for (int i = 0; i < 1000; ++i) program.none();
+    program.appends().global(module, name).binput(1).binget(0).tuple1().binput(2);
+    program.empty_list().mark();
+    for (int i = 0; i < 5000; ++i) program.binget(1).binget(2).reduce();
+    program.appends().stop();
+    const std::string message = run_error(program);
+    EXPECT_TRUE(StartsWith(message, kPrefix)) << name;
+    EXPECT_TRUE(Contains(message, "creates more than 4194304 values")) << name;
+  }
+}
+
+TEST(UnpickleRefuses, OneStringCopiedIntoManyCalls) {
+  // s = 'x' * 10000, then bytearray(s) a thousand times.
+  PickleBuilder program;
+  program.proto().binunicode(std::string(10000, 'x')).binput(0);
+  program.global("builtins", "bytearray").binput(1).binget(0).tuple1().binput(2);
+  program.empty_list().mark();
+  for (int i = 0; i < 1000; ++i) program.binget(1).binget(2).reduce();
+  program.appends().stop();
+  const std::string message = run_error(program);
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "calls copy more text than the pickle holds"));
+}
+
+TEST(UnpickleRefuses, RebuildFromTypeNestedInItself) {
+  // f = _rebuild_from_type_v2; f(f, None, (f, None, (... 100000 deep ...), None), None):
+  // each level would recurse once more in the interpreter.
+  PickleBuilder program;
+  program.proto().global("torch._tensor", "_rebuild_from_type_v2").binput(1).empty_tuple();
+  for (int i = 0; i < 100000; ++i) {
+    program.binput(2).mark().binget(1).none().binget(2).none().tuple();
+  }
+  program.binput(3).binget(1).binget(3).reduce().stop();
+  const std::string message = run_error(program);
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "_rebuild_from_type_v2 wraps another _rebuild_from_type_v2"));
+}
+
+TEST(UnpickleRefuses, FlatteningSharedListsThatDoubleAtEachLevel) {
+  // l0 = [None]; l1 = [l0, l0]; ...; l60 = [l59, l59]: 60 levels of sharing, 2**60 paths.
+  PickleBuilder program;
+  program.proto().empty_list().none().append().binput(0);
+  for (int i = 0; i < 60; ++i) program.empty_list().mark().binget(0).binget(0).appends().binput(0);
+  program.stop();
+  const pickle::Unpickled unpickled = run(program);  // 200 values: building it is cheap
+  const std::string message = error_of([&] { (void)flat(unpickled); });
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "expands to more than 4194304 values"));
+}
+
+TEST(UnpickleRefuses, FlatteningToNamesLongerThanTheLimit) {
+  ReadLimits limits;
+  limits.max_header_bytes = 100000;
+  // {'k' * 1000: [None] * 200}: 200 names of over 1000 bytes each.
+  PickleBuilder program;
+  program.proto().empty_dict().binunicode(std::string(1000, 'k')).empty_list().mark();
+  for (int i = 0; i < 200; ++i) program.none();
+  program.appends().setitem().stop();
+  const pickle::Unpickled unpickled = run(program);
+  EXPECT_NO_THROW((void)flat(unpickled));
+  const std::string message = error_of([&] { (void)flat(unpickled, limits); });
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "100000 bytes of names"));
+}
+
 TEST(AllowedGlobals, ListRebuildFunctionsButNothingThatRunsCode) {
   const std::vector<std::string> names = pickle::allowed_globals();
   auto has = [&](std::string_view name) {

@@ -359,6 +359,20 @@ TEST(SafetensorsMalformed, NegativeOrFractionalShape) {
                          kPrefix));
 }
 
+TEST(SafetensorsMalformed, EmptyTensorWhoseOtherDimsOverflow) {
+  // 0 elements, so data_offsets [0, 0] fit; but its row-major strides overflowed int64.
+  const auto file =
+      safetensors_file(R"({"e":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],)"
+                       R"("data_offsets":[0,0]}})",
+                       0);
+  const std::string message = parse_error(file);
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "tensor 'e': shape overflows"));
+  EXPECT_TRUE(StartsWith(
+      error_of([&] { (void)read_safetensors(MappedFile::from_bytes(file, "bad.safetensors")); }),
+      kPrefix));
+}
+
 TEST(SafetensorsMalformed, ReadingAFileNamesItsPath) {
   const test::TempDir dir;
   const auto path = dir / "broken.safetensors";

@@ -113,6 +113,20 @@ TEST(CheckedNumel, RefusesOverflow) {
   EXPECT_EQ(checked_numel(std::vector<std::int64_t>{INT64_MAX, 1}), INT64_MAX);
 }
 
+TEST(CheckedNumel, RefusesOverflowBesideAZeroDim) {
+  // Empty, but its strides overflow and numpy refuses the shape: found reviewing the readers.
+  const std::int64_t big = std::int64_t{1} << 62;
+  EXPECT_EQ(checked_numel(std::vector<std::int64_t>{0, big, big}), std::nullopt);
+  EXPECT_EQ(checked_numel(std::vector<std::int64_t>{big, 0, 1}), 0);
+}
+
+TEST(CheckedNumel, CountsBytesWhenGivenAnItemsize) {
+  const std::int64_t big = std::int64_t{1} << 60;
+  EXPECT_EQ(checked_numel(std::vector<std::int64_t>{big}, 4), big);
+  EXPECT_EQ(checked_numel(std::vector<std::int64_t>{big}, 8), std::nullopt);
+  EXPECT_EQ(checked_numel(std::vector<std::int64_t>{0, big}, 8), std::nullopt);
+}
+
 TEST(ContiguousStrides, AreRowMajor) {
   EXPECT_EQ(contiguous_strides(std::vector<std::int64_t>{2, 3, 4}),
             (std::vector<std::int64_t>{12, 4, 1}));
@@ -190,6 +204,20 @@ TEST(CheckViewInBounds, RejectsOverflowingStrides) {
   EXPECT_TRUE(Contains(
       error_of([] { check_view_in_bounds(view_of(DType::U8, {2}, {INT64_MAX}), 24, "t"); }),
       "strides overflow"));
+}
+
+TEST(CheckViewInBounds, RejectsAnOverflowingStrideOfASizeOneDim) {
+  // The stride of a size-1 dim moves nothing, but numpy still needs it in bytes.
+  EXPECT_TRUE(
+      Contains(error_of([] {
+                 check_view_in_bounds(view_of(DType::F32, {1, 2}, {INT64_MAX / 2, 1}), 24, "t");
+               }),
+               "strides overflow"));
+  EXPECT_TRUE(Contains(
+      error_of([] {
+        check_view_in_bounds(view_of(DType::F32, {0, std::int64_t{1} << 62}, {1, 1}), 24, "t");
+      }),
+      "overflowing dim"));
 }
 
 TEST(CheckViewInBounds, RejectsViewsWhoseByteAddressOverflows) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,16 @@ TEST_F(TorchZip, RefusesAnUnknownByteorder) {
   EXPECT_TRUE(Contains(message, "byteorder is 'middle'"));
 }
 
+TEST_F(TorchZip, RefusesAByteorderLongerThanBigBeforeReadingIt) {
+  // Found reviewing the reader: a deflated byteorder member was inflated whatever its size.
+  std::string padded(1000, ' ');
+  padded.replace(0, 6, "little");
+  const auto path = write(torch_members(padded, test::raw_bytes(kValues)));
+  const std::string message = error_of([&] { (void)read_torch_zip(MappedFile::open(path)); });
+  EXPECT_TRUE(StartsWith(message, "[torch] " + path.string() + ": "));
+  EXPECT_TRUE(Contains(message, "byteorder is 1000 bytes"));
+}
+
 TEST_F(TorchZip, RefusesAMissingStorageNamingItsKey) {
   const auto path = write(torch_members("little", test::raw_bytes(kValues), "archive/data/0"));
   const std::string message = error_of([&] { (void)read_torch_zip(MappedFile::open(path)); });
@@ -193,6 +204,24 @@ TEST_F(TorchZip, ZipArchiveRefusesNamesThatClimbOut) {
   }
 }
 
+TEST_F(TorchZip, ZipArchiveRefusesALocalHeaderWhoseSizesLie) {
+  // Found by tests/test_adversarial.py once the reader parsed zips itself: a local header
+  // claiming 10**9 bytes while the central directory says 5 was read without a word.
+  const auto path = write({{"archive/x", test::bytes_of("12345")}});
+  std::vector<std::byte> bytes = test::read_file(path);
+  ASSERT_EQ(std::to_integer<int>(bytes[0]), 'P');  // the first local header starts the file
+  for (const std::size_t field : {18, 22}) {
+    for (std::size_t i = 0; i < 4; ++i) {
+      bytes[field + i] = static_cast<std::byte>((1000000000U >> (8 * i)) & 0xFFU);
+    }
+  }
+  const std::string message =
+      error_of([&] { (void)ZipArchive::open(MappedFile::from_bytes(bytes, "lies.zip")); });
+  EXPECT_TRUE(StartsWith(message, "[zip] lies.zip: "));
+  EXPECT_TRUE(Contains(message, "local header of entry 'archive/x' is damaged"));
+  EXPECT_TRUE(Contains(message, "disagrees with the central directory"));
+}
+
 TEST_F(TorchZip, RefusesATruncatedZip) {
   const auto path = write(torch_members("little", test::raw_bytes(kValues)));
   std::vector<std::byte> bytes = test::read_file(path);
@@ -211,6 +240,17 @@ TEST_F(TorchZip, RefusesATruncatedZipHeldInMemory) {
   const std::string message =
       error_of([&] { (void)read_torch_zip(MappedFile::from_bytes(bytes, "cut.pt")); });
   EXPECT_TRUE(StartsWith(message, "[zip] cut.pt: "));
+}
+
+TEST_F(TorchZip, RefusesAnEmptyFile) {
+  // Found by fuzz_zip: minizip read zero bytes from the empty buffer's null data pointer.
+  ASSERT_NO_FATAL_FAILURE(test::write_file(dir_ / "empty.pt", {}));
+  for (const auto& file :
+       {MappedFile::from_bytes({}, "empty.pt"), MappedFile::open(dir_ / "empty.pt")}) {
+    const std::string message = error_of([&] { (void)ZipArchive::open(file); });
+    EXPECT_TRUE(StartsWith(message, "[zip] " + file->name() + ": "));
+    EXPECT_TRUE(Contains(message, "not a zip archive"));
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -232,6 +272,40 @@ TEST_F(TorchZip, FolderWithPytorchModelBinIsRead) {
   const Checkpoint checkpoint = read_checkpoint(dir_.path());
   EXPECT_EQ(checkpoint.format, "torch");
   EXPECT_EQ(floats_of(checkpoint.tensors.at(0).tensor), kValues);
+}
+
+TEST_F(TorchZip, ShardIndexGroupsTensorsByShard) {
+  const ShardIndex index = parse_shard_index(
+      R"({"metadata": {"total_size": 24, "format": "pt"},)"
+      R"( "weight_map": {"a": "one.safetensors", "b": "two.safetensors", "c": "one.safetensors"}})",
+      "model.safetensors.index.json");
+  EXPECT_EQ(index.shards.size(), 2U);
+  EXPECT_EQ(index.shards.at("one.safetensors"), (std::set<std::string>{"a", "c"}));
+  EXPECT_EQ(index.metadata.at("total_size"), "24");
+  EXPECT_EQ(index.metadata.at("format"), "pt");
+}
+
+TEST_F(TorchZip, ShardIndexNestedDeeperThanTheLimit) {
+  // Dumping a metadata value nested 100000 deep overflowed the stack (found reviewing the
+  // index reader): nesting is now refused while parsing.
+  const std::string json = R"({"weight_map": {}, "metadata": {"a": )" + std::string(100000, '[') +
+                           std::string(100000, ']') + "}}";
+  const std::string message = error_of([&] { (void)parse_shard_index(json, "deep.json"); });
+  EXPECT_TRUE(StartsWith(message, "[checkpoint] deep.json: "));
+  EXPECT_TRUE(Contains(message, "nests deeper than the limit of 512"));
+
+  ASSERT_NO_FATAL_FAILURE(test::write_file(dir_ / "deep.json", test::bytes_of(json)));
+  EXPECT_TRUE(Contains(error_of([&] { (void)read_checkpoint(dir_ / "deep.json"); }),
+                       "nests deeper than the limit of 512"));
+}
+
+TEST_F(TorchZip, ShardIndexLargerThanTheLimit) {
+  ReadLimits limits;
+  limits.max_header_bytes = 16;
+  const std::string message = error_of(
+      [&] { (void)parse_shard_index(R"({"weight_map": {"a": "b.bin"}})", "big.json", limits); });
+  EXPECT_TRUE(StartsWith(message, "[checkpoint] big.json: "));
+  EXPECT_TRUE(Contains(message, "index is 30 bytes, over the limit of 16"));
 }
 
 TEST_F(TorchZip, LegacyTorchSaveIsDetectedAndRefused) {

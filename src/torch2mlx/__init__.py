@@ -13,16 +13,23 @@ from torch2mlx.checkpoint import (
     load_state_dict,
     save_safetensors,
 )
+from torch2mlx.registry import layer_registry
+from torch2mlx.weights import ConversionWarning, convert_weights, module_map, to_mlx_module
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointInfo",
     "CheckpointWarning",
+    "ConversionWarning",
     "TensorInfo",
     "Torch2MLXError",
     "__version__",
+    "convert_weights",
     "inspect_checkpoint",
+    "layer_registry",
     "load_state_dict",
+    "module_map",
     "save_safetensors",
+    "to_mlx_module",
 ]

@@ -63,6 +63,54 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_factory(spec: str):
+    """'pkg.module:factory' -> the model the factory returns."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--model expects 'pkg.module:factory', got '{spec}'")
+    sys.path.insert(0, os.getcwd())
+    factory = getattr(importlib.import_module(module_name), attribute)
+    return factory()
+
+
+def _convert_weights(args: argparse.Namespace) -> int:
+    import warnings
+
+    from torch2mlx.weights import convert_weights
+
+    model = _load_factory(args.model) if args.model else None
+    quantize = {"bits": args.quantize, "group_size": args.group_size} if args.quantize else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = convert_weights(
+            args.checkpoint,
+            args.output,
+            model=model,
+            dtype=args.dtype,
+            quantize=quantize,
+            reverse=args.reverse,
+            shard_size=args.shard_size,
+            keep_unknown=args.keep_unknown,
+        )
+    for warning in caught:
+        print(f"torch2mlx: warning: {warning.message}", file=sys.stderr)
+    rules: dict[str, int] = {}
+    for _, _, module_type, transform in report["tensors"]:
+        key = f"{transform} ({module_type.rsplit('.', 1)[-1]})" if module_type else transform
+        rules[key] = rules.get(key, 0) + 1
+    print(f"wrote {', '.join(report['files'])} in {report['seconds']:.2f} s")
+    print(f"tensors: {len(report['tensors'])}, dropped: {len(report['dropped'])}")
+    for rule, count in sorted(rules.items()):
+        print(f"  {count:>5} x {rule}")
+    for note in report["notes"]:
+        print(f"  note: {note}")
+    if "key_map" in report:
+        print(f"key map: {report['key_map']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch2mlx", description="Translate PyTorch models and checkpoints to Apple MLX."
@@ -78,6 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", help="a checkpoint file, an index.json or a model folder")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inspect.set_defaults(run=_inspect)
+
+    weights = commands.add_parser(
+        "convert-weights",
+        help="convert a checkpoint to MLX safetensors (layouts keyed on module type)",
+        description="Convert a torch checkpoint to MLX safetensors. With --model, every tensor "
+        "gets the layout rule of the module type that owns it; without, tensors are copied.",
+    )
+    weights.add_argument("checkpoint", help="checkpoint file, index.json or model folder")
+    weights.add_argument("-o", "--output", required=True, help="output .safetensors path")
+    weights.add_argument("--model", help="'pkg.module:factory' returning the torch model")
+    weights.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    weights.add_argument("--quantize", type=int, choices=[2, 3, 4, 5, 6, 8], metavar="BITS")
+    weights.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
+    weights.add_argument("--shard-size", default="5GB", help="largest output shard (5GB)")
+    weights.add_argument("--reverse", action="store_true", help="MLX weights back to torch's")
+    weights.add_argument(
+        "--keep-unknown", action="store_true", help="copy tensors no rule covers, unchanged"
+    )
+    weights.set_defaults(run=_convert_weights)
     return parser
 
 
@@ -89,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `torch2mlx inspect big.pth | head`: the reader went away, which is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (Torch2MLXError, OSError, KeyError) as error:
+    except (Torch2MLXError, OSError, KeyError, ValueError, ImportError, TypeError) as error:
         print(f"torch2mlx: error: {error}", file=sys.stderr)
         return 1
 

@@ -5,7 +5,9 @@
 #include <cstddef>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "torch2mlx/tensor.h"
@@ -14,9 +16,12 @@ namespace torch2mlx {
 
 /// Caps that no real checkpoint reaches and every decompression or pickle bomb does.
 struct ReadLimits {
-  std::size_t max_header_bytes = std::size_t{100} << 20;  // safetensors JSON header
+  std::size_t max_header_bytes = std::size_t{100} << 20;  // a JSON header or index; all names
   std::size_t max_pickle_bytes = std::size_t{1} << 30;    // a data.pkl
   std::size_t max_memo_entries = std::size_t{1} << 24;
+  // Values, container slots and memo entries a data.pkl creates (about 30 per tensor), and
+  // values a flattened checkpoint expands to.
+  std::size_t max_pickle_values = std::size_t{1} << 22;
   std::size_t max_depth = 512;  // nesting of pickle marks and containers
   std::size_t max_tensors = std::size_t{1} << 22;
   std::size_t max_zip_entries = std::size_t{1} << 22;
@@ -45,6 +50,16 @@ struct Checkpoint {
   std::vector<Leaf> others;
   std::map<std::string, std::string> metadata;
 };
+
+/// What a Hugging Face index (model.safetensors.index.json) says: which shard holds which tensor.
+struct ShardIndex {
+  std::map<std::string, std::set<std::string>> shards;  // shard file -> tensor names
+  std::map<std::string, std::string> metadata;          // non-string values as JSON text
+};
+
+/// Parses and validates the JSON text of a sharded-checkpoint index; `name` is used in errors.
+[[nodiscard]] ShardIndex parse_shard_index(std::string_view json, std::string_view name,
+                                           const ReadLimits& limits = {});
 
 /// Names the format of `path` from its magic bytes: "safetensors", "torch", "torch-legacy",
 /// "torchscript", "pt2", "hf-folder", "hf-index", or "unknown".

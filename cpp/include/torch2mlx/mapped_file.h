@@ -3,11 +3,14 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "torch2mlx/tensor.h"
 
 namespace torch2mlx {
 
@@ -29,6 +32,15 @@ class MappedFile {
   /// All bytes of the file. Writable: writes stay private to this process.
   [[nodiscard]] std::span<std::byte> bytes() const { return {data_, size_}; }
   [[nodiscard]] std::size_t size() const { return size_; }
+  /// How the bytes are about to be read; a hint to the kernel's readahead.
+  enum class Access : std::uint8_t { Normal, Random };
+  /// Hints the access pattern: Random while hopping between headers keeps the kernel from
+  /// reading ahead megabytes of weights that nobody asked for.
+  void advise(Access access) const;
+
+  /// True when the bytes are a file mapping (not a buffer from from_bytes).
+  [[nodiscard]] bool is_mapped() const { return mapped_; }
+
   /// The path or name given at open, for error messages.
   [[nodiscard]] const std::string& name() const { return name_; }
 
@@ -40,5 +52,10 @@ class MappedFile {
   std::vector<std::byte> owned_;
   std::string name_;
 };
+
+/// Hands the whole pages inside a file-backed storage back to the kernel, so that a
+/// converter streaming through a large checkpoint keeps its resident memory bounded.
+/// Does nothing for storages that are not file-backed.
+void release_pages(const Storage& storage);
 
 }  // namespace torch2mlx

@@ -48,6 +48,20 @@ struct SafetensorsHeader {
 [[nodiscard]] Checkpoint read_safetensors(const std::shared_ptr<MappedFile>& file,
                                           const ReadOptions& options = {});
 
+/// Where each tensor goes in a safetensors file, decided from names, dtypes and shapes only.
+struct SafetensorsLayout {
+  std::vector<std::byte> header;       // length prefix + JSON, padded to a multiple of 8
+  std::vector<std::size_t> order;      // indices into the input, in data order
+  std::vector<std::uint64_t> offsets;  // data-buffer offset of order[i]
+  std::vector<std::uint64_t> sizes;    // bytes of order[i]
+};
+
+/// Lays out tensors (their storage is not read) by decreasing itemsize, then name, so that
+/// every tensor is aligned to its element size. Refuses duplicate names.
+[[nodiscard]] SafetensorsLayout safetensors_layout(
+    std::span<const NamedTensor> tensors, const std::map<std::string, std::string>& metadata,
+    std::string_view file = "output");
+
 /// Writes tensors (any strides) to `path` atomically: a temporary file in the same
 /// directory, then a rename. Names must be unique. Tensors are laid out by decreasing
 /// itemsize, then name, so that every tensor is aligned to its element size.

@@ -32,6 +32,9 @@ struct Storage {
   std::byte* data = nullptr;
   std::size_t nbytes = 0;
   std::shared_ptr<void> owner;
+  // True when `data` lies in a read-only file mapping (MappedFile), whose pages can be
+  // handed back to the kernel once read and are read again from the file if needed.
+  bool file_backed = false;
 };
 
 /// A strided view of `shape` elements of `dtype` inside a storage. Strides and offset
@@ -56,8 +59,10 @@ struct Tensor {
 /// Row-major strides for `shape`.
 [[nodiscard]] std::vector<std::int64_t> contiguous_strides(std::span<const std::int64_t> shape);
 
-/// Product of the dims, or nullopt if a dim is negative or the product overflows int64.
-[[nodiscard]] std::optional<std::int64_t> checked_numel(std::span<const std::int64_t> shape);
+/// Product of the dims, or nullopt if a dim is negative or the non-zero dims times `itemsize`
+/// overflow int64 (numpy refuses such a shape even when another dim is 0).
+[[nodiscard]] std::optional<std::int64_t> checked_numel(std::span<const std::int64_t> shape,
+                                                        std::size_t itemsize = 1);
 
 /// Validates that the view lies inside `storage_bytes`, naming `what` in the error.
 void check_view_in_bounds(const Tensor& tensor, std::size_t storage_bytes, std::string_view what);

@@ -1,5 +1,6 @@
-// Zip archives as torch.save and torch.export write them, read through minizip over a
-// mapped file. Stored (uncompressed) entries are returned as views of the mapping.
+// Zip archives as torch.save and torch.export write them (zip64 included), read from a
+// mapped file; the format is written down in zip_archive.cpp. Stored (uncompressed) entries
+// are returned as views of the mapping, deflated ones are inflated and CRC-checked.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,8 @@ struct ZipEntry {
   std::uint64_t data_offset = 0;  // absolute offset of the (possibly compressed) data
   std::uint64_t compressed_size = 0;
   std::uint64_t size = 0;
-  bool stored = true;  // false when deflated
+  bool stored = true;     // false when deflated
+  std::uint32_t crc = 0;  // checked when the entry is inflated
 };
 
 /// The central directory of a zip file, and access to its members.

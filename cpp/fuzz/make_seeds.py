@@ -1,0 +1,244 @@
+"""Writes the seed corpora of the fuzz targets: small valid inputs, made by torch and the
+safetensors library at test time, so that no binary file is ever committed.
+
+    .venv/bin/python cpp/fuzz/make_seeds.py [build/fuzz-seeds]
+
+writes <out>/<target>/<name> for the targets safetensors, zip, pickle, torch_zip and index,
+and a libFuzzer dictionary <out>/<target>.dict of the tokens each format is built from.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import sys
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import save as save_safetensors
+from safetensors.torch import save as save_torch_safetensors
+
+import torch2mlx
+
+TARGETS = ("safetensors", "zip", "pickle", "torch_zip", "index")
+
+
+def torch_bytes(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def rewritten(source: bytes, change) -> bytes:
+    """A copy of a zip, entry by entry (stored); `change(name, data)` gives the new data."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(source)) as old, zipfile.ZipFile(out, "w") as new:
+        for info in old.infolist():
+            new.writestr(info.filename, change(info.filename, old.read(info.filename)))
+    return out.getvalue()
+
+
+def torch_checkpoints() -> dict[str, bytes]:
+    """torch.save archives: every dtype, views, tied weights, training checkpoints."""
+    torch.manual_seed(0)
+    dtypes = [
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+        torch.uint16,
+        torch.uint32,
+        torch.uint64,
+    ]
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    linear = torch.nn.Linear(3, 2)
+    shared = torch.ones(4)
+    objects: dict[str, object] = {
+        "one_tensor": {"w": torch.arange(6.0).reshape(2, 3)},
+        "dtypes": {str(d).removeprefix("torch."): torch.ones(2, dtype=d) for d in dtypes},
+        "views": {
+            "transposed": base.t(),
+            "sliced": base[1:, 2:],
+            "strided": base[:, ::2],
+            "expanded": torch.ones(1, 3).expand(4, 3),
+            "scalar": torch.tensor(7.5),
+            "empty": torch.empty(0, 3),
+        },
+        "tied": {"a": shared, "b": shared, "c": shared[1:3]},
+        "module": linear.state_dict(),
+        "parameter": {"p": torch.nn.Parameter(torch.ones(2))},
+        "training": {
+            "state_dict": OrderedDict(w=torch.ones(2, 2)),
+            "epoch": 3,
+            "lr": 1e-3,
+            "name": "run-1",
+            "flags": [True, None, (1, 2)],
+            "big": 2**70,
+            "raw": b"\x00\x01",
+        },
+    }
+    found = {name: torch_bytes(obj) for name, obj in objects.items()}
+    # The same bytes read as a big-endian archive.
+    found["big_endian"] = rewritten(
+        found["one_tensor"], lambda n, d: b"big" if n.endswith("/byteorder") else d
+    )
+    return found
+
+
+def data_pkl(archive: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
+        (name,) = [n for n in zipped.namelist() if n.endswith("/data.pkl")]
+        return zipped.read(name)
+
+
+def plain_pickles() -> dict[str, bytes]:
+    """Protocol-2 pickles of plain containers, the way torch.save pickles non-tensor values."""
+    values = {
+        "containers": {"a": [1, 300, 70000, -5, 2**40], "b": (1.5, "x", None), "c": {}},
+        "nested": [[[]], ((),), {"k": {"k": [True, False]}}],
+        "strings": ["", "é", "long" * 20, b"bytes"],
+    }
+    return {name: pickle.dumps(value, protocol=2) for name, value in values.items()}
+
+
+def safetensors_files() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    files = {
+        "one": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
+        "dtypes": {
+            name: rng.integers(0, 2, size=3).astype(name)
+            for name in [
+                "float64",
+                "float32",
+                "float16",
+                "int64",
+                "int32",
+                "int16",
+                "int8",
+                "uint8",
+                "uint16",
+                "uint32",
+                "uint64",
+                "bool",
+            ]
+        },
+        "shapes": {
+            "scalar": np.array(1.0, dtype=np.float32),
+            "empty": np.zeros((0, 4), dtype=np.float32),
+            "cube": np.zeros((2, 2, 2), dtype=np.int8),
+        },
+    }
+    found = {name: save_safetensors(tensors) for name, tensors in files.items()}
+    found["metadata"] = save_safetensors(
+        {"a": np.ones(2, dtype=np.float16)}, metadata={"format": "pt", "note": "seed"}
+    )
+    found["bfloat16"] = save_torch_safetensors({"b": torch.ones(2, dtype=torch.bfloat16)})
+    return found
+
+
+def zips(checkpoints: dict[str, bytes]) -> dict[str, bytes]:
+    """torch.save archives, plus archives with deflated and zip64 members."""
+    found = {f"torch_{name}": data for name, data in checkpoints.items()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("a/stored", b"stored bytes", compress_type=zipfile.ZIP_STORED)
+        archive.writestr("a/deflated", b"abc" * 100, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("a/empty", b"")
+    found["mixed"] = out.getvalue()
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(out, "w", allowZip64=True) as archive,
+        archive.open("big/entry", "w", force_zip64=True) as entry,
+    ):
+        entry.write(b"zip64 member")
+    found["zip64"] = out.getvalue()
+    return found
+
+
+def indexes() -> dict[str, bytes]:
+    weight_map = {
+        "model.embed.weight": "model-00001-of-00002.safetensors",
+        "model.layers.0.weight": "model-00001-of-00002.safetensors",
+        "lm_head.weight": "model-00002-of-00002.safetensors",
+    }
+    return {
+        "safetensors": json.dumps(
+            {"metadata": {"total_size": 4096}, "weight_map": weight_map}, indent=2
+        ).encode(),
+        "torch": json.dumps(
+            {
+                "metadata": {"total_size": 10, "format": "pt", "nested": {"a": [1, 2.5]}},
+                "weight_map": {"w": "pytorch_model-00001-of-00001.bin"},
+            }
+        ).encode(),
+        "empty": b'{"weight_map": {}}',
+    }
+
+
+def dictionary_line(token: bytes) -> str:
+    """One libFuzzer dictionary entry: printable ASCII as is, everything else as \\xNN."""
+    return (
+        '"'
+        + "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\x{b:02x}" for b in token)
+        + '"'
+    )
+
+
+def dictionaries() -> dict[str, list[bytes]]:
+    """Tokens the mutator splices in: opcodes with their arguments, JSON keys, zip magics."""
+    allowed = torch2mlx.checkpoint._core.allowed_globals()  # the allowlist, as the core has it
+    pickle_tokens = [b"c" + "\n".join(g.rsplit(".", 1)).encode() + b"\n" for g in allowed]
+    pickle_tokens += [b"X\x07\x00\x00\x00storage", b"X\x03\x00\x00\x00cpu", b"\x80\x02"]
+    zip_tokens = [b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07"]
+    names = [b"archive/data.pkl", b"archive/byteorder", b"archive/data/0", b"little", b"big"]
+    dtypes = [b"F64", b"F32", b"F16", b"BF16", b"I64", b"I32", b"I16", b"I8", b"U8", b"BOOL"]
+    return {
+        "pickle": pickle_tokens,
+        "torch_zip": zip_tokens + names + pickle_tokens,
+        "zip": zip_tokens + names,
+        "safetensors": [b'"dtype"', b'"shape"', b'"data_offsets"', b'"__metadata__"']
+        + [b'"' + d + b'"' for d in dtypes],
+        "index": [b'"weight_map"', b'"metadata"', b'"total_size"', b".safetensors", b".json"],
+    }
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/fuzz-seeds")
+    checkpoints = torch_checkpoints()
+    corpora = {
+        "torch_zip": checkpoints,
+        "pickle": {
+            **{name: data_pkl(data) for name, data in checkpoints.items()},
+            **plain_pickles(),
+        },
+        "zip": zips(checkpoints),
+        "safetensors": safetensors_files(),
+        "index": indexes(),
+    }
+    assert set(corpora) == set(TARGETS)
+    for target, seeds in corpora.items():
+        folder = out / target
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            old.unlink()
+        for name, data in seeds.items():
+            (folder / name).write_bytes(data)
+    for target, tokens in dictionaries().items():
+        lines = (dictionary_line(token) for token in tokens)
+        (out / f"{target}.dict").write_text("\n".join(lines) + "\n")
+    total = sum(len(seeds) for seeds in corpora.values())
+    print(f"make_seeds: {total} seeds for {len(corpora)} targets in {out}")
+
+
+if __name__ == "__main__":
+    main()
