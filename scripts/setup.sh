@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(
   g++ cmake ninja-build pkg-config python3-venv python3-dev  # toolchain
-  libminizip-dev nlohmann-json3-dev libfmt-dev               # core dependencies
-  libgtest-dev clang-format clang-tidy                       # tests and checks
+  zlib1g-dev nlohmann-json3-dev libfmt-dev                   # core dependencies
+  libgtest-dev libminizip-dev clang-format clang-tidy        # tests and checks
   clang libclang-rt-14-dev llvm                              # sanitizers, libFuzzer, symbolizer
 )
 missing=()
