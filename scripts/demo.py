@@ -1,9 +1,6 @@
-"""The README's demo: build two small models with seeded weights, save them the way training
-scripts do, and convert their checkpoints to MLX safetensors with torch2mlx.
-
-Until the weight converter and forward translation land, "convert" means: read the torch
-checkpoint without running any code from it, write MLX-loadable safetensors, and prove that
-MLX reads back exactly the bytes torch saved.
+"""The README's demo: build a small vision model and a small language model with seeded
+weights (Hugging Face architectures from tiny configs, no download), convert each end to end
+with torch2mlx, run it in MLX, and print the verification summary and the time taken.
 """
 
 from __future__ import annotations
@@ -16,101 +13,80 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import torch
-from torch import nn
 
 import torch2mlx
 
 
-def small_cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(32, 10),
+def vision_model():
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(
+        embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[2, 2, 2, 2], num_labels=10
     )
+    model = ResNetForImageClassification(config).eval()
+    with torch.no_grad():  # trained-looking BatchNorm statistics, not the identity
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return "ResNet-18 layout (Hugging Face ResNet)", model, (torch.randn(2, 3, 128, 128),), None
 
 
-def small_language_model() -> nn.Module:
-    class TinyLM(nn.Module):
-        def __init__(self, vocab: int = 1000, dim: int = 64) -> None:
-            super().__init__()
-            self.embed = nn.Embedding(vocab, dim)
-            layer = nn.TransformerEncoderLayer(dim, 4, 4 * dim, batch_first=True)
-            self.encoder = nn.TransformerEncoder(layer, 2)
-            self.head = nn.Linear(dim, vocab, bias=False)
-            self.head.weight = self.embed.weight  # tied, as in GPT-2
+def language_model():
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    return TinyLM()
-
-
-def convert(source: Path, destination: Path) -> None:
-    info = torch2mlx.inspect_checkpoint(source)
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", torch2mlx.CheckpointWarning)
-        weights = torch2mlx.load_state_dict(source)
-    read_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    torch2mlx.save_safetensors(destination, weights, {"format": "mlx", "source": source.name})
-    write_seconds = time.perf_counter() - start
-
-    reference = torch.load(source, weights_only=True)
-    reference = reference.get("state_dict", reference)
-    loaded = mx.load(str(destination))
-    identical = all(
-        np.array_equal(np.asarray(loaded[name]), tensor.numpy())
-        for name, tensor in reference.items()
-    )
-    print(
-        f"  {source.name}: {info.format}, {len(info.tensors)} tensors, {info.total_bytes:,} bytes"
-    )
-    for tensor in info.tensors[:4]:
-        print(f"    {tensor.name:<40} {tensor.dtype:<8} {tuple(tensor.shape)}")
-    if len(info.tensors) > 4:
-        print(f"    ... and {len(info.tensors) - 4} more")
-    for warning in caught:
-        print(f"  reported, not converted: {str(warning.message).split(': ', 1)[1]}")
-    print(
-        f"  -> {destination} in {1000 * (read_seconds + write_seconds):.1f} ms "
-        f"(read {1000 * read_seconds:.1f} ms, write {1000 * write_seconds:.1f} ms); "
-        f"MLX reads back {len(loaded)} arrays, bit-identical to torch: {identical}"
-    )
-    if not identical:
-        raise SystemExit("demo: MLX output differs from torch")
+    config = GPT2Config(vocab_size=1000, n_positions=128, n_embd=128, n_layer=4, n_head=4)
+    model = GPT2LMHeadModel(config).eval()
+    tokens = torch.randint(0, 1000, (1, 24))
+    sequence = torch.export.Dim("sequence", min=2, max=128)
+    inputs = {"input_ids": tokens, "use_cache": False}
+    dynamic = {"input_ids": {1: sequence}, "use_cache": None}
+    return "GPT-2 (4 layers, dynamic sequence length)", model, inputs, dynamic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("build/demo"), help="output folder")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="where to write")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore")
     torch.manual_seed(0)
-
-    print("torch2mlx demo: torch checkpoints -> MLX safetensors, read without running pickle code")
-    cnn = small_cnn()
-    optimizer = torch.optim.SGD(cnn.parameters(), lr=0.1, momentum=0.9)
-    cnn(torch.randn(2, 3, 32, 32)).sum().backward()
-    optimizer.step()
-    cnn_checkpoint = args.out / "cnn_training.pth"
-    torch.save(
-        {"state_dict": cnn.state_dict(), "epoch": 3, "optimizer": optimizer.state_dict()},
-        cnn_checkpoint,
-    )
-    print("\nvision model (training checkpoint: weights, epoch, optimizer state):")
-    convert(cnn_checkpoint, args.out / "cnn.safetensors")
-
-    language_model = small_language_model()
-    lm_checkpoint = args.out / "tiny_lm.pth"
-    torch.save(language_model.state_dict(), lm_checkpoint)
-    print("\nlanguage model (state dict with tied embedding and head):")
-    convert(lm_checkpoint, args.out / "tiny_lm.safetensors")
-    print("\nLayouts are copied as torch stores them; module-aware layout rules come with the")
-    print("weight converter. Try: .venv/bin/torch2mlx inspect", lm_checkpoint)
+    for build in (vision_model, language_model):
+        title, model, inputs, dynamic = build()
+        out_dir = args.out / build.__name__
+        params = sum(p.numel() for p in model.parameters())
+        print(f"\n== {title}: {params / 1e6:.2f}M parameters -> {out_dir}")
+        start = time.perf_counter()
+        result = torch2mlx.convert(model, inputs, out_dir, dynamic_shapes=dynamic, quiet=True)
+        seconds = time.perf_counter() - start
+        print(
+            f"converted and verified in {seconds:.2f} s "
+            f"(model.py: {len(result.model_py.read_text().splitlines())} lines, "
+            f"{result.config['layout_transposes']} layout transposes)"
+        )
+        print("\n".join(result.summary))
+        # The package runs with MLX alone: load it and time a forward pass.
+        mlx_model = torch2mlx.load(out_dir)
+        if isinstance(inputs, dict):
+            longer = torch.randint(0, 1000, (1, 40))
+            mlx_in = (mx.array(longer.numpy()),)
+            with torch.no_grad():
+                reference = model(input_ids=longer, use_cache=False).logits.numpy()
+        else:
+            mlx_in = tuple(mx.array(t.numpy()) for t in inputs)
+            with torch.no_grad():
+                reference = model(*inputs).logits.numpy()
+        start = time.perf_counter()
+        output = mlx_model(*mlx_in)
+        mx.eval(output)
+        mlx_seconds = time.perf_counter() - start
+        got = np.array(output["logits"])
+        print(
+            f"MLX forward on {tuple(mlx_in[0].shape)}: {mlx_seconds * 1000:.1f} ms, "
+            f"max abs error vs torch {np.abs(got - reference).max():.2e}"
+        )
+        if not result.passed:
+            raise SystemExit(f"{title}: MLX does not match torch; see {out_dir}/report.json")
+    print(f"\npackages written to {args.out}/ (open model.py to read the generated MLX code)")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@
 #include <nanobind/stl/vector.h>
 
 #include <memory>
-#include <unordered_map>
 
+#include "arrays.h"
+#include "bindings.h"
 #include "torch2mlx/cast.h"
 #include "torch2mlx/checkpoint.h"
 #include "torch2mlx/error.h"
@@ -28,17 +29,8 @@ using namespace nb::literals;
 
 namespace {
 
-using ByteArray = nb::ndarray<nb::numpy, std::uint8_t, nb::ndim<1>>;
-
-// A 1-d uint8 numpy array over a storage's bytes; the capsule keeps the storage (and the
-// mapping behind it) alive for as long as any array views it.
-ByteArray storage_array(const std::shared_ptr<torch2mlx::Storage>& storage) {
-  auto* keep = new std::shared_ptr<torch2mlx::Storage>(storage);
-  nb::capsule owner(keep, [](void* pointer) noexcept {
-    delete static_cast<std::shared_ptr<torch2mlx::Storage>*>(pointer);
-  });
-  return ByteArray(storage->data, {storage->nbytes}, owner);
-}
+using torch2mlx::bindings::ByteArray;
+using torch2mlx::bindings::storage_array;
 
 nb::dict read_checkpoint(const std::filesystem::path& path, bool headers_only) {
   torch2mlx::ReadOptions options;
@@ -49,22 +41,8 @@ nb::dict read_checkpoint(const std::filesystem::path& path, bool headers_only) {
     checkpoint = torch2mlx::read_checkpoint(path, options);
   }
   // Storages are numbered in order of first use; tensors refer to them by number.
-  std::unordered_map<const torch2mlx::Storage*, std::size_t> numbers;
-  nb::list storages;
-  nb::list tensors;
-  for (const auto& [name, tensor] : checkpoint.tensors) {
-    auto [found, inserted] = numbers.emplace(tensor.storage.get(), numbers.size());
-    if (inserted) {
-      if (headers_only || tensor.storage->data == nullptr) {
-        storages.append(nb::none());
-      } else {
-        storages.append(storage_array(tensor.storage));
-      }
-    }
-    tensors.append(nb::make_tuple(name, std::string(torch2mlx::dtype_name(tensor.dtype)),
-                                  tensor.shape, tensor.strides, tensor.offset, found->second,
-                                  tensor.storage->nbytes));
-  }
+  const auto [tensors, storages] =
+      torch2mlx::bindings::tensor_lists(checkpoint.tensors, headers_only);
   nb::list others;
   for (const auto& leaf : checkpoint.others)
     others.append(nb::make_tuple(leaf.path, leaf.type, leaf.repr));
@@ -266,6 +244,8 @@ NB_MODULE(_core, m) {
   // Registers the Python type and the C++ -> Python translation; the object is kept alive
   // by the module attribute it creates.
   const nb::exception<torch2mlx::Error> core_error(m, "CoreError", PyExc_ValueError);
+  bind_pt2(m);
+  bind_codegen(m);
 
   m.def("read_checkpoint", &read_checkpoint, "path"_a, "headers_only"_a = false,
         "Reads any supported checkpoint: a dict of format, files, metadata, tensors "

@@ -3,8 +3,8 @@ safetensors library at test time, so that no binary file is ever committed.
 
     .venv/bin/python cpp/fuzz/make_seeds.py [build/fuzz-seeds]
 
-writes <out>/<target>/<name> for the targets safetensors, zip, pickle, torch_zip and index,
-and a libFuzzer dictionary <out>/<target>.dict of the tokens each format is built from.
+writes <out>/<target>/<name> for the targets safetensors, zip, pickle, torch_zip, index and
+pt2, and a libFuzzer dictionary <out>/<target>.dict of the tokens each format is built from.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from safetensors.torch import save as save_torch_safetensors
 
 import torch2mlx
 
-TARGETS = ("safetensors", "zip", "pickle", "torch_zip", "index")
+TARGETS = ("safetensors", "zip", "pickle", "torch_zip", "index", "pt2")
 
 
 def torch_bytes(obj: object) -> bytes:
@@ -185,6 +185,54 @@ def indexes() -> dict[str, bytes]:
     }
 
 
+class _Pt2Model(torch.nn.Module):
+    """A parameter, a buffer, a non-persistent buffer, a lifted constant and a tied weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+        self.tied = self.linear.weight
+        self.register_buffer("steps", torch.tensor([1, 2], dtype=torch.int64))
+        self.register_buffer("offset", torch.ones(2, dtype=torch.float16), persistent=False)
+        self.table = torch.tensor([0.5, 2.0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x) + self.offset.float() + self.table * self.steps
+        return y + self.tied.sum()
+
+
+def pt2_archives() -> dict[str, bytes]:
+    """torch.export archives: current layout (static and dynamic shapes), the legacy layout
+    (torch 2.1 to 2.7, from torch's own serializer), and the program JSON on its own."""
+    from torch._export.serde.schema import SCHEMA_VERSION
+    from torch._export.serde.serialize import serialize
+
+    torch.manual_seed(0)
+    model = _Pt2Model().eval()
+    x = torch.randn(4, 3)
+    programs = {
+        "static": torch.export.export(model, (x,)),
+        "dynamic": torch.export.export(
+            model, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=2, max=8)}}
+        ),
+    }
+    found = {}
+    for name, program in programs.items():
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        found[name] = buffer.getvalue()
+    artifact = serialize(programs["static"])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("serialized_exported_program.json", artifact.exported_program)
+        archive.writestr("serialized_state_dict.pt", artifact.state_dict)
+        archive.writestr("serialized_constants.pt", artifact.constants)
+        archive.writestr("version", ".".join(map(str, SCHEMA_VERSION)))
+    found["legacy"] = out.getvalue()
+    found["program_json"] = artifact.exported_program
+    return found
+
+
 def dictionary_line(token: bytes) -> str:
     """One libFuzzer dictionary entry: printable ASCII as is, everything else as \\xNN."""
     return (
@@ -209,6 +257,36 @@ def dictionaries() -> dict[str, list[bytes]]:
         "safetensors": [b'"dtype"', b'"shape"', b'"data_offsets"', b'"__metadata__"']
         + [b'"' + d + b'"' for d in dtypes],
         "index": [b'"weight_map"', b'"metadata"', b'"total_size"', b".safetensors", b".json"],
+        "pt2": [
+            *zip_tokens,
+            b"archive_format",
+            b"archive_version",
+            b"byteorder",
+            b"pt2",
+            b"models/model.json",
+            b"data/weights/model_weights_config.json",
+            b"data/constants/model_constants_config.json",
+            b"data/weights/weight_0",
+            b"data/constants/tensor_0",
+            b"serialized_exported_program.json",
+            b"serialized_state_dict.pt",
+            b"version",
+            b'"config"',
+            b'"path_name"',
+            b'"use_pickle"',
+            b'"tensor_meta"',
+            b'"sizes"',
+            b'"strides"',
+            b'"storage_offset"',
+            b'"as_int"',
+            b'"as_tensor"',
+            b'"dtype"',
+            b'"layout"',
+            b'"schema_version"',
+            b'"input_specs"',
+            b'"parameter"',
+            b'"tensor_constant"',
+        ],
     }
 
 
@@ -224,6 +302,7 @@ def main() -> None:
         "zip": zips(checkpoints),
         "safetensors": safetensors_files(),
         "index": indexes(),
+        "pt2": pt2_archives(),
     }
     assert set(corpora) == set(TARGETS)
     for target, seeds in corpora.items():

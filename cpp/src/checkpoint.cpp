@@ -10,6 +10,7 @@
 
 #include "torch2mlx/error.h"
 #include "torch2mlx/mapped_file.h"
+#include "torch2mlx/pt2.h"
 #include "torch2mlx/safetensors.h"
 #include "torch2mlx/torch_zip.h"
 #include "torch2mlx/zip_archive.h"
@@ -75,6 +76,20 @@ std::string detect_file(const fs::path& path, const std::shared_ptr<MappedFile>&
   if (path.extension() == ".json") return "hf-index";
   if (!bytes.empty() && std::to_integer<unsigned char>(bytes[0]) == 0x80) return "pickle";
   return "unknown";
+}
+
+// The weights of a torch.export archive (parameters, buffers and constants, by state-dict
+// name); the graph is read and checked too, so a damaged program is refused here as well.
+Checkpoint pt2_checkpoint(const std::shared_ptr<MappedFile>& file, const ReadOptions& options) {
+  ExportedProgram program = read_pt2(file, options);
+  Checkpoint checkpoint;
+  checkpoint.format = "pt2";
+  checkpoint.files.push_back(file->name());
+  checkpoint.tensors = std::move(program.weights);
+  checkpoint.metadata["schema_version"] =
+      fmt::format("{}.{}", program.schema_version.first, program.schema_version.second);
+  if (!program.torch_version.empty()) checkpoint.metadata["torch_version"] = program.torch_version;
+  return checkpoint;
 }
 
 Checkpoint read_file(const fs::path& path, const ReadOptions& options);
@@ -152,11 +167,7 @@ Checkpoint read_weights(const fs::path& path, const ReadOptions& options) {
            "is a TorchScript archive (torch.jit.save), not a checkpoint; save "
            "torch.jit.load(f).state_dict() with torch.save instead");
   }
-  if (format == "pt2") {
-    reject(path,
-           "is a torch.export archive (.pt2); read it with `torch2mlx convert`, not as a "
-           "weights checkpoint");
-  }
+  if (format == "pt2") return pt2_checkpoint(file, options);
   if (format == "pickle") {
     reject(path,
            "is a bare pickle, not a torch.save zip archive; torch2mlx does not unpickle "

@@ -13,23 +13,38 @@ from torch2mlx.checkpoint import (
     load_state_dict,
     save_safetensors,
 )
+from torch2mlx.conversion import ConversionResult, VerificationWarning, convert
 from torch2mlx.registry import layer_registry
+from torch2mlx.runtime import load
 from torch2mlx.weights import ConversionWarning, convert_weights, module_map, to_mlx_module
 
 __version__ = "0.1.0"
 
+
+def supported_ops() -> list[str]:
+    """Every ATen overload the op registry translates (in-place variants normalise to these)."""
+    from torch2mlx import _core
+
+    return list(_core.supported_ops())
+
+
 __all__ = [
     "CheckpointInfo",
     "CheckpointWarning",
+    "ConversionResult",
     "ConversionWarning",
     "TensorInfo",
     "Torch2MLXError",
+    "VerificationWarning",
     "__version__",
+    "convert",
     "convert_weights",
     "inspect_checkpoint",
     "layer_registry",
+    "load",
     "load_state_dict",
     "module_map",
     "save_safetensors",
+    "supported_ops",
     "to_mlx_module",
 ]

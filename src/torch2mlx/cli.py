@@ -111,6 +111,97 @@ def _convert_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _example_inputs(shapes: list[str], dtypes: list[str]) -> tuple:
+    """Seeded random inputs from --input-shape 1x3x224x224 and --input-dtype float32."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = []
+    for index, shape_text in enumerate(shapes):
+        try:
+            shape = tuple(int(size) for size in shape_text.lower().split("x"))
+        except ValueError:
+            raise ValueError(
+                f"--input-shape expects sizes joined by 'x' such as 1x3x224x224, got '{shape_text}'"
+            ) from None
+        dtype_name = dtypes[min(index, len(dtypes) - 1)] if dtypes else "float32"
+        dtype = getattr(torch, dtype_name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"--input-dtype: unknown torch dtype '{dtype_name}'")
+        if dtype.is_floating_point:
+            inputs.append(torch.randn(shape, generator=generator).to(dtype))
+        else:  # token ids, indices: small non-negative values fit any vocabulary
+            inputs.append(torch.randint(0, 2, shape, generator=generator, dtype=dtype))
+    return tuple(inputs)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import time
+    import warnings
+
+    from torch2mlx.conversion import VerificationWarning, convert
+    from torch2mlx.weights import parse_size
+
+    source = args.source
+    start = time.perf_counter()
+    if ":" in source and not os.path.exists(source):
+        built = _load_factory(source)
+        model, inputs = built if isinstance(built, tuple) else (built, None)
+        if args.input_shape:
+            inputs = _example_inputs(args.input_shape, args.input_dtype or [])
+        if inputs is None:
+            raise ValueError(
+                f"{source} returned a model without example inputs: pass --input-shape "
+                "(and --input-dtype), or make the factory return (model, example_inputs)"
+            )
+    elif os.path.isdir(source):
+        raise ValueError(
+            f"{source} is a folder: converting Hugging Face folders arrives in a later "
+            "release; export the model with torch.export.save and pass the .pt2, or pass "
+            "a 'pkg.module:factory' that builds it"
+        )
+    else:
+        model = source
+        inputs = (
+            _example_inputs(args.input_shape, args.input_dtype or []) if args.input_shape else None
+        )
+    tolerance = None
+    if args.atol is not None or args.rtol is not None:
+        tolerance = (args.atol or 0.0, args.rtol or 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerificationWarning)  # reported below, as an error
+        result = convert(
+            model,
+            inputs,
+            args.output,
+            dtype=args.dtype,
+            verify=not args.no_verify,
+            tolerance=tolerance,
+            shard_size=parse_size(args.shard_size),
+            quiet=True,
+        )
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {args.output}: model.py, {', '.join(result.config['weights'])}, config.json, "
+        f"report.json in {seconds:.2f} s"
+    )
+    for note in result.config["notes"]:
+        print(f"  note: {note}")
+    if result.summary:
+        print("verification against torch:")
+        print("\n".join(result.summary))
+    elif not args.no_verify:
+        print(f"not verified: {result.report.get('reason', 'no example inputs')}")
+    if result.passed is False:
+        print(
+            f"torch2mlx: error: the MLX model does not match torch within tolerance; the "
+            f"package is written for debugging, see {args.output}/report.json",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch2mlx", description="Translate PyTorch models and checkpoints to Apple MLX."
@@ -145,6 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-unknown", action="store_true", help="copy tensors no rule covers, unchanged"
     )
     weights.set_defaults(run=_convert_weights)
+
+    convert = commands.add_parser(
+        "convert",
+        help="translate a model to a self-contained MLX package and verify it",
+        description="Translate a model (a torch.export .pt2 archive, or 'pkg.module:factory') "
+        "into OUT/model.py, MLX weights, config.json and report.json, then run torch and MLX "
+        "side by side on the example inputs.",
+    )
+    convert.add_argument("source", help="a .pt2 archive, or 'pkg.module:factory'")
+    convert.add_argument("-o", "--output", required=True, help="package directory to write")
+    convert.add_argument(
+        "--input-shape", action="append", metavar="SHAPE", help="e.g. 1x3x224x224; once per input"
+    )
+    convert.add_argument(
+        "--input-dtype", action="append", metavar="DTYPE", help="torch dtype per input (float32)"
+    )
+    convert.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    convert.add_argument("--shard-size", default="5GB", help="largest weight shard (5GB)")
+    convert.add_argument("--no-verify", action="store_true", help="skip the torch comparison")
+    convert.add_argument("--atol", type=float, help="absolute tolerance (1e-4; 1e-2 for float16)")
+    convert.add_argument("--rtol", type=float, help="relative tolerance (1e-4; 1e-2 for float16)")
+    convert.set_defaults(run=_convert)
     return parser
 
 

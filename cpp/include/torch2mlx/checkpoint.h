@@ -44,7 +44,8 @@ struct Leaf {
 
 /// Tensors and other leaves read from one file or one sharded folder.
 struct Checkpoint {
-  std::string format;  // "safetensors", "torch", "hf-sharded-safetensors", "hf-sharded-torch"
+  // "safetensors", "torch", "pt2", "hf-sharded-safetensors", "hf-sharded-torch"
+  std::string format;
   std::vector<std::string> files;
   std::vector<NamedTensor> tensors;
   std::vector<Leaf> others;
@@ -65,8 +66,9 @@ struct ShardIndex {
 /// "torchscript", "pt2", "hf-folder", "hf-index", or "unknown".
 [[nodiscard]] std::string detect_format(const std::filesystem::path& path);
 
-/// Reads a safetensors file, a torch.save zip, a sharded Hugging Face folder or its
-/// index.json. Throws Error naming the file and what to do for anything else.
+/// Reads a safetensors file, a torch.save zip, the weights of a torch.export archive (.pt2),
+/// a sharded Hugging Face folder or its index.json. Throws Error naming the file and what to
+/// do for anything else.
 [[nodiscard]] Checkpoint read_checkpoint(const std::filesystem::path& path,
                                          const ReadOptions& options = {});
 

@@ -1,0 +1,125 @@
+// Python bindings of the code generator and the op registry.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "bindings.h"
+#include "torch2mlx/codegen.h"
+#include "torch2mlx/error.h"
+#include "torch2mlx/graph.h"
+#include "torch2mlx/op_mapping.h"
+#include "torch2mlx/package.h"
+#include "torch2mlx/pt2.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+nb::dict model_dict(const torch2mlx::GeneratedModel& model) {
+  nb::dict result;
+  result["source"] = model.source;
+  nb::list weights;
+  for (const auto& weight : model.weights) {
+    weights.append(nb::make_tuple(weight.name, weight.source, weight.layout, weight.groups));
+  }
+  result["weights"] = weights;
+  nb::list inputs;
+  for (const auto& input : model.inputs) {
+    nb::dict entry;
+    entry["name"] = input.name;
+    entry["dtype"] = input.dtype;
+    entry["shape"] = input.shape;
+    inputs.append(entry);
+  }
+  result["inputs"] = inputs;
+  result["notes"] = model.notes;
+  result["transposes"] = model.transposes;
+  return result;
+}
+
+std::optional<torch2mlx::DType> parse_dtype(const std::optional<std::string>& name) {
+  if (!name) return std::nullopt;
+  const auto dtype = torch2mlx::dtype_from_name(*name);
+  if (!dtype) torch2mlx::fail("package", "unknown dtype '" + *name + "'");
+  return dtype;
+}
+
+}  // namespace
+
+void bind_codegen(nb::module_& m) {
+  m.def(
+      "generate_model",
+      [](const std::string& json, const std::string& name) {
+        torch2mlx::GeneratedModel model;
+        {
+          nb::gil_scoped_release release;
+          model = torch2mlx::generate_model(torch2mlx::parse_exported_program(json, name));
+        }
+        return model_dict(model);
+      },
+      "json"_a, "name"_a = "model.json",
+      "Generates model.py from the JSON of an ExportedProgram: a dict of source, weights "
+      "(name, source, layout, groups), inputs, notes and transposes.");
+  m.def(
+      "write_package",
+      [](const std::filesystem::path& pt2, const std::filesystem::path& directory,
+         const std::optional<std::string>& dtype, std::uint64_t shard_bytes) {
+        torch2mlx::PackageOptions options;
+        options.dtype = parse_dtype(dtype);
+        options.shard_bytes = shard_bytes;
+        torch2mlx::PackageResult result;
+        torch2mlx::ExportedProgram program;
+        {
+          nb::gil_scoped_release release;
+          program = torch2mlx::read_pt2(pt2);
+          result = torch2mlx::write_package(program, directory, options);
+        }
+        nb::dict info = model_dict(result.model);
+        info["weight_files"] = result.weight_files;
+        info["torch_version"] = program.torch_version;
+        info["schema_version"] =
+            nb::make_tuple(program.schema_version.first, program.schema_version.second);
+        nb::dict ranges;
+        for (const auto& [symbol, range] : program.ranges) {
+          ranges[symbol.c_str()] =
+              nb::make_tuple(range.min, range.max ? nb::cast(*range.max) : nb::none());
+        }
+        info["ranges"] = ranges;
+        info["out_spec"] = program.out_spec;
+        return info;
+      },
+      "pt2"_a, "directory"_a, "dtype"_a = nb::none(), "shard_bytes"_a = 5'000'000'000ULL,
+      "Reads a .pt2 archive and writes model.py and the MLX weights into an existing "
+      "directory.");
+  m.def("supported_ops", &torch2mlx::supported_ops, "Every ATen overload the registry maps.");
+  m.def(
+      "op_layouts",
+      [] {
+        static constexpr const char* kNames[] = {"standard", "elementwise",   "axis",
+                                                 "reduce",   "channels_last", "relabel"};
+        nb::list result;
+        for (const std::string& target : torch2mlx::supported_ops()) {
+          const auto* entry = torch2mlx::find_op(target);
+          result.append(nb::make_tuple(target, kNames[static_cast<int>(entry->layout)]));
+        }
+        return result;
+      },
+      "(overload, layout rule) for every registered op.");
+  m.def(
+      "unsupported_ops",
+      [] {
+        nb::list result;
+        for (const auto& entry : torch2mlx::unsupported_ops()) {
+          result.append(nb::make_tuple(std::string(entry.target), std::string(entry.reason)));
+        }
+        return result;
+      },
+      "Overloads the registry refuses, with the reason.");
+  m.def(
+      "normalise_target",
+      [](const std::string& target) { return torch2mlx::normalise_target(target); }, "target"_a,
+      "The functional overload of an in-place or out= overload.");
+}

@@ -1,0 +1,51 @@
+// Floor 5 of the core: the code generator. It turns an ExportedProgram into the source of a
+// self-contained MLX model file (model.py) that mirrors the torch module tree, and says how
+// each weight must be stored for it.
+//
+// The steps, in order:
+//   1. layout: walk the nodes once, deciding for every value the axis order it is stored in
+//      (channels-last after a convolution, torch's order elsewhere), and where a transpose
+//      is unavoidable;
+//   2. regions: group the nodes by the module call they happened in (nn_module_stack);
+//   3. emission: one class per distinct module, mlx.nn layers for modules that map one to
+//      one, helper functions for what MLX lacks, and the root class "Model".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "torch2mlx/graph.h"
+#include "torch2mlx/tensor.h"
+
+namespace torch2mlx {
+
+/// One tensor that model.safetensors holds, and how it is derived from the torch weight.
+struct PackageWeight {
+  std::string name;    // key in model.safetensors and in the MLX module tree
+  std::string source;  // key in ExportedProgram::weights
+  std::string layout;  // "torch" (unchanged), "conv_weight" or "conv_transpose_weight"
+  std::int64_t groups = 1;
+};
+
+/// A user input of the generated model.
+struct PackageInput {
+  std::string name;
+  std::string dtype;               // numpy name; "" for non-tensor inputs
+  std::vector<std::string> shape;  // sizes as text: "3" or a symbol such as "s77"
+};
+
+/// What the code generator produces.
+struct GeneratedModel {
+  std::string source;  // model.py
+  std::vector<PackageWeight> weights;
+  std::vector<PackageInput> inputs;
+  std::vector<std::string> notes;  // things the user should know, e.g. ignored buffer updates
+  std::size_t transposes = 0;      // layout transposes the generated code performs
+};
+
+/// Generates model.py for `program`. Throws Error listing every node it cannot translate,
+/// each with its op, module path and source line.
+[[nodiscard]] GeneratedModel generate_model(const ExportedProgram& program);
+
+}  // namespace torch2mlx

@@ -1,0 +1,1571 @@
+// The code generator: ExportedProgram -> model.py. See codegen.h for the steps.
+//
+// Vocabulary used below:
+//   value   a graph value name (a tensor, or a symbolic int such as a dynamic batch size);
+//   perm    the order a tensor's axes are stored in (ops/call.h); empty is torch's order;
+//   region  the nodes of one module call, with the calls nested inside it;
+//   method  a region that becomes the __call__ of a generated class; other regions are
+//           inlined into their parent (Sequential containers, modules called from outside
+//           their owner, or a second call whose code differs from the first).
+#include "torch2mlx/codegen.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "ops/call.h"
+#include "torch2mlx/error.h"
+#include "torch2mlx/op_mapping.h"
+
+namespace torch2mlx {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Small utilities.
+
+bool is_identity(const Perm& perm) {
+  for (std::size_t axis = 0; axis < perm.size(); ++axis) {
+    if (perm[axis] != static_cast<int>(axis)) return false;
+  }
+  return true;
+}
+
+Perm normal(const Perm& perm) { return is_identity(perm) ? Perm{} : perm; }
+
+/// Channels-last order for a tensor of `rank`: (0, 2, ..., rank-1, 1).
+Perm channels_last(std::size_t rank) {
+  if (rank < 3) return {};
+  Perm perm{0};
+  for (std::size_t axis = 2; axis < rank; ++axis) perm.push_back(static_cast<int>(axis));
+  perm.push_back(1);
+  return perm;
+}
+
+/// The axes argument of the transpose that turns storage order `from` into `to`.
+std::vector<std::int64_t> transpose_axes(const Perm& from, const Perm& to, std::size_t rank) {
+  Perm source = from;
+  Perm target = to;
+  if (source.empty()) source.resize(rank), std::iota(source.begin(), source.end(), 0);
+  if (target.empty()) target.resize(rank), std::iota(target.begin(), target.end(), 0);
+  std::vector<std::int64_t> axes;
+  for (const int logical : target) {
+    axes.push_back(std::find(source.begin(), source.end(), logical) - source.begin());
+  }
+  return axes;
+}
+
+std::string layout_suffix(const Perm& perm, std::size_t rank) {
+  static constexpr std::array<std::string_view, 6> kLast = {"", "", "", "nlc", "nhwc", "ndhwc"};
+  static constexpr std::array<std::string_view, 6> kFirst = {"", "", "", "ncl", "nchw", "ncdhw"};
+  if (rank < kLast.size() && perm == channels_last(rank) && !perm.empty())
+    return std::string(kLast[rank]);
+  if (rank < kFirst.size() && perm.empty() && rank >= 3) return std::string(kFirst[rank]);
+  return "t";
+}
+
+// The local name of a value moved to another axis order: "x_nhwc" / "x_nchw" across the
+// channels-last boundary; a deferred permute ("transpose") keeps the name torch gave it.
+std::string converted_name(const std::string& value, const Perm& from, const Perm& to,
+                           std::size_t rank);
+
+bool is_identifier(std::string_view text) {
+  if (text.empty() || (std::isdigit(static_cast<unsigned char>(text[0])) != 0)) return false;
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+  });
+}
+
+const std::set<std::string, std::less<>>& python_keywords() {
+  static const std::set<std::string, std::less<>> kKeywords = {
+      "False",   "None",     "True",     "and",    "as",   "assert", "async",  "await",
+      "break",   "class",    "continue", "def",    "del",  "elif",   "else",   "except",
+      "finally", "for",      "from",     "global", "if",   "import", "in",     "is",
+      "lambda",  "nonlocal", "not",      "or",     "pass", "raise",  "return", "try",
+      "while",   "with",     "yield",    "self",   "mx",   "nn",     "math"};
+  return kKeywords;
+}
+
+/// An attribute name MLX keeps as a parameter: an identifier not starting with "_".
+std::string attribute_name(std::string_view segment) {
+  std::string name(segment);
+  for (char& c : name) {
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '_') c = '_';
+  }
+  if (name.empty() || name[0] == '_' || std::isdigit(static_cast<unsigned char>(name[0])) != 0 ||
+      python_keywords().contains(name)) {
+    name = "p" + (name.empty() || name[0] != '_' ? "_" + name : name);
+  }
+  return name;
+}
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> parts;
+  if (path.empty()) return parts;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = path.find('.', start);
+    parts.emplace_back(path.substr(start, dot - start));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+bool is_index(std::string_view text) {
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) != 0;
+  });
+}
+
+std::string base_name(const std::string& value) {
+  // "conv2d_3" -> "conv2d", "relu_" -> "relu": local names in a method do not depend on
+  // the instance, nor on whether torch ran the op in place.
+  std::string name = value;
+  while (name.size() > 1 && name.back() == '_') name.pop_back();
+  const std::size_t underscore = name.rfind('_');
+  if (underscore != std::string::npos && underscore + 1 < name.size() &&
+      is_index(std::string_view(name).substr(underscore + 1))) {
+    name.erase(underscore);
+    while (name.size() > 1 && name.back() == '_') name.pop_back();
+  }
+  if (!is_identifier(name) || python_keywords().contains(name)) name = "v_" + attribute_name(name);
+  return name;
+}
+
+std::string short_type(std::string_view type) {
+  const std::size_t dot = type.rfind('.');
+  std::string name(dot == std::string_view::npos ? type : type.substr(dot + 1));
+  for (char& c : name) {
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0) c = '_';
+  }
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0])) != 0) name = "M" + name;
+  return name;
+}
+
+// All value names an argument mentions (tensors and symbolic sizes).
+void collect_names(const Arg& arg, std::vector<std::string>& names) {
+  for (const std::string& name : arg.names) {
+    if (!name.empty()) names.push_back(name);
+  }
+}
+
+std::vector<std::string> output_names(const Node& node) {
+  std::vector<std::string> names;
+  for (const Arg& output : node.outputs) {
+    if (output.kind == ArgKind::Tensor || output.kind == ArgKind::TensorList ||
+        output.kind == ArgKind::Int || output.kind == ArgKind::Float ||
+        output.kind == ArgKind::Bool) {
+      for (const std::string& name : output.names) names.push_back(name);
+    } else {
+      names.emplace_back();
+    }
+  }
+  return names;
+}
+
+std::vector<std::string> tensor_inputs(const Node& node) {
+  std::vector<std::string> names;
+  for (const NamedArg& input : node.inputs) {
+    if (input.arg.kind == ArgKind::Tensor || input.arg.kind == ArgKind::TensorList) {
+      collect_names(input.arg, names);
+    }
+  }
+  return names;
+}
+
+std::string converted_name(const std::string& value, const Perm& from, const Perm& to,
+                           std::size_t rank) {
+  const bool across =
+      (!to.empty() && to == channels_last(rank)) || (!from.empty() && from == channels_last(rank));
+  return across ? base_name(value) + "_" + layout_suffix(to, rank) : base_name(value);
+}
+
+// The activation a layer-like op consumes: its first input, except for embedding lookups.
+const Arg* data_input(const Node& node) {
+  if (node.target == "aten.embedding.default") return node.input("indices");
+  return node.inputs.empty() ? nullptr : &node.inputs[0].arg;
+}
+
+// The innermost frame of a stack trace outside torch itself: "file.py:12: code".
+std::string source_line(const std::string& trace) {
+  std::string result;
+  std::istringstream lines(trace);
+  std::string line;
+  std::string location;
+  while (std::getline(lines, line)) {
+    const std::size_t file = line.find("File \"");
+    if (file != std::string::npos) {
+      const std::size_t end = line.find('"', file + 6);
+      const std::string path = line.substr(file + 6, end - file - 6);
+      const std::size_t number = line.find("line ", end);
+      const std::size_t comma = line.find(',', number);
+      location.clear();
+      if (path.find("/torch/") != std::string::npos || number == std::string::npos) continue;
+      const std::size_t slash = path.rfind('/');
+      location = fmt::format("{}:{}", path.substr(slash == std::string::npos ? 0 : slash + 1),
+                             line.substr(number + 5, comma - number - 5));
+    } else if (!location.empty()) {
+      const std::size_t code = line.find_first_not_of(' ');
+      if (code != std::string::npos) result = fmt::format("{}: {}", location, line.substr(code));
+      location.clear();
+    }
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------
+// Generator state.
+
+struct Region {
+  std::string key;
+  std::string path;
+  std::string type;
+  Region* parent = nullptr;
+  struct Item {
+    int node = -1;
+    Region* child = nullptr;
+  };
+  std::vector<Item> items;
+  int first = 0;  // node index range [first, last]
+  int last = -1;
+  bool inline_into_parent = false;
+  bool is_leaf_layer = false;
+  std::string leaf_constructor;  // for leaf layers
+  std::vector<std::string> inputs;
+  std::vector<std::string> outputs;
+};
+
+// A module of the MLX tree: where parameters live and what class it is.
+struct ModuleNode {
+  std::string path;
+  std::string type;                   // torch type when known
+  std::vector<std::string> children;  // child segment names, in first-seen order
+  std::vector<std::pair<std::string, std::string>> params;  // attribute, source weight
+  bool is_list = false;
+  std::string leaf_constructor;  // set when an mlx.nn layer stands for it
+  std::string method_source;     // __call__ of its class, when a region became a method
+  std::string class_name;
+  std::string constructor;  // how the parent builds it, e.g. "BasicBlock(in_channels=16)"
+};
+
+struct Method {
+  std::vector<std::string> lines;
+  std::map<std::string, std::string> local;  // value -> local name (or self.x expression)
+  std::set<std::string> taken;
+  std::map<std::pair<std::string, Perm>, std::string> converted;
+  std::string last_source_line;  // the source-line comment most recently written
+};
+
+class Generator {
+ public:
+  explicit Generator(const ExportedProgram& program) : program_(program) {
+    state_.program = &program;
+  }
+
+  GeneratedModel run();
+
+ private:
+  void index_inputs();
+  void plan_layouts();
+  void build_regions();
+  void build_module_tree();
+  void decide_leaf_layers(Region& region);
+  void compute_signature(Region& region);
+  std::string emit_method(Region& region, const std::string& method_path, bool root);
+  void emit_items(Region& region, const std::string& method_path, Method& method);
+  void emit_node(int index, const std::string& method_path, Method& method);
+  std::string reference(const std::string& value, const std::string& method_path, Method& method);
+  void convert_inputs(int index, const std::string& method_path, Method& method);
+  bool needed(const std::string& path) const;
+  void decide_structure(Region& region, const std::string& method_path);
+  std::string emit_root();
+  std::string local_name(Method& method, const std::string& value, std::string hint = {});
+  std::string module_access(const std::string& path, const std::string& method_path) const;
+  bool accessible(const std::string& target, const std::string& method_path) const;
+  std::string output_expression(const nlohmann::json& spec, std::size_t& next,
+                                const std::vector<std::string>& values) const;
+  std::string assemble();
+  void ensure_module(const std::string& path);
+  std::string class_source(ModuleNode& module);
+
+  const ExportedProgram& program_;
+  EmitState state_;
+  std::map<std::string, Perm> perms_;               // value -> storage order
+  std::vector<std::map<std::string, Perm>> needs_;  // per node: input -> perm
+  std::map<std::string, std::vector<int>> uses_;    // value -> node indices
+  std::set<std::string> graph_outputs_;
+  std::vector<std::string> user_inputs_;
+  std::map<std::string, std::string> weight_attribute_;  // weight source -> MLX key
+  std::vector<std::unique_ptr<Region>> regions_;
+  Region* root_ = nullptr;
+  std::map<std::string, ModuleNode> modules_;
+  std::vector<std::string> module_order_;
+  std::vector<std::string> errors_;
+  std::vector<std::string> notes_;
+  std::set<std::string> used_values_;
+  std::set<int> relabel_;     // nodes whose output is their input in another axis order
+  bool root_layers_ = false;  // the model is an nn.Sequential: children live in self.layers
+};
+
+// ---------------------------------------------------------------------------------------
+// Inputs and weights.
+
+void Generator::index_inputs() {
+  for (const InputSpec& input : program_.inputs) {
+    if (input.kind == InputKind::UserInput) {
+      if (!input.name.empty() && !input.constant) user_inputs_.push_back(input.name);
+    } else if (input.kind == InputKind::Parameter || input.kind == InputKind::Buffer ||
+               input.kind == InputKind::Constant) {
+      state_.params.emplace(input.name, input.target);
+    } else if (input.kind == InputKind::CustomObject) {
+      errors_.push_back(
+          fmt::format("input '{}' is a custom object (a TorchBind class), which "
+                      "MLX cannot run",
+                      input.target));
+    }
+  }
+  for (std::size_t index = 0; index < program_.nodes.size(); ++index) {
+    const Node& node = program_.nodes[index];
+    for (const NamedArg& input : node.inputs) {
+      std::vector<std::string> names;
+      collect_names(input.arg, names);
+      for (const std::string& name : names) uses_[name].push_back(static_cast<int>(index));
+    }
+  }
+  for (const OutputSpec& output : program_.outputs) {
+    if (output.kind == OutputKind::UserOutput) {
+      for (const std::string& name : output.value.names) {
+        if (!name.empty()) graph_outputs_.insert(name);
+      }
+    } else if (output.kind == OutputKind::BufferMutation) {
+      notes_.push_back(
+          fmt::format("the model updates buffer '{}' in place; the MLX model "
+                      "computes the update but does not keep it",
+                      output.target));
+    } else if (output.kind == OutputKind::UserInputMutation) {
+      notes_.push_back(
+          fmt::format("the model writes into its input '{}'; the MLX model does "
+                      "not (MLX arrays are immutable)",
+                      output.target));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Step 1: layouts.
+
+void Generator::plan_layouts() {
+  const auto rank_of = [&](const std::string& name) -> std::size_t {
+    const auto found = program_.tensors.find(name);
+    return found == program_.tensors.end() ? 0 : found->second.shape.size();
+  };
+  const auto perm_of = [&](const std::string& name) -> Perm {
+    const auto found = perms_.find(name);
+    return found == perms_.end() ? Perm{} : found->second;
+  };
+  const auto single_element = [&](const std::string& name) {
+    const auto found = program_.tensors.find(name);
+    if (found == program_.tensors.end()) return false;
+    return std::all_of(found->second.shape.begin(), found->second.shape.end(),
+                       [](const Dim& dim) { return dim.symbol.empty() && dim.hint == 1; });
+  };
+  needs_.resize(program_.nodes.size());
+  for (std::size_t index = 0; index < program_.nodes.size(); ++index) {
+    const Node& node = program_.nodes[index];
+    const OpEntry* entry = find_op(node.target);
+    if (entry == nullptr) {
+      const std::string_view reason = unsupported_reason(node.target);
+      const std::string where =
+          node.module_stack.empty() ? "the model" : node.module_stack.back().path;
+      const std::string line = source_line(node.stack_trace);
+      errors_.push_back(fmt::format(
+          "node '{}' ({}) in {}{}: {}", node.name, node.target, where,
+          line.empty() ? "" : " at " + line,
+          reason.empty() ? "no MLX translation is registered for this op" : std::string(reason)));
+      continue;
+    }
+    const std::vector<std::string> inputs = tensor_inputs(node);
+    const std::vector<std::string> outputs = output_names(node);
+    std::map<std::string, Perm> need;
+    std::vector<Perm> out(outputs.size());
+    const std::string first = inputs.empty() ? std::string() : inputs[0];
+    switch (entry->layout) {
+      case LayoutRule::Standard:
+        for (const std::string& name : inputs) need[name] = {};
+        break;
+      case LayoutRule::Elementwise: {
+        std::size_t rank = 0;
+        Perm target;
+        for (const std::string& name : inputs) rank = std::max(rank, rank_of(name));
+        for (const std::string& name : inputs) {
+          if (rank_of(name) == rank && !perm_of(name).empty()) {
+            target = perm_of(name);
+            break;
+          }
+        }
+        for (const std::string& name : inputs) {
+          if (!target.empty() && rank_of(name) < rank && !single_element(name)) target.clear();
+        }
+        for (const std::string& name : inputs) {
+          if (rank_of(name) == rank) {
+            need[name] = target;
+          } else if (!single_element(name)) {
+            need[name] = {};
+          }
+        }
+        for (std::size_t output = 0; output < outputs.size(); ++output) {
+          if (rank_of(outputs[output]) == rank) out[output] = target;
+        }
+        break;
+      }
+      case LayoutRule::Axis: {
+        const Perm perm = first.empty() ? Perm{} : perm_of(first);
+        const std::size_t rank = rank_of(first);
+        for (const std::string& name : inputs) {
+          need[name] = rank_of(name) == rank ? perm : Perm{};
+        }
+        for (std::size_t output = 0; output < outputs.size(); ++output) {
+          if (rank_of(outputs[output]) == rank && program_.tensors.contains(outputs[output])) {
+            out[output] = perm;
+          }
+        }
+        break;
+      }
+      case LayoutRule::Reduce: {
+        const Perm perm = first.empty() ? Perm{} : perm_of(first);
+        const std::size_t rank = rank_of(first);
+        for (const std::string& name : inputs) need[name] = name == first ? perm : Perm{};
+        const Arg* dim = node.input("dim");
+        const bool keep = node.input("keepdim") != nullptr &&
+                          !node.input("keepdim")->ints.empty() &&
+                          node.input("keepdim")->ints[0] != 0;
+        Perm result;
+        if (dim != nullptr && !dim->ints.empty() && !perm.empty()) {
+          if (keep) {
+            result = perm;
+          } else {
+            std::set<int> reduced;
+            for (const std::int64_t axis : dim->ints) {
+              reduced.insert(
+                  static_cast<int>(axis < 0 ? axis + static_cast<std::int64_t>(rank) : axis));
+            }
+            for (const int logical : perm) {
+              if (reduced.contains(logical)) continue;
+              result.push_back(logical - static_cast<int>(std::count_if(
+                                             reduced.begin(), reduced.end(),
+                                             [&](int axis) { return axis < logical; })));
+            }
+          }
+        }
+        for (std::size_t output = 0; output < outputs.size(); ++output)
+          out[output] = normal(result);
+        break;
+      }
+      case LayoutRule::Relabel: {
+        // permute(dims) of a tensor stored in order p is the same bytes stored in order q,
+        // q[i] = position of p[i] in dims: the transpose is deferred to whoever needs it.
+        const std::size_t rank = rank_of(first);
+        std::vector<std::int64_t> dims(rank);
+        std::iota(dims.begin(), dims.end(), 0);
+        const Arg* order = node.input("dims");
+        const Arg* dim0 = node.input("dim0");
+        const Arg* dim1 = node.input("dim1");
+        const auto wrap = [&](std::int64_t axis) {
+          return axis < 0 ? axis + static_cast<std::int64_t>(rank) : axis;
+        };
+        if (order != nullptr) {
+          for (std::size_t axis = 0; axis < rank && axis < order->ints.size(); ++axis) {
+            dims[axis] = wrap(order->ints[axis]);
+          }
+        } else if (dim0 != nullptr && dim1 != nullptr && !dim0->ints.empty() &&
+                   !dim1->ints.empty() && rank >= 2) {
+          std::swap(dims[static_cast<std::size_t>(wrap(dim0->ints[0]))],
+                    dims[static_cast<std::size_t>(wrap(dim1->ints[0]))]);
+        } else if (rank == 2) {
+          std::swap(dims[0], dims[1]);  // t()
+        }
+        Perm stored = perm_of(first);
+        if (stored.empty())
+          stored.assign(dims.begin(), dims.end()), std::iota(stored.begin(), stored.end(), 0);
+        Perm result;
+        for (const int logical : stored) {
+          result.push_back(
+              static_cast<int>(std::find(dims.begin(), dims.end(), logical) - dims.begin()));
+        }
+        if (!outputs.empty()) out[0] = normal(result);
+        relabel_.insert(static_cast<int>(index));
+        break;
+      }
+      case LayoutRule::ChannelsLast: {
+        for (const std::string& name : inputs) need[name] = {};
+        if (!first.empty()) need[first] = channels_last(rank_of(first));
+        for (std::size_t output = 0; output < outputs.size(); ++output) {
+          if (program_.tensors.contains(outputs[output])) {
+            out[output] = channels_last(rank_of(outputs[output]));
+          }
+        }
+        break;
+      }
+    }
+    // Parameters are never transposed at run time for the layout: they are used as stored.
+    for (auto it = need.begin(); it != need.end();) {
+      it = state_.params.contains(it->first) ? need.erase(it) : std::next(it);
+    }
+    needs_[index] = need;
+    // Dry run of the emitter: records weight layouts and reports argument errors early.
+    state_.perms.clear();
+    for (const auto& [name, perm] : need) state_.perms[name] = perm;
+    try {
+      Call call(node, state_);
+      (void)entry->emit(call);
+    } catch (const Error& error) {
+      errors_.emplace_back(std::string(error.what()).substr(10));  // drop "[codegen] "
+    }
+    for (std::size_t output = 0; output < outputs.size(); ++output) {
+      if (!outputs[output].empty() && !out[output].empty()) perms_[outputs[output]] = out[output];
+    }
+  }
+  state_.helpers.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// Step 2: regions.
+
+void Generator::build_regions() {
+  regions_.push_back(std::make_unique<Region>());
+  root_ = regions_.back().get();
+  root_->first = 0;
+  root_->last = static_cast<int>(program_.nodes.size()) - 1;
+  std::vector<Region*> open{root_};
+  for (std::size_t index = 0; index < program_.nodes.size(); ++index) {
+    const Node& node = program_.nodes[index];
+    std::vector<const ModuleFrame*> frames;
+    for (const ModuleFrame& frame : node.module_stack) {
+      if (frame.key.find("_empty_nn_module_stack") == std::string::npos) frames.push_back(&frame);
+    }
+    std::size_t common = 0;
+    while (common < frames.size() && common + 1 < open.size() &&
+           open[common + 1]->key == frames[common]->key) {
+      ++common;
+    }
+    open.resize(common + 1);
+    for (std::size_t depth = common; depth < frames.size(); ++depth) {
+      regions_.push_back(std::make_unique<Region>());
+      Region* region = regions_.back().get();
+      region->key = frames[depth]->key;
+      region->path = frames[depth]->path;
+      region->type = frames[depth]->type;
+      region->parent = open.back();
+      region->first = static_cast<int>(index);
+      open.back()->items.push_back({-1, region});
+      open.push_back(region);
+    }
+    open.back()->items.push_back({static_cast<int>(index), nullptr});
+    for (Region* region : open) region->last = static_cast<int>(index);
+  }
+}
+
+void Generator::ensure_module(const std::string& path) {
+  if (modules_.contains(path)) return;
+  if (!path.empty()) {
+    const std::size_t dot = path.rfind('.');
+    const std::string parent = dot == std::string::npos ? std::string() : path.substr(0, dot);
+    ensure_module(parent);
+    modules_[parent].children.push_back(dot == std::string::npos ? path : path.substr(dot + 1));
+  }
+  modules_[path].path = path;
+  module_order_.push_back(path);
+}
+
+void Generator::build_module_tree() {
+  ensure_module("");
+  for (const auto& region : regions_) {
+    if (region.get() == root_) continue;
+    ensure_module(region->path);
+    if (modules_[region->path].type.empty()) modules_[region->path].type = region->type;
+  }
+  // Weights that some node reads; unused ones (num_batches_tracked, ...) are left out.
+  for (const InputSpec& input : program_.inputs) {
+    if (!state_.params.contains(input.name) || !uses_.contains(input.name)) continue;
+    const std::size_t dot = input.target.rfind('.');
+    const std::string owner =
+        dot == std::string::npos ? std::string() : input.target.substr(0, dot);
+    ensure_module(owner);
+    const std::string leaf = dot == std::string::npos ? input.target : input.target.substr(dot + 1);
+    modules_[owner].params.emplace_back(attribute_name(leaf), input.target);
+  }
+  for (auto& [path, module] : modules_) {
+    module.is_list = !module.children.empty() && module.params.empty() &&
+                     std::all_of(module.children.begin(), module.children.end(), is_index);
+  }
+  // MLX keys: the torch path with list indices kept and odd names made attributes.
+  // A model that is itself an nn.Sequential keeps its children in a list, as mlx.nn does:
+  // "0.weight" becomes "layers.0.weight".
+  ModuleNode& root = modules_.at("");
+  root_layers_ = root.is_list;
+  root.is_list = false;
+  for (auto& [path, module] : modules_) {
+    for (const auto& [attribute, source] : module.params) {
+      std::string key = root_layers_ ? "layers." : "";
+      for (const std::string& segment : split_path(path)) {
+        key += (is_index(segment) ? segment : attribute_name(segment)) + ".";
+      }
+      weight_attribute_[source] = key + attribute;
+    }
+  }
+}
+
+bool Generator::accessible(const std::string& target, const std::string& method_path) const {
+  return method_path.empty() || target.starts_with(method_path + ".");
+}
+
+std::string Generator::module_access(const std::string& path,
+                                     const std::string& method_path) const {
+  // "layers.0.conv" seen from "" -> "self.layers[0].conv".
+  std::string access = "self";
+  std::string current = method_path;
+  if (path == method_path) return access;
+  const std::string rest = method_path.empty() ? path : path.substr(method_path.size() + 1);
+  for (const std::string& segment : split_path(rest)) {
+    const auto parent = modules_.find(current);
+    const bool list = parent != modules_.end() && parent->second.is_list;
+    if (current.empty() && root_layers_) {
+      access += fmt::format(".layers[{}]", segment);
+    } else {
+      access += list ? fmt::format("[{}]", segment) : fmt::format(".{}", attribute_name(segment));
+    }
+    current = current.empty() ? segment : fmt::format("{}.{}", current, segment);
+  }
+  return access;
+}
+
+// ---------------------------------------------------------------------------------------
+// Leaf layers: module calls that are one op an mlx.nn layer computes the same way.
+
+std::string conv_constructor(const Node& node, const ExportedProgram& program, int dims,
+                             bool transposed) {
+  const Arg* weight = node.input("weight");
+  const auto& shape = program.tensors.at(weight->names[0]).shape;
+  const auto spatial = [&](const char* name, std::int64_t fallback) {
+    const Arg* arg = node.input(name);
+    std::vector<std::int64_t> values;
+    if (arg != nullptr && arg->kind == ArgKind::IntList) values = arg->ints;
+    if (values.empty()) values.assign(static_cast<std::size_t>(dims), fallback);
+    if (values.size() == 1) values.assign(static_cast<std::size_t>(dims), values[0]);
+    const bool uniform =
+        std::all_of(values.begin(), values.end(), [&](auto v) { return v == values[0]; });
+    return uniform ? fmt::format("{}", values[0]) : int_tuple(values);
+  };
+  const Arg* groups_arg = node.input("groups");
+  const std::int64_t groups =
+      groups_arg != nullptr && !groups_arg->ints.empty() ? groups_arg->ints[0] : 1;
+  std::vector<std::int64_t> kernel;
+  for (std::size_t axis = 2; axis < shape.size(); ++axis) kernel.push_back(shape[axis].hint);
+  const bool uniform =
+      std::all_of(kernel.begin(), kernel.end(), [&](auto v) { return v == kernel[0]; });
+  const std::string kernel_text = uniform ? fmt::format("{}", kernel[0]) : int_tuple(kernel);
+  const std::int64_t in = transposed ? shape[0].hint : shape[1].hint * groups;
+  const std::int64_t out = transposed ? shape[1].hint : shape[0].hint;
+  std::string text = fmt::format("nn.{}{}d({}, {}, kernel_size={}",
+                                 transposed ? "ConvTranspose" : "Conv", dims, in, out, kernel_text);
+  for (const auto& [name, fallback] : {std::pair{"stride", 1}, {"padding", 0}, {"dilation", 1}}) {
+    const std::string value = spatial(name, fallback);
+    if (value != fmt::format("{}", fallback)) text += fmt::format(", {}={}", name, value);
+  }
+  if (transposed && spatial("output_padding", 0) != "0") {
+    text += fmt::format(", output_padding={}", spatial("output_padding", 0));
+  }
+  if (groups != 1) text += fmt::format(", groups={}", groups);
+  const Arg* bias = node.input("bias");
+  if (bias == nullptr || bias->kind == ArgKind::None) text += ", bias=False";
+  return text + ")";
+}
+
+void Generator::decide_leaf_layers(Region& region) {
+  if (region.items.size() != 1 || region.items[0].child != nullptr) return;
+  const Node& node = program_.nodes[static_cast<std::size_t>(region.items[0].node)];
+  const auto param = [&](const char* name) -> std::string {
+    const Arg* arg = node.input(name);
+    if (arg == nullptr || arg->kind != ArgKind::Tensor) return {};
+    const auto found = state_.params.find(arg->names[0]);
+    return found == state_.params.end() ? std::string("?") : found->second;
+  };
+  const auto owned = [&](const char* name, bool required) {
+    const std::string target = param(name);
+    if (target.empty()) return !required;
+    return target == region.path + "." + name;
+  };
+  const auto shape = [&](const char* name) {
+    return program_.tensors.at(node.input(name)->names[0]).shape;
+  };
+  const Arg* input = data_input(node);
+  if (input == nullptr || input->kind != ArgKind::Tensor ||
+      state_.params.contains(input->names[0])) {
+    return;
+  }
+  const std::string type = short_type(region.type);
+  const std::string& target = node.target;
+  std::string constructor;
+  if (type == "Linear" && target == "aten.linear.default" && owned("weight", true) &&
+      owned("bias", false)) {
+    const auto& w = shape("weight");
+    constructor = fmt::format("nn.Linear({}, {}{})", w[1].hint, w[0].hint,
+                              param("bias").empty() ? ", bias=False" : "");
+  } else if ((type == "Conv1d" || type == "Conv2d" || type == "Conv3d") &&
+             target == fmt::format("aten.conv{}d.default", type[4]) && owned("weight", true) &&
+             owned("bias", false)) {
+    constructor = conv_constructor(node, program_, type[4] - '0', false);
+  } else if ((type == "ConvTranspose1d" || type == "ConvTranspose2d" ||
+              type == "ConvTranspose3d") &&
+             target == fmt::format("aten.conv_transpose{}d.{}", type[13],
+                                   type[13] == '1' ? "default" : "input") &&
+             owned("weight", true) && owned("bias", false)) {
+    const Arg* groups = node.input("groups");
+    const Arg* dilation = node.input("dilation");
+    if ((groups == nullptr || groups->ints.empty() || groups->ints[0] == 1)) {
+      constructor = conv_constructor(node, program_, type[13] - '0', true);
+      if (dilation != nullptr && !dilation->ints.empty()) {
+        constructor.clear();  // keep the functional form: fewer mlx.nn versions to match
+      }
+    }
+  } else if (type == "LayerNorm" && target == "aten.layer_norm.default" && owned("weight", false) &&
+             owned("bias", false)) {
+    const Arg* normalized = node.input("normalized_shape");
+    const Arg* eps = node.input("eps");
+    if (normalized != nullptr && normalized->ints.size() == 1) {
+      constructor = fmt::format("nn.LayerNorm({}", normalized->ints[0]);
+      if (eps != nullptr && !eps->floats.empty() && eps->floats[0] != 1e-5) {
+        constructor += fmt::format(", eps={}", float_literal(eps->floats[0]));
+      }
+      if (param("weight").empty()) {
+        constructor += ", affine=False";
+      } else if (param("bias").empty()) {
+        constructor += ", bias=False";
+      }
+      if (param("weight").empty() != param("bias").empty() && param("weight").empty())
+        constructor.clear();
+      if (!constructor.empty()) constructor += ")";
+    }
+  } else if (type == "Embedding" && target == "aten.embedding.default" && owned("weight", true)) {
+    const auto& w = shape("weight");
+    constructor = fmt::format("nn.Embedding({}, {})", w[0].hint, w[1].hint);
+  } else if ((type == "BatchNorm1d" || type == "BatchNorm2d" || type == "BatchNorm3d") &&
+             target == "aten.batch_norm.default" && owned("weight", true) && owned("bias", true) &&
+             owned("running_mean", true) && owned("running_var", true)) {
+    const Arg* training = node.input("training");
+    const Arg* eps = node.input("eps");
+    if (training != nullptr && !training->ints.empty() && training->ints[0] == 0) {
+      constructor = fmt::format("nn.BatchNorm({}", shape("weight")[0].hint);
+      if (eps != nullptr && !eps->floats.empty() && eps->floats[0] != 1e-5) {
+        constructor += fmt::format(", eps={}", float_literal(eps->floats[0]));
+      }
+      constructor += ")";
+    }
+  }
+  if (constructor.empty()) return;
+  ModuleNode& module = modules_[region.path];
+  if (!module.leaf_constructor.empty() && module.leaf_constructor != constructor) return;
+  module.leaf_constructor = constructor;
+  region.is_leaf_layer = true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Step 3: emission.
+
+void Generator::compute_signature(Region& region) {
+  // Inputs: values read inside and defined outside (or weights it cannot reach as self.x);
+  // outputs: values defined inside and read after the region, or returned by the model.
+  const std::string method_path = region.path;
+  std::vector<std::string> inputs;
+  std::set<std::string> seen;
+  for (int index = region.first; index <= region.last; ++index) {
+    const Node& node = program_.nodes[static_cast<std::size_t>(index)];
+    for (const NamedArg& input : node.inputs) {
+      std::vector<std::string> names;
+      collect_names(input.arg, names);
+      for (const std::string& name : names) {
+        if (seen.contains(name)) continue;
+        seen.insert(name);
+        const auto param = state_.params.find(name);
+        if (param != state_.params.end() && accessible(param->second, method_path)) continue;
+        bool defined_inside = false;
+        for (int other = region.first; other <= region.last && !defined_inside; ++other) {
+          for (const std::string& output :
+               output_names(program_.nodes[static_cast<std::size_t>(other)])) {
+            if (output == name) defined_inside = true;
+          }
+        }
+        if (!defined_inside) inputs.push_back(name);
+      }
+    }
+  }
+  std::vector<std::string> outputs;
+  for (int index = region.first; index <= region.last; ++index) {
+    for (const std::string& name : output_names(program_.nodes[static_cast<std::size_t>(index)])) {
+      if (name.empty()) continue;
+      bool escapes = graph_outputs_.contains(name);
+      for (const int use : uses_[name])
+        escapes = escapes || use < region.first || use > region.last;
+      if (escapes) outputs.push_back(name);
+    }
+  }
+  region.inputs = inputs;
+  region.outputs = outputs;
+}
+
+std::string Generator::local_name(Method& method, const std::string& value, std::string hint) {
+  if (hint.empty()) hint = base_name(value);
+  // Helper functions are module-level names: a local of the same name would shadow them.
+  if (helper_source(hint)) method.taken.insert(hint);
+  std::string name = hint;
+  for (int count = 1; method.taken.contains(name); ++count)
+    name = fmt::format("{}_{}", hint, count);
+  method.taken.insert(name);
+  method.local[value] = name;
+  return name;
+}
+
+std::string Generator::reference(const std::string& value, const std::string& method_path,
+                                 Method& method) {
+  const auto local = method.local.find(value);
+  if (local != method.local.end()) return local->second;
+  const auto param = state_.params.find(value);
+  if (param != state_.params.end() && accessible(param->second, method_path)) {
+    const std::string& key = weight_attribute_.at(param->second);
+    const std::size_t dot = key.rfind('.');
+    const std::size_t source_dot = param->second.rfind('.');
+    const std::string owner =
+        source_dot == std::string::npos ? std::string() : param->second.substr(0, source_dot);
+    return module_access(owner, method_path) + "." +
+           (dot == std::string::npos ? key : key.substr(dot + 1));
+  }
+  return value;
+}
+
+void Generator::convert_inputs(int index, const std::string& method_path, Method& method) {
+  const Node& node = program_.nodes[static_cast<std::size_t>(index)];
+  state_.rendered.clear();
+  state_.perms.clear();
+  std::vector<std::string> names;
+  for (const NamedArg& input : node.inputs) collect_names(input.arg, names);
+  for (const std::string& name : names) {
+    state_.rendered[name] = reference(name, method_path, method);
+    const auto current = perms_.find(name);
+    if (current != perms_.end()) state_.perms[name] = current->second;
+  }
+  for (const auto& [name, perm] : needs_[static_cast<std::size_t>(index)]) {
+    const Perm current = perms_.contains(name) ? perms_.at(name) : Perm{};
+    state_.perms[name] = perm;
+    if (current == perm) continue;
+    const auto cached = method.converted.find({name, perm});
+    if (cached != method.converted.end()) {
+      state_.rendered[name] = cached->second;
+      continue;
+    }
+    const std::size_t rank = program_.tensors.at(name).shape.size();
+    const std::string converted = local_name(method, name + "#" + layout_suffix(perm, rank),
+                                             converted_name(name, current, perm, rank));
+    method.lines.push_back(fmt::format("{} = mx.transpose({}, {})", converted,
+                                       reference(name, method_path, method),
+                                       int_tuple(transpose_axes(current, perm, rank))));
+    method.converted[{name, perm}] = converted;
+    state_.rendered[name] = converted;
+  }
+}
+
+void Generator::emit_node(int index, const std::string& method_path, Method& method) {
+  const Node& node = program_.nodes[static_cast<std::size_t>(index)];
+  const OpEntry* entry = find_op(node.target);
+  const std::vector<std::string> outputs = output_names(node);
+  // Dead code: nothing reads any output (export leaves unused batch-norm statistics).
+  const bool used = std::any_of(outputs.begin(), outputs.end(), [&](const std::string& name) {
+    return !name.empty() && (uses_.contains(name) || graph_outputs_.contains(name));
+  });
+  if (!used || entry == nullptr) return;
+  convert_inputs(index, method_path, method);
+  if (relabel_.contains(index)) {
+    // Same bytes, another axis order: the output is the input under a new name.
+    const std::string& input = node.inputs[0].arg.names[0];
+    method.local[outputs[0]] = reference(input, method_path, method);
+    return;
+  }
+  Call call(node, state_);
+  const std::string expression = entry->emit(call);
+  if (expression.empty()) return;
+  std::vector<std::string> targets;
+  for (const std::string& name : outputs) {
+    const bool live = !name.empty() && (uses_.contains(name) || graph_outputs_.contains(name));
+    targets.push_back(live ? local_name(method, name) : "_");
+  }
+  const bool list_output = node.outputs.size() == 1 && node.outputs[0].kind == ArgKind::TensorList;
+  if (targets.size() == 1 && !list_output) {
+    method.lines.push_back(fmt::format("{} = {}", targets[0], expression));
+  } else {
+    method.lines.push_back(fmt::format("{}{} = {}", fmt::join(targets, ", "),
+                                       targets.size() == 1 ? "," : "", expression));
+  }
+}
+
+void Generator::emit_items(Region& region, const std::string& method_path, Method& method) {
+  for (const Region::Item& item : region.items) {
+    if (item.child == nullptr) {
+      const Node& node = program_.nodes[static_cast<std::size_t>(item.node)];
+      const std::string line = source_line(node.stack_trace);
+      const std::size_t before = method.lines.size();
+      emit_node(item.node, method_path, method);
+      // Where the code came from, once per source line, for code that is not a plain layer.
+      if (!line.empty() && line != method.last_source_line && method.lines.size() > before) {
+        // Source lines can be long: cut them to fit 100 columns at 8 spaces of indent.
+        const std::string comment = line.size() > 90 ? line.substr(0, 87) + "..." : line;
+        method.lines.insert(method.lines.begin() + static_cast<std::ptrdiff_t>(before),
+                            "# " + comment);
+        method.last_source_line = line;
+      }
+      continue;
+    }
+    Region& child = *item.child;
+    if (child.inline_into_parent) {
+      emit_items(child, method_path, method);
+      continue;
+    }
+    std::vector<std::string> arguments;
+    if (child.is_leaf_layer) {
+      // The layer's input moves to the order its op needs, here in the caller.
+      const int index = child.items[0].node;
+      convert_inputs(index, method_path, method);
+      const Arg& input = *data_input(program_.nodes[static_cast<std::size_t>(index)]);
+      arguments.push_back(state_.rendered.at(input.names[0]));
+    } else {
+      for (const std::string& input : child.inputs) {
+        arguments.push_back(reference(input, method_path, method));
+      }
+    }
+    std::vector<std::string> targets;
+    for (const std::string& output : child.outputs) targets.push_back(local_name(method, output));
+    if (targets.empty()) continue;
+    method.lines.push_back(fmt::format("{} = {}({})", fmt::join(targets, ", "),
+                                       module_access(child.path, method_path),
+                                       fmt::join(arguments, ", ")));
+  }
+}
+
+std::string Generator::emit_method(Region& region, const std::string& method_path, bool root) {
+  Method method;
+  std::vector<std::string> parameters;
+  const std::vector<std::string>& inputs = root ? user_inputs_ : region.inputs;
+  // The first tensor input is "x" whatever the caller named it, so that two calls of one
+  // module from different places produce the same class.
+  bool first_tensor = true;
+  for (const std::string& input : inputs) {
+    std::string hint = base_name(input);
+    if (!root && first_tensor && program_.tensors.contains(input)) {
+      hint = "x";
+      first_tensor = false;
+    }
+    parameters.push_back(local_name(method, input, hint));
+  }
+  emit_items(region, method_path, method);
+  std::string body;
+  for (const std::string& line : method.lines) body += "        " + line + "\n";
+  std::vector<std::string> returned;
+  if (!root) {
+    for (const std::string& output : region.outputs) returned.push_back(method.local.at(output));
+    body += fmt::format("        return {}\n", fmt::join(returned, ", "));
+  }
+  return fmt::format("    def __call__(self{}{}):\n{}", parameters.empty() ? "" : ", ",
+                     fmt::join(parameters, ", "), body);
+}
+
+std::string Generator::output_expression(const nlohmann::json& spec, std::size_t& next,
+                                         const std::vector<std::string>& values) const {
+  const auto leaf = [&]() { return next < values.size() ? values[next++] : std::string("None"); };
+  if (!spec.is_object() || !spec.contains("type") || spec.at("type").is_null()) return leaf();
+  const std::string type = spec.at("type").get<std::string>();
+  std::vector<std::string> children;
+  if (spec.contains("children_spec")) {
+    for (const auto& child : spec.at("children_spec")) {
+      children.push_back(output_expression(child, next, values));
+    }
+  }
+  if (type == "builtins.tuple") {
+    return children.size() == 1 ? fmt::format("({},)", children[0])
+                                : fmt::format("({})", fmt::join(children, ", "));
+  }
+  if (type == "builtins.list") return fmt::format("[{}]", fmt::join(children, ", "));
+  // Dicts, OrderedDicts, dataclasses and Hugging Face ModelOutputs: a dict by key.
+  std::vector<std::string> keys;
+  if (spec.contains("context") && spec.at("context").is_string()) {
+    try {
+      const auto context = nlohmann::json::parse(spec.at("context").get<std::string>());
+      const auto& names =
+          context.is_array() && context.size() == 2 && context[1].is_array() ? context[1] : context;
+      if (names.is_array()) {
+        for (const auto& name : names)
+          keys.push_back(name.is_string() ? name.get<std::string>() : name.dump());
+      }
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  if (keys.size() != children.size()) {
+    return fmt::format("({})", fmt::join(children, ", "));
+  }
+  std::vector<std::string> entries;
+  for (std::size_t index = 0; index < keys.size(); ++index) {
+    entries.push_back(fmt::format("\"{}\": {}", keys[index], children[index]));
+  }
+  return fmt::format("{{{}}}", fmt::join(entries, ", "));
+}
+
+std::string Generator::class_source(ModuleNode& module) {
+  std::string init = "    def __init__(self):\n        super().__init__()\n";
+  std::vector<std::string> root_layers;
+  for (const std::string& child : module.children) {
+    const std::string path = module.path.empty() ? child : module.path + "." + child;
+    if (module.path.empty() && root_layers_) {
+      const ModuleNode& node = modules_.at(path);
+      while (root_layers.size() < std::stoul(child)) root_layers.emplace_back("nn.Module()");
+      if (!needed(path)) {
+        root_layers.emplace_back("nn.Module()");
+      } else {
+        root_layers.push_back(node.leaf_constructor.empty() ? node.constructor
+                                                            : node.leaf_constructor);
+      }
+      continue;
+    }
+    if (!needed(path)) continue;  // weight-free modules whose code was inlined
+    ModuleNode& node = modules_.at(path);
+    std::string value;
+    if (node.is_list) {
+      std::vector<std::string> items;
+      std::size_t expected = 0;
+      for (const std::string& index : node.children) {
+        while (expected < std::stoul(index)) {
+          items.emplace_back("nn.Module()");
+          ++expected;
+        }
+        const std::string item_path = fmt::format("{}.{}", path, index);
+        const ModuleNode& item = modules_.at(item_path);
+        if (!needed(item_path)) {
+          items.emplace_back("nn.Module()");  // weight-free; its code is inlined
+        } else {
+          items.push_back(item.leaf_constructor.empty() ? item.constructor : item.leaf_constructor);
+        }
+        ++expected;
+      }
+      value = fmt::format("[{}]", fmt::join(items, ", "));
+      if (value.size() > 70)
+        value = fmt::format("[\n            {},\n        ]", fmt::join(items, ",\n            "));
+    } else {
+      value = node.leaf_constructor.empty() ? node.constructor : node.leaf_constructor;
+    }
+    init += fmt::format("        self.{} = {}\n", attribute_name(child), value);
+  }
+  if (!root_layers.empty()) {
+    init += fmt::format("        self.layers = [\n            {},\n        ]\n",
+                        fmt::join(root_layers, ",\n            "));
+  }
+  for (const auto& [attribute, source] : module.params) {
+    const InputSpec* spec = nullptr;
+    for (const InputSpec& input : program_.inputs) {
+      if (input.target == source && state_.params.contains(input.name)) spec = &input;
+    }
+    const TensorMeta& meta = program_.tensors.at(spec->name);
+    std::vector<std::int64_t> shape;
+    for (const Dim& dim : meta.shape) shape.push_back(dim.hint);
+    const auto layout = state_.weight_layouts.find(source);
+    if (layout != state_.weight_layouts.end() && shape.size() >= 3) {
+      // Stored in MLX's convolution order: (out, *kernel, in).
+      std::vector<std::int64_t> moved;
+      if (layout->second.first == WeightLayout::ConvWeight) {
+        moved.push_back(shape[0]);
+        moved.insert(moved.end(), shape.begin() + 2, shape.end());
+        moved.push_back(shape[1]);
+      } else {
+        const std::int64_t groups = layout->second.second;
+        moved.push_back(shape[1] * groups);
+        moved.insert(moved.end(), shape.begin() + 2, shape.end());
+        moved.push_back(shape[0] / groups);
+      }
+      shape = moved;
+    }
+    const auto dtype = mlx_dtype(meta.dtype);
+    init += fmt::format("        self.{} = mx.zeros({}{})\n", attribute, int_tuple(shape),
+                        dtype && *dtype != "mx.float32" ? ", dtype=" + *dtype : "");
+  }
+  if (module.path.empty()) {
+    init += "        self.eval()  # inference: norms use running statistics, dropout is off\n";
+  }
+  std::string text = init;
+  if (!module.method_source.empty()) text += "\n" + module.method_source;
+  return text;
+}
+
+// Lines over 100 columns that end in a call are split the way ruff formats them: the
+// arguments on one indented line, or one per line when that is still too long.
+std::string wrap_long_lines(const std::string& text) {
+  constexpr std::size_t kWidth = 100;
+  std::string result;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.size() <= kWidth || line.back() != ')' || line.find('#') != std::string::npos) {
+      result += line + "\n";
+      continue;
+    }
+    // The parenthesis that the final ')' closes.
+    int depth = 0;
+    std::size_t open = std::string::npos;
+    for (std::size_t i = line.size(); i-- > 0;) {
+      if (line[i] == ')' || line[i] == ']') ++depth;
+      if ((line[i] == '(' || line[i] == '[') && --depth == 0) {
+        open = i;
+        break;
+      }
+    }
+    const std::size_t indent = line.find_first_not_of(' ');
+    if (open == std::string::npos || open + 2 >= line.size()) {
+      result += line + "\n";
+      continue;
+    }
+    const std::string pad(indent, ' ');
+    const std::string arguments = line.substr(open + 1, line.size() - open - 2);
+    result += line.substr(0, open + 1) + "\n";
+    if (indent + 4 + arguments.size() <= kWidth) {
+      result += fmt::format("{}    {}\n", pad, arguments);
+    } else {
+      depth = 0;
+      std::size_t start = 0;
+      for (std::size_t i = 0; i <= arguments.size(); ++i) {
+        const char c = i < arguments.size() ? arguments[i] : ',';
+        if (c == '(' || c == '[' || c == '{') ++depth;
+        if (c == ')' || c == ']' || c == '}') --depth;
+        if (c == ',' && depth == 0) {
+          const std::size_t first = arguments.find_first_not_of(' ', start);
+          if (first < i)
+            result += fmt::format("{}    {},\n", pad, arguments.substr(first, i - first));
+          start = i + 1;
+        }
+      }
+    }
+    result += pad + line.substr(line.size() - 1) + "\n";
+  }
+  return result;
+}
+
+// An integer literal in generated __init__ code, and what it configures.
+struct Literal {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  std::string value;
+  std::string label;
+};
+
+// Positional arguments of the mlx.nn constructors the generator writes, by name.
+const std::map<std::string, std::vector<std::string>, std::less<>>& positional_names() {
+  static const std::map<std::string, std::vector<std::string>, std::less<>> kNames = {
+      {"nn.Linear", {"input_dims", "output_dims"}},
+      {"nn.Conv1d", {"in_channels", "out_channels"}},
+      {"nn.Conv2d", {"in_channels", "out_channels"}},
+      {"nn.Conv3d", {"in_channels", "out_channels"}},
+      {"nn.ConvTranspose1d", {"in_channels", "out_channels"}},
+      {"nn.ConvTranspose2d", {"in_channels", "out_channels"}},
+      {"nn.ConvTranspose3d", {"in_channels", "out_channels"}},
+      {"nn.BatchNorm", {"num_features"}},
+      {"nn.LayerNorm", {"dims"}},
+      {"nn.RMSNorm", {"dims"}},
+      {"nn.GroupNorm", {"num_groups", "dims"}},
+      {"nn.Embedding", {"num_embeddings", "dims"}},
+  };
+  return kNames;
+}
+
+// Integer literals of `init` with a label each: the keyword they are passed as, the
+// positional parameter of the mlx.nn layer, or "<attribute>_size" for tensor shapes.
+std::vector<Literal> find_literals(const std::string& init) {
+  std::vector<Literal> literals;
+  const auto word = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+  };
+  for (std::size_t at = 0; at < init.size(); ++at) {
+    if (std::isdigit(static_cast<unsigned char>(init[at])) == 0) continue;
+    const char before = at == 0 ? ' ' : init[at - 1];
+    std::size_t end = at;
+    while (end < init.size() && std::isdigit(static_cast<unsigned char>(init[end])) != 0) ++end;
+    const char after = end < init.size() ? init[end] : ' ';
+    if (word(before) || before == '.' || before == '-' || word(after) || after == '.') {
+      at = end;
+      continue;
+    }
+    Literal literal{at, end, init.substr(at, end - at), "size"};
+    const std::size_t line = init.rfind('\n', at) + 1;
+    const std::string prefix = init.substr(line, at - line);
+    const std::size_t equals = prefix.rfind('=');
+    const std::size_t self = prefix.find("self.");
+    std::string attribute;
+    if (self != std::string::npos) {
+      std::size_t stop = self + 5;
+      while (stop < prefix.size() && word(prefix[stop])) ++stop;
+      attribute = prefix.substr(self + 5, stop - self - 5);
+    }
+    // The innermost open parenthesis and the argument index inside it.
+    int depth = 0;
+    std::size_t commas = 0;
+    std::size_t open = std::string::npos;
+    for (std::size_t i = prefix.size(); i-- > 0;) {
+      if (prefix[i] == ')') ++depth;
+      if (prefix[i] == '(' && depth-- == 0) {
+        open = i;
+        break;
+      }
+      if (prefix[i] == ',' && depth == 0) ++commas;
+    }
+    std::size_t key_end = prefix.size();
+    while (key_end > 0 && prefix[key_end - 1] == ' ') --key_end;
+    if (equals != std::string::npos && equals + 1 == key_end && equals > 0 &&
+        word(prefix[equals - 1])) {
+      std::size_t start = equals;
+      while (start > 0 && word(prefix[start - 1])) --start;
+      literal.label = prefix.substr(start, equals - start);
+    } else if (open != std::string::npos) {
+      std::size_t start = open;
+      while (start > 0 && (word(prefix[start - 1]) || prefix[start - 1] == '.')) --start;
+      const std::string callee = prefix.substr(start, open - start);
+      const auto names = positional_names().find(callee);
+      if (names != positional_names().end() && commas < names->second.size()) {
+        literal.label = names->second[commas];
+      } else if (!attribute.empty()) {
+        literal.label = attribute + "_size";
+      }
+    }
+    literals.push_back(literal);
+    at = end;
+  }
+  return literals;
+}
+
+std::string Generator::assemble() {
+  // Classes, deepest modules first so that every class is defined before it is used. At
+  // each depth, modules of one torch type whose code differs only in integer sizes share a
+  // class whose constructor takes those sizes.
+  std::map<std::size_t, std::vector<std::string>, std::greater<>> levels;
+  for (const std::string& path : module_order_) {
+    levels[path.empty() ? 0 : std::count(path.begin(), path.end(), '.') + 1].push_back(path);
+  }
+  std::map<std::string, int> name_count;
+  std::vector<std::pair<std::string, std::string>> classes;  // name, source
+  std::map<std::string, std::string> class_origin;           // name -> "path (type)"
+  for (const auto& [depth, paths] : levels) {
+    // Group key: type and code with the integer literals of __init__ masked.
+    std::map<std::string, std::vector<std::string>> groups;
+    std::vector<std::string> group_order;
+    std::map<std::string, std::string> bodies;
+    for (const std::string& path : paths) {
+      ModuleNode& module = modules_.at(path);
+      if (module.is_list || !module.leaf_constructor.empty() || !needed(path)) continue;
+      const std::string body = class_source(module);
+      bodies[path] = body;
+      const std::size_t split = body.find("\n    def __call__");
+      const std::string init = body.substr(0, split);
+      std::string masked = init;
+      const auto literals = find_literals(init);
+      for (std::size_t index = literals.size(); index-- > 0;) {
+        masked.replace(literals[index].begin, literals[index].end - literals[index].begin, "\x01");
+      }
+      const std::string key =
+          module.type + "\n" + masked + (split == std::string::npos ? "" : body.substr(split));
+      if (!groups.contains(key)) group_order.push_back(key);
+      groups[key].push_back(path);
+    }
+    for (const std::string& key : group_order) {
+      const std::vector<std::string>& members = groups[key];
+      ModuleNode& first = modules_.at(members.front());
+      const std::string& body = bodies[members.front()];
+      const std::size_t split = body.find("\n    def __call__");
+      const std::string init = body.substr(0, split);
+      const auto literals = find_literals(init);
+      // Columns of literal values across the members; varying columns become parameters,
+      // and equal columns share one.
+      std::vector<std::vector<std::string>> columns(literals.size());
+      for (const std::string& path : members) {
+        const std::string member_body = bodies[path];
+        const auto values =
+            find_literals(member_body.substr(0, member_body.find("\n    def __call__")));
+        for (std::size_t index = 0; index < literals.size(); ++index) {
+          columns[index].push_back(values[index].value);
+        }
+      }
+      std::map<std::vector<std::string>, std::string> parameter_of;
+      std::vector<std::string> parameters;
+      std::vector<std::string> replacement(literals.size());
+      std::set<std::string> taken;
+      for (std::size_t index = 0; index < literals.size(); ++index) {
+        const auto& column = columns[index];
+        if (std::all_of(column.begin(), column.end(),
+                        [&](const std::string& v) { return v == column[0]; })) {
+          continue;
+        }
+        auto found = parameter_of.find(column);
+        if (found == parameter_of.end()) {
+          std::string name = literals[index].label;
+          for (int suffix = 2; taken.contains(name) || python_keywords().contains(name); ++suffix) {
+            name = fmt::format("{}{}", literals[index].label, suffix);
+          }
+          taken.insert(name);
+          parameters.push_back(name);
+          found = parameter_of.emplace(column, name).first;
+        }
+        replacement[index] = found->second;
+      }
+      std::string source = init;
+      for (std::size_t index = literals.size(); index-- > 0;) {
+        if (!replacement[index].empty()) {
+          source.replace(literals[index].begin, literals[index].end - literals[index].begin,
+                         replacement[index]);
+        }
+      }
+      if (!parameters.empty()) {
+        const std::string signature = "    def __init__(self):";
+        source.replace(source.find(signature), signature.size(),
+                       fmt::format("    def __init__(self, {}):", fmt::join(parameters, ", ")));
+      }
+      if (split != std::string::npos) source += body.substr(split);
+      std::string name =
+          first.path.empty() ? "Model" : short_type(first.type.empty() ? "Module" : first.type);
+      if (!first.path.empty() && (name == "Model" || name == "Module")) name = "Block";
+      const int count = ++name_count[name];
+      if (count > 1) name += fmt::format("{}", count);
+      classes.emplace_back(name, source);
+      class_origin[name] =
+          first.path.empty()
+              ? std::string()
+              : fmt::format("{} ({})", first.type,
+                            members.size() == 1
+                                ? first.path
+                                : fmt::format("{} and {} more", first.path, members.size() - 1));
+      for (std::size_t member = 0; member < members.size(); ++member) {
+        ModuleNode& module = modules_.at(members[member]);
+        module.class_name = name;
+        std::vector<std::string> arguments;
+        for (const std::string& parameter : parameters) {
+          for (const auto& [column, named] : parameter_of) {
+            if (named == parameter)
+              arguments.push_back(fmt::format("{}={}", parameter, column[member]));
+          }
+        }
+        module.constructor = fmt::format("{}({})", name, fmt::join(arguments, ", "));
+      }
+    }
+  }
+  std::string source = fmt::format(
+      "# Generated by torch2mlx from a torch.export program (torch {}).\n"
+      "# It needs MLX only; edit it freely.\n",
+      program_.torch_version.empty() ? "unknown" : program_.torch_version);
+  std::string code;
+  for (const auto& [name, body] : classes) {
+    code += "\n\n";
+    if (!class_origin[name].empty()) code += fmt::format("# torch: {}\n", class_origin[name]);
+    code += fmt::format("class {}(nn.Module):\n{}", name, body);
+  }
+  std::string helpers;
+  for (const std::string& helper : state_.helpers) {
+    helpers += "\n\n" + std::string(*helper_source(helper));
+  }
+  const bool uses_math = (code + helpers).find("math.") != std::string::npos;
+  source += uses_math ? "import math\n\n" : "";
+  source += "import mlx.core as mx\nimport mlx.nn as nn\n";
+  return source + helpers + wrap_long_lines(code);
+}
+
+bool Generator::needed(const std::string& path) const {
+  const ModuleNode& module = modules_.at(path);
+  if (!module.params.empty() || !module.method_source.empty() || !module.leaf_constructor.empty()) {
+    return true;
+  }
+  return std::any_of(module.children.begin(), module.children.end(), [&](const std::string& child) {
+    return needed(path.empty() ? child : path + "." + child);
+  });
+}
+
+void Generator::decide_structure(Region& region, const std::string& method_path) {
+  // Inlined: containers (Sequential), weight-free torch.nn modules (activations, pooling,
+  // dropout...), and modules called from code that does not own them.
+  bool has_weights = false;
+  for (const auto& [path, module] : modules_) {
+    if ((path == region.path || path.starts_with(region.path + ".")) && !module.params.empty()) {
+      has_weights = true;
+    }
+  }
+  const bool builtin = region.type.starts_with("torch.nn.modules.");
+  region.inline_into_parent = modules_.at(region.path).is_list || (builtin && !has_weights) ||
+                              !(method_path.empty() || region.path.starts_with(method_path + "."));
+  const std::string inner = region.inline_into_parent ? method_path : region.path;
+  for (const Region::Item& item : region.items) {
+    if (item.child != nullptr) decide_structure(*item.child, inner);
+  }
+}
+
+GeneratedModel Generator::run() {
+  index_inputs();
+  plan_layouts();
+  if (!errors_.empty()) {
+    fail("codegen", fmt::format("{} node(s) cannot be translated to MLX:\n  {}", errors_.size(),
+                                fmt::join(errors_, "\n  ")));
+  }
+  build_regions();
+  build_module_tree();
+  for (const Region::Item& item : root_->items) {
+    if (item.child != nullptr) decide_structure(*item.child, "");
+  }
+  // Post-order: a region's children are settled (layer, method or inlined) before it.
+  std::function<void(Region&)> settle = [&](Region& region) {
+    for (const Region::Item& item : region.items) {
+      if (item.child != nullptr) settle(*item.child);
+    }
+    if (&region == root_ || region.inline_into_parent) return;
+    decide_leaf_layers(region);
+    compute_signature(region);
+    if (region.is_leaf_layer) return;
+    if (region.outputs.empty()) {
+      region.inline_into_parent = true;
+      return;
+    }
+    const std::string method = emit_method(region, region.path, false);
+    ModuleNode& owner = modules_.at(region.path);
+    if (owner.method_source.empty()) {
+      owner.method_source = method;
+    } else if (owner.method_source != method) {
+      region.inline_into_parent = true;  // a second call that computes something else
+    }
+  };
+  settle(*root_);
+  // Emit for real: helpers asked for by methods that were inlined later are dropped.
+  state_.helpers.clear();
+  for (auto& [path, module] : modules_) module.method_source.clear();
+  std::function<void(Region&)> emit = [&](Region& region) {
+    for (const Region::Item& item : region.items) {
+      if (item.child != nullptr) emit(*item.child);
+    }
+    if (&region == root_ || region.inline_into_parent || region.is_leaf_layer) return;
+    ModuleNode& owner = modules_.at(region.path);
+    if (owner.method_source.empty()) owner.method_source = emit_method(region, region.path, false);
+  };
+  emit(*root_);
+  modules_.at("").method_source = emit_root();
+  GeneratedModel generated;
+  generated.source = assemble();
+  for (const auto& [source, key] : weight_attribute_) {
+    PackageWeight weight;
+    weight.name = key;
+    weight.source = source;
+    weight.layout = "torch";
+    const auto layout = state_.weight_layouts.find(source);
+    if (layout != state_.weight_layouts.end()) {
+      weight.layout = layout->second.first == WeightLayout::ConvWeight ? "conv_weight"
+                                                                       : "conv_transpose_weight";
+      weight.groups = layout->second.second;
+    }
+    generated.weights.push_back(weight);
+  }
+  for (const std::string& input : user_inputs_) {
+    PackageInput info;
+    info.name = input;
+    const auto meta = program_.tensors.find(input);
+    if (meta != program_.tensors.end()) {
+      info.dtype = meta->second.dtype;
+      for (const Dim& dim : meta->second.shape) {
+        info.shape.push_back(dim.symbol.empty() ? fmt::format("{}", dim.hint) : dim.symbol);
+      }
+    }
+    generated.inputs.push_back(info);
+  }
+  generated.notes = notes_;
+  for (std::size_t at = generated.source.find("transpose("); at != std::string::npos;
+       at = generated.source.find("transpose(", at + 1)) {
+    ++generated.transposes;
+  }
+  return generated;
+}
+
+std::string Generator::emit_root() {
+  // The model's inputs in torch's order; its outputs back in torch's axis order and
+  // structure (tuples, lists, dicts).
+  Method scope;
+  std::vector<std::string> parameters;
+  for (const std::string& input : user_inputs_) parameters.push_back(local_name(scope, input));
+  // Non-tensor inputs keep their place in the signature with the value export baked in.
+  for (const InputSpec& spec : program_.inputs) {
+    if (!spec.constant) continue;
+    Node holder;
+    holder.inputs.push_back({"value", spec.value, false});
+    state_.rendered.clear();
+    Call call(holder, state_);
+    parameters.push_back(
+        fmt::format("{}={}", local_name(scope, spec.name), call.literal("value", "None")));
+  }
+  emit_items(*root_, "", scope);
+  std::vector<std::string> values;
+  for (const OutputSpec& output : program_.outputs) {
+    if (output.kind != OutputKind::UserOutput) continue;
+    const Arg& value = output.value;
+    const bool named = !value.names.empty() && !value.names[0].empty();
+    if (value.kind == ArgKind::None) {
+      values.emplace_back("None");
+    } else if (named && value.kind != ArgKind::TensorList) {
+      const std::string& name = value.names[0];
+      std::string expression = reference(name, "", scope);
+      const auto perm = perms_.find(name);
+      if (perm != perms_.end() && !perm->second.empty()) {
+        const std::size_t rank = program_.tensors.at(name).shape.size();
+        const std::string converted =
+            local_name(scope, name + "#out", base_name(name) + "_" + layout_suffix({}, rank));
+        scope.lines.push_back(fmt::format("{} = mx.transpose({}, {})", converted, expression,
+                                          int_tuple(transpose_axes(perm->second, {}, rank))));
+        expression = converted;
+      }
+      values.push_back(expression);
+    } else {
+      Node holder;
+      holder.inputs.push_back({"value", value, false});
+      state_.rendered.clear();
+      Call call(holder, state_);
+      values.push_back(call.literal("value", "None"));
+    }
+  }
+  std::string result;
+  if (!program_.out_spec.empty()) {
+    try {
+      const auto spec = nlohmann::json::parse(program_.out_spec);
+      std::size_t next = 0;
+      result =
+          output_expression(spec.is_array() && spec.size() == 2 ? spec[1] : spec, next, values);
+    } catch (const nlohmann::json::exception&) {
+      result.clear();
+    }
+  }
+  if (result.empty()) {
+    result = values.size() == 1 ? values[0] : fmt::format("({})", fmt::join(values, ", "));
+  }
+  std::string body;
+  for (const std::string& line : scope.lines) body += "        " + line + "\n";
+  return fmt::format("    def __call__(self{}{}):\n{}        return {}\n",
+                     parameters.empty() ? "" : ", ", fmt::join(parameters, ", "), body, result);
+}
+
+}  // namespace
+
+GeneratedModel generate_model(const ExportedProgram& program) {
+  Generator generator(program);
+  return generator.run();
+}
+
+}  // namespace torch2mlx

@@ -1,0 +1,548 @@
+// The JSON form of a torch.export ExportedProgram (torch/_export/serde/schema.py), read into
+// the graph IR of graph.h. The parts used:
+//
+//   { "schema_version": {"major": 8, "minor": 20}, "torch_version": "2.13.0",
+//     "range_constraints": {"s77": {"min_val": 1, "max_val": 64}},
+//     "graph_module": {
+//       "graph": { "inputs": [Argument], "outputs": [Argument], "nodes": [Node],
+//                  "tensor_values": {name: {"dtype": code, "sizes": [{"as_int": 3} |
+//                                    {"as_expr": {"expr_str": "...", "hint": {"as_int": 2}}}]}}},
+//       "signature": { "input_specs": [{"parameter": {"arg": {"name"}, "parameter_name"}} |
+//                                      {"buffer": ...} | {"tensor_constant": ...} |
+//                                      {"user_input": {"arg": Argument}} | ...],
+//                      "output_specs": [{"user_output": {"arg": Argument}} | ...] },
+//       "module_call_graph": [{"fqn": "", "signature": {"in_spec", "out_spec", ...}}] } }
+//
+//   Node     = {"name", "target", "inputs": [{"name", "arg": Argument, "kind": 1|2}],
+//               "outputs": [Argument], "metadata": {"nn_module_stack", "stack_trace"}}
+//   Argument = a one-key object: {"as_tensor": {"name"}}, {"as_int": 3}, {"as_ints": [...]},
+//              {"as_sym_int": {"as_name": "s"} | {"as_int": 3}}, {"as_scalar_type": 7}, ...
+//
+// nn_module_stack is "key,path,type;key,path,type;..." where a path may itself hold commas
+// only inside brackets, so the split takes the first and the last comma of each entry.
+#include <fmt/format.h>
+
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "torch2mlx/error.h"
+#include "torch2mlx/graph.h"
+
+namespace torch2mlx {
+
+const Arg* Node::input(std::string_view input_name) const {
+  for (const NamedArg& named : inputs) {
+    if (named.name == input_name) return &named.arg;
+  }
+  return nullptr;
+}
+
+namespace {
+
+using Json = nlohmann::json;
+
+// ScalarType codes of schema.py, as numpy dtype names.
+constexpr std::pair<std::int64_t, std::string_view> kScalarTypes[] = {
+    {1, "uint8"},
+    {2, "int8"},
+    {3, "int16"},
+    {4, "int32"},
+    {5, "int64"},
+    {6, "float16"},
+    {7, "float32"},
+    {8, "float64"},
+    {9, "complex32"},
+    {10, "complex64"},
+    {11, "complex128"},
+    {12, "bool"},
+    {13, "bfloat16"},
+    {28, "uint16"},
+    {29, "float8_e4m3fn"},
+    {30, "float8_e5m2"},
+    {31, "float8_e4m3fnuz"},
+    {32, "float8_e5m2fnuz"},
+    {33, "float8_e8m0fnu"},
+    {34, "uint32"},
+    {35, "uint64"},
+};
+
+// Reads JSON for one file and reports errors against it.
+struct Reader {
+  std::string_view file;
+
+  [[noreturn]] void bad(std::string_view what) const {
+    fail("graph", fmt::format("{}: {}; re-export the model with torch.export.save", file, what));
+  }
+
+  const Json& field(const Json& object, const char* key, std::string_view where) const {
+    if (!object.is_object() || !object.contains(key))
+      bad(fmt::format("{} has no '{}'", where, key));
+    return object.at(key);
+  }
+
+  std::string string(const Json& value, std::string_view where) const {
+    if (!value.is_string()) bad(fmt::format("{} is not a string", where));
+    return value.get<std::string>();
+  }
+
+  std::int64_t integer(const Json& value, std::string_view where) const {
+    if (!value.is_number_integer()) bad(fmt::format("{} is not an integer", where));
+    return value.get<std::int64_t>();
+  }
+
+  // A float; torch writes the non-finite ones as the strings "Infinity", "-Infinity", "NaN".
+  double number(const Json& value, std::string_view where) const {
+    if (value.is_number()) return value.get<double>();
+    if (value.is_string()) {
+      const std::string text = value.get<std::string>();
+      if (text == "Infinity") return std::numeric_limits<double>::infinity();
+      if (text == "-Infinity") return -std::numeric_limits<double>::infinity();
+      if (text == "NaN") return std::numeric_limits<double>::quiet_NaN();
+    }
+    bad(fmt::format("{} is not a number", where));
+  }
+
+  // {"as_int": 3} or {"as_name": "sym_size_int"}.
+  void sym_element(const Json& value, Arg& arg, std::string_view where) const {
+    if (value.is_object() && value.contains("as_int")) {
+      arg.ints.push_back(integer(value.at("as_int"), where));
+      arg.names.emplace_back();
+    } else if (value.is_object() && value.contains("as_name")) {
+      arg.ints.push_back(0);
+      arg.names.push_back(string(value.at("as_name"), where));
+    } else {
+      bad(fmt::format("{} is neither a literal nor a symbol", where));
+    }
+  }
+
+  void tensor_name(const Json& value, Arg& arg, std::string_view where) const {
+    arg.names.push_back(string(field(value, "name", where), where));
+  }
+
+  Arg argument(const Json& value, std::string_view where) const {
+    if (!value.is_object() || value.size() != 1) bad(fmt::format("{} is not an argument", where));
+    // value.begin(), not items().begin(): the items() proxy is a temporary.
+    const auto entry = value.begin();
+    const std::string& kind = entry.key();
+    const Json& body = entry.value();
+    Arg arg;
+    if (kind == "as_none") {
+      arg.kind = ArgKind::None;
+    } else if (kind == "as_tensor") {
+      arg.kind = ArgKind::Tensor;
+      tensor_name(body, arg, where);
+    } else if (kind == "as_tensors") {
+      arg.kind = ArgKind::TensorList;
+      if (!body.is_array()) bad(fmt::format("{} is not a list", where));
+      for (const Json& item : body) tensor_name(item, arg, where);
+    } else if (kind == "as_optional_tensors") {
+      arg.kind = ArgKind::TensorList;
+      if (!body.is_array()) bad(fmt::format("{} is not a list", where));
+      for (const Json& item : body) {
+        if (item.contains("as_tensor")) {
+          tensor_name(item.at("as_tensor"), arg, where);
+        } else {
+          arg.names.emplace_back();
+        }
+      }
+    } else if (kind == "as_optional_tensor") {
+      if (body.contains("as_tensor")) {
+        arg.kind = ArgKind::Tensor;
+        tensor_name(body.at("as_tensor"), arg, where);
+      }
+    } else if (kind == "as_int") {
+      arg.kind = ArgKind::Int;
+      arg.ints.push_back(integer(body, where));
+      arg.names.emplace_back();
+    } else if (kind == "as_sym_int") {
+      arg.kind = ArgKind::Int;
+      sym_element(body, arg, where);
+    } else if (kind == "as_ints" || kind == "as_sym_ints") {
+      arg.kind = ArgKind::IntList;
+      if (!body.is_array()) bad(fmt::format("{} is not a list", where));
+      for (const Json& item : body) {
+        if (kind == "as_ints") {
+          arg.ints.push_back(integer(item, where));
+          arg.names.emplace_back();
+        } else {
+          sym_element(item, arg, where);
+        }
+      }
+    } else if (kind == "as_float") {
+      arg.kind = ArgKind::Float;
+      arg.floats.push_back(number(body, where));
+    } else if (kind == "as_sym_float") {
+      arg.kind = ArgKind::Float;
+      if (body.contains("as_float")) {
+        arg.floats.push_back(number(body.at("as_float"), where));
+        arg.names.emplace_back();
+      } else {
+        arg.floats.push_back(0.0);
+        arg.names.push_back(string(field(body, "as_name", where), where));
+      }
+    } else if (kind == "as_floats") {
+      arg.kind = ArgKind::FloatList;
+      if (!body.is_array()) bad(fmt::format("{} is not a list", where));
+      for (const Json& item : body) arg.floats.push_back(number(item, where));
+    } else if (kind == "as_bool") {
+      arg.kind = ArgKind::Bool;
+      if (!body.is_boolean()) bad(fmt::format("{} is not a bool", where));
+      arg.ints.push_back(body.get<bool>() ? 1 : 0);
+      arg.names.emplace_back();
+    } else if (kind == "as_sym_bool") {
+      arg.kind = ArgKind::Bool;
+      if (body.contains("as_bool")) {
+        arg.ints.push_back(body.at("as_bool").get<bool>() ? 1 : 0);
+        arg.names.emplace_back();
+      } else {
+        arg.ints.push_back(0);
+        arg.names.push_back(string(field(body, "as_name", where), where));
+      }
+    } else if (kind == "as_bools") {
+      arg.kind = ArgKind::BoolList;
+      if (!body.is_array()) bad(fmt::format("{} is not a list", where));
+      for (const Json& item : body) {
+        if (!item.is_boolean()) bad(fmt::format("{} holds a non-bool", where));
+        arg.ints.push_back(item.get<bool>() ? 1 : 0);
+      }
+    } else if (kind == "as_string") {
+      arg.kind = ArgKind::String;
+      arg.strings.push_back(string(body, where));
+    } else if (kind == "as_strings") {
+      arg.kind = ArgKind::StringList;
+      if (!body.is_array()) bad(fmt::format("{} is not a list", where));
+      for (const Json& item : body) arg.strings.push_back(string(item, where));
+    } else if (kind == "as_scalar_type") {
+      arg.kind = ArgKind::ScalarType;
+      const std::int64_t code = integer(body, where);
+      const auto name = scalar_type_name(code);
+      if (!name) bad(fmt::format("{} has unknown scalar type code {}", where, code));
+      arg.strings.push_back(*name);
+    } else if (kind == "as_memory_format") {
+      arg.kind = ArgKind::MemoryFormat;
+      arg.ints.push_back(integer(body, where));
+    } else if (kind == "as_layout") {
+      arg.kind = ArgKind::Layout;
+      arg.ints.push_back(integer(body, where));
+    } else if (kind == "as_device") {
+      arg.kind = ArgKind::Device;
+      arg.strings.push_back(string(field(body, "type", where), where));
+    } else {
+      // Subgraphs (torch.cond, map), custom objects, operators, complex scalars: kept as a
+      // marker so the analyzer and the code generator can name the node that uses them.
+      arg.kind = ArgKind::Unsupported;
+      arg.strings.emplace_back(kind);
+    }
+    return arg;
+  }
+
+  std::vector<ModuleFrame> module_stack(const std::string& text) const {
+    std::vector<ModuleFrame> frames;
+    std::size_t start = 0;
+    while (start < text.size()) {
+      // Entries are separated by ';' outside brackets (a path like "layers[0]" has none, but
+      // a type name never holds ';').
+      std::size_t end = text.find(';', start);
+      if (end == std::string::npos) end = text.size();
+      const std::string entry = text.substr(start, end - start);
+      start = end + 1;
+      const std::size_t first = entry.find(',');
+      const std::size_t last = entry.rfind(',');
+      if (first == std::string::npos || first == last) {
+        bad(fmt::format("nn_module_stack entry '{}' is not 'key,path,type'", entry));
+      }
+      ModuleFrame frame{entry.substr(0, first), entry.substr(first + 1, last - first - 1),
+                        entry.substr(last + 1)};
+      // The root module has an empty path (the generated class stands for it); export marks
+      // nodes it made up itself with a placeholder entry.
+      if (!frame.path.empty() && !frame.key.starts_with("_empty_nn_module_stack")) {
+        frames.push_back(std::move(frame));
+      }
+    }
+    return frames;
+  }
+
+  Node node(const Json& value, std::size_t index) const {
+    const std::string where = fmt::format("node {}", index);
+    Node result;
+    result.target = string(field(value, "target", where), where);
+    constexpr std::string_view kPrefix = "torch.ops.";
+    if (result.target.starts_with(kPrefix)) result.target.erase(0, kPrefix.size());
+    if (value.contains("name") && value.at("name").is_string()) {
+      result.name = value.at("name").get<std::string>();
+    } else {
+      result.name = fmt::format("node_{}", index);
+    }
+    const std::string here = fmt::format("node '{}' ({})", result.name, result.target);
+    const Json& inputs = field(value, "inputs", here);
+    if (!inputs.is_array()) bad(fmt::format("{} inputs are not a list", here));
+    for (const Json& input : inputs) {
+      NamedArg named;
+      named.name = string(field(input, "name", here), here);
+      named.arg =
+          argument(field(input, "arg", here), fmt::format("{} input '{}'", here, named.name));
+      named.keyword = input.contains("kind") && input.at("kind").is_number_integer() &&
+                      input.at("kind").get<int>() == 2;
+      result.inputs.push_back(std::move(named));
+    }
+    const Json& outputs = field(value, "outputs", here);
+    if (!outputs.is_array()) bad(fmt::format("{} outputs are not a list", here));
+    for (const Json& output : outputs) result.outputs.push_back(argument(output, here + " output"));
+    if (value.contains("metadata") && value.at("metadata").is_object()) {
+      const Json& metadata = value.at("metadata");
+      if (metadata.contains("nn_module_stack") && metadata.at("nn_module_stack").is_string()) {
+        result.module_stack = module_stack(metadata.at("nn_module_stack").get<std::string>());
+      }
+      if (metadata.contains("stack_trace") && metadata.at("stack_trace").is_string()) {
+        result.stack_trace = metadata.at("stack_trace").get<std::string>();
+      }
+    }
+    return result;
+  }
+
+  TensorMeta tensor_meta(const std::string& name, const Json& value) const {
+    const std::string where = fmt::format("tensor '{}'", name);
+    TensorMeta meta;
+    const std::int64_t code = integer(field(value, "dtype", where), where);
+    const auto dtype = scalar_type_name(code);
+    if (!dtype) bad(fmt::format("{} has unknown scalar type code {}", where, code));
+    meta.dtype = *dtype;
+    const Json& sizes = field(value, "sizes", where);
+    if (!sizes.is_array()) bad(where + " sizes are not a list");
+    for (const Json& size : sizes) {
+      Dim dim;
+      if (size.contains("as_int")) {
+        dim.hint = integer(size.at("as_int"), where);
+      } else if (size.contains("as_expr")) {
+        const Json& expr = size.at("as_expr");
+        dim.symbol = string(field(expr, "expr_str", where), where);
+        // sympy's repr of a plain symbol: Symbol('s77', positive=True, integer=True).
+        if (dim.symbol.starts_with("Symbol('")) {
+          dim.symbol = dim.symbol.substr(8, dim.symbol.find('\'', 8) - 8);
+        }
+        if (expr.contains("hint") && expr.at("hint").is_object() &&
+            expr.at("hint").contains("as_int")) {
+          dim.hint = integer(expr.at("hint").at("as_int"), where);
+        }
+      } else {
+        bad(where + " has a size that is neither an int nor an expression");
+      }
+      meta.shape.push_back(std::move(dim));
+    }
+    return meta;
+  }
+
+  // One entry of signature.input_specs.
+  InputSpec input_spec(const Json& value, std::size_t index) const {
+    const std::string where = fmt::format("input spec {}", index);
+    if (!value.is_object() || value.size() != 1) bad(where + " is not a one-key object");
+    // value.begin(), not items().begin(): the items() proxy is a temporary.
+    const auto entry = value.begin();
+    const std::string& kind = entry.key();
+    const Json& body = entry.value();
+    InputSpec spec;
+    if (kind == "constant_input") {
+      spec.kind = InputKind::UserInput;
+      spec.constant = true;
+      spec.name = string(field(body, "name", where), where);
+      spec.value = argument(field(body, "value", where), where);
+      return spec;
+    }
+    if (kind == "user_input") {
+      spec.kind = InputKind::UserInput;
+      spec.value = argument(field(body, "arg", where), where);
+      if (!spec.value.names.empty()) spec.name = spec.value.names[0];
+      return spec;
+    }
+    static const std::pair<const char*, std::pair<InputKind, const char*>> kKinds[] = {
+        {"parameter", {InputKind::Parameter, "parameter_name"}},
+        {"buffer", {InputKind::Buffer, "buffer_name"}},
+        {"tensor_constant", {InputKind::Constant, "tensor_constant_name"}},
+        {"custom_obj", {InputKind::CustomObject, "custom_obj_name"}},
+        {"token", {InputKind::Token, nullptr}},
+    };
+    for (const auto& [key, info] : kKinds) {
+      if (kind != key) continue;
+      spec.kind = info.first;
+      if (body.contains("arg") && body.at("arg").contains("name")) {
+        spec.name = string(body.at("arg").at("name"), where);
+      } else if (body.contains("name")) {
+        spec.name = string(body.at("name"), where);
+      }
+      spec.value.kind = ArgKind::Tensor;
+      spec.value.names.push_back(spec.name);
+      if (info.second != nullptr) spec.target = string(field(body, info.second, where), where);
+      if (body.contains("persistent") && body.at("persistent").is_boolean()) {
+        spec.persistent = body.at("persistent").get<bool>();
+      }
+      return spec;
+    }
+    bad(fmt::format("{} has unknown kind '{}'", where, kind));
+  }
+
+  OutputSpec output_spec(const Json& value, std::size_t index) const {
+    const std::string where = fmt::format("output spec {}", index);
+    if (!value.is_object() || value.size() != 1) bad(where + " is not a one-key object");
+    // value.begin(), not items().begin(): the items() proxy is a temporary.
+    const auto entry = value.begin();
+    const std::string& kind = entry.key();
+    const Json& body = entry.value();
+    static const std::pair<const char*, std::pair<OutputKind, const char*>> kKinds[] = {
+        {"user_output", {OutputKind::UserOutput, nullptr}},
+        {"buffer_mutation", {OutputKind::BufferMutation, "buffer_name"}},
+        {"user_input_mutation", {OutputKind::UserInputMutation, "user_input_name"}},
+        {"parameter_mutation", {OutputKind::ParameterMutation, "parameter_name"}},
+        {"token", {OutputKind::Token, nullptr}},
+    };
+    OutputSpec spec;
+    spec.kind = OutputKind::Other;
+    for (const auto& [key, info] : kKinds) {
+      if (kind == key) {
+        spec.kind = info.first;
+        if (info.second != nullptr) spec.target = string(field(body, info.second, where), where);
+      }
+    }
+    const Json& arg = field(body, "arg", where);
+    if (arg.is_object() && arg.size() == 1 && arg.begin().key().starts_with("as_")) {
+      spec.value = argument(arg, where);
+    } else if (arg.contains("name")) {
+      spec.value.kind = ArgKind::Tensor;
+      spec.value.names.push_back(string(arg.at("name"), where));
+    }
+    return spec;
+  }
+};
+
+// Every value a node reads must be a graph input or the output of an earlier node: this
+// rejects references to missing tensors and, since nodes are in order, cycles.
+void check_defined_before_use(const ExportedProgram& program, const Reader& reader) {
+  std::set<std::string> defined;
+  for (const InputSpec& input : program.inputs) {
+    if (!input.name.empty()) defined.insert(input.name);
+  }
+  const auto define = [&](const Arg& arg) {
+    for (const std::string& name : arg.names) {
+      if (!name.empty()) defined.insert(name);
+    }
+  };
+  const auto check = [&](const Arg& arg, std::string_view where) {
+    for (const std::string& name : arg.names) {
+      if (!name.empty() && !defined.contains(name)) {
+        reader.bad(
+            fmt::format("{} reads '{}', which no input or earlier node defines (a "
+                        "missing tensor or a cycle)",
+                        where, name));
+      }
+    }
+  };
+  for (const Node& node : program.nodes) {
+    for (const NamedArg& input : node.inputs) {
+      check(input.arg, fmt::format("node '{}' ({})", node.name, node.target));
+    }
+    for (const Arg& output : node.outputs) {
+      for (const std::string& name : output.names) {
+        if (!name.empty() && defined.contains(name)) {
+          reader.bad(fmt::format("node '{}' redefines value '{}'", node.name, name));
+        }
+      }
+      define(output);
+    }
+  }
+  for (const OutputSpec& output : program.outputs) check(output.value, "the graph output");
+}
+
+}  // namespace
+
+std::optional<std::string> scalar_type_name(std::int64_t code) {
+  for (const auto& [known, name] : kScalarTypes) {
+    if (known == code) return std::string(name);
+  }
+  return std::nullopt;
+}
+
+ExportedProgram parse_exported_program(std::string_view json, std::string_view name) {
+  const Reader reader{name};
+  Json root;
+  try {
+    root = Json::parse(json);
+  } catch (const Json::exception& error) {
+    reader.bad(fmt::format("not valid JSON ({})", error.what()));
+  }
+  ExportedProgram program;
+  if (root.contains("schema_version") && root.at("schema_version").is_object()) {
+    const Json& version = root.at("schema_version");
+    program.schema_version = {
+        static_cast<int>(reader.integer(reader.field(version, "major", "schema_version"), "major")),
+        static_cast<int>(
+            reader.integer(reader.field(version, "minor", "schema_version"), "minor"))};
+  }
+  const auto [major, minor] = program.schema_version;
+  if (major < kSupportedSchemaMajor.first || major > kSupportedSchemaMajor.second) {
+    fail("graph", fmt::format("{}: schema version {}.{} is not supported; this reader supports "
+                              "major versions {} to {} (torch 2.1 to 2.13): export the model "
+                              "again with a torch in that range",
+                              name, major, minor, kSupportedSchemaMajor.first,
+                              kSupportedSchemaMajor.second));
+  }
+  if (root.contains("torch_version") && root.at("torch_version").is_string()) {
+    program.torch_version = root.at("torch_version").get<std::string>();
+  }
+  if (root.contains("range_constraints") && root.at("range_constraints").is_object()) {
+    for (const auto& [symbol, range] : root.at("range_constraints").items()) {
+      SymbolRange bounds;
+      if (range.contains("min_val") && range.at("min_val").is_number_integer()) {
+        bounds.min = range.at("min_val").get<std::int64_t>();
+      }
+      if (range.contains("max_val") && range.at("max_val").is_number_integer()) {
+        bounds.max = range.at("max_val").get<std::int64_t>();
+      }
+      program.ranges.emplace(symbol, bounds);
+    }
+  }
+  const Json& module = reader.field(root, "graph_module", "the program");
+  const Json& graph = reader.field(module, "graph", "graph_module");
+  const Json& nodes = reader.field(graph, "nodes", "graph");
+  if (!nodes.is_array()) reader.bad("graph.nodes is not a list");
+  program.nodes.reserve(nodes.size());
+  for (std::size_t index = 0; index < nodes.size(); ++index) {
+    program.nodes.push_back(reader.node(nodes[index], index));
+  }
+  if (graph.contains("tensor_values") && graph.at("tensor_values").is_object()) {
+    for (const auto& [value_name, meta] : graph.at("tensor_values").items()) {
+      program.tensors.emplace(value_name, reader.tensor_meta(value_name, meta));
+    }
+  }
+  const Json& signature = reader.field(module, "signature", "graph_module");
+  const Json& input_specs = reader.field(signature, "input_specs", "signature");
+  const Json& output_specs = reader.field(signature, "output_specs", "signature");
+  if (!input_specs.is_array() || !output_specs.is_array())
+    reader.bad("signature specs are not lists");
+  for (std::size_t index = 0; index < input_specs.size(); ++index) {
+    program.inputs.push_back(reader.input_spec(input_specs[index], index));
+  }
+  for (std::size_t index = 0; index < output_specs.size(); ++index) {
+    program.outputs.push_back(reader.output_spec(output_specs[index], index));
+  }
+  if (module.contains("module_call_graph") && module.at("module_call_graph").is_array()) {
+    for (const Json& entry : module.at("module_call_graph")) {
+      if (entry.contains("fqn") && entry.at("fqn").is_string() &&
+          entry.at("fqn").get<std::string>().empty() && entry.contains("signature") &&
+          entry.at("signature").is_object()) {
+        const Json& call = entry.at("signature");
+        if (call.contains("in_spec") && call.at("in_spec").is_string()) {
+          program.in_spec = call.at("in_spec").get<std::string>();
+        }
+        if (call.contains("out_spec") && call.at("out_spec").is_string()) {
+          program.out_spec = call.at("out_spec").get<std::string>();
+        }
+      }
+    }
+  }
+  check_defined_before_use(program, reader);
+  return program;
+}
+
+}  // namespace torch2mlx

@@ -1,0 +1,338 @@
+// Call: arguments of a node rendered for the emitters.
+#include "call.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <utility>
+
+#include "torch2mlx/error.h"
+
+namespace torch2mlx {
+
+namespace {
+
+constexpr std::array<std::pair<std::string_view, std::string_view>, 16> kMlxDtypes = {{
+    {"bool", "mx.bool_"},
+    {"uint8", "mx.uint8"},
+    {"uint16", "mx.uint16"},
+    {"uint32", "mx.uint32"},
+    {"uint64", "mx.uint64"},
+    {"int8", "mx.int8"},
+    {"int16", "mx.int16"},
+    {"int32", "mx.int32"},
+    {"int64", "mx.int64"},
+    {"float16", "mx.float16"},
+    {"bfloat16", "mx.bfloat16"},
+    {"float32", "mx.float32"},
+    {"float64", "mx.float64"},
+    {"complex64", "mx.complex64"},
+    {"complex32", ""},
+    {"complex128", ""},
+}};
+
+std::string module_path(const Node& node) {
+  return node.module_stack.empty() ? std::string("the model") : node.module_stack.back().path;
+}
+
+}  // namespace
+
+std::string int_tuple(const std::vector<std::int64_t>& values) {
+  if (values.size() == 1) return fmt::format("({},)", values[0]);
+  return fmt::format("({})", fmt::join(values, ", "));
+}
+
+std::string float_literal(double value) {
+  if (std::isnan(value)) return "float(\"nan\")";
+  if (std::isinf(value)) return value > 0 ? "float(\"inf\")" : "float(\"-inf\")";
+  std::string text = fmt::format("{}", value);
+  if (text.find_first_of(".en") == std::string::npos) text += ".0";
+  return text;
+}
+
+std::optional<std::string> mlx_dtype(std::string_view numpy_name) {
+  for (const auto& [name, mlx] : kMlxDtypes) {
+    if (name == numpy_name && !mlx.empty()) return std::string(mlx);
+  }
+  return std::nullopt;
+}
+
+const Arg* Call::arg(std::string_view name) const { return node_.input(name); }
+
+std::string Call::value(const std::string& name) const {
+  const auto found = state_.rendered.find(name);
+  std::string expression = found == state_.rendered.end() ? name : found->second;
+  // A weight stored in MLX's convolution order, read here as a plain tensor: torch's order.
+  const auto param = state_.params.find(name);
+  if (param == state_.params.end()) return expression;
+  const auto layout = state_.weight_layouts.find(param->second);
+  if (layout == state_.weight_layouts.end()) return expression;
+  const int dims = rank_of(name);
+  std::vector<std::int64_t> axes;
+  if (layout->second.first == WeightLayout::ConvWeight) {
+    axes = {0, dims - 1};
+    for (int axis = 1; axis < dims - 1; ++axis) axes.push_back(axis);
+  } else {
+    if (layout->second.second != 1)
+      unsupported("a grouped transposed convolution weight is also used elsewhere");
+    axes = {dims - 1, 0};
+    for (int axis = 1; axis < dims - 1; ++axis) axes.push_back(axis);
+  }
+  return fmt::format("mx.transpose({}, {})", expression, int_tuple(axes));
+}
+
+int Call::rank_of(const std::string& name) const {
+  const auto meta = state_.program->tensors.find(name);
+  if (meta == state_.program->tensors.end())
+    unsupported(fmt::format("the rank of '{}' is unknown", name));
+  return static_cast<int>(meta->second.shape.size());
+}
+
+bool Call::has(std::string_view name) const {
+  const Arg* found = arg(name);
+  return found != nullptr && found->kind != ArgKind::None;
+}
+
+std::string Call::tensor(std::string_view name) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind != ArgKind::Tensor) {
+    unsupported(fmt::format("argument '{}' is not a tensor", name));
+  }
+  return value(found->names[0]);
+}
+
+std::vector<std::string> Call::tensors(std::string_view name) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind != ArgKind::TensorList) {
+    unsupported(fmt::format("argument '{}' is not a list of tensors", name));
+  }
+  std::vector<std::string> result;
+  for (const std::string& item : found->names)
+    result.push_back(item.empty() ? "None" : value(item));
+  return result;
+}
+
+std::string Call::literal(std::string_view name, std::string_view fallback) const {
+  const Arg* found = arg(name);
+  if (found == nullptr) return std::string(fallback);
+  const auto element = [&](std::size_t index) {
+    return found->names.size() > index && !found->names[index].empty()
+               ? value(found->names[index])
+               : fmt::format("{}", found->ints[index]);
+  };
+  switch (found->kind) {
+    case ArgKind::None:
+      return "None";
+    case ArgKind::Tensor:
+      return value(found->names[0]);
+    case ArgKind::TensorList:
+      return fmt::format("[{}]", fmt::join(tensors(name), ", "));
+    case ArgKind::Int:
+      return element(0);
+    case ArgKind::IntList: {
+      std::vector<std::string> items;
+      for (std::size_t index = 0; index < found->ints.size(); ++index)
+        items.push_back(element(index));
+      if (items.size() == 1) return fmt::format("({},)", items[0]);
+      return fmt::format("({})", fmt::join(items, ", "));
+    }
+    case ArgKind::Float:
+      return !found->names.empty() && !found->names[0].empty() ? value(found->names[0])
+                                                               : float_literal(found->floats[0]);
+    case ArgKind::FloatList: {
+      std::vector<std::string> items;
+      for (const double item : found->floats) items.push_back(float_literal(item));
+      if (items.size() == 1) return fmt::format("({},)", items[0]);
+      return fmt::format("({})", fmt::join(items, ", "));
+    }
+    case ArgKind::Bool:
+      if (!found->names.empty() && !found->names[0].empty()) return value(found->names[0]);
+      return found->ints[0] != 0 ? "True" : "False";
+    case ArgKind::BoolList: {
+      std::vector<std::string> items;
+      for (const std::int64_t item : found->ints) items.emplace_back(item != 0 ? "True" : "False");
+      return fmt::format("({})", fmt::join(items, ", "));
+    }
+    case ArgKind::String:
+      return fmt::format("\"{}\"", found->strings[0]);
+    case ArgKind::ScalarType: {
+      const auto mlx = mlx_dtype(found->strings[0]);
+      if (!mlx) unsupported(fmt::format("MLX has no dtype {}", found->strings[0]));
+      return *mlx;
+    }
+    default:
+      unsupported(fmt::format("argument '{}' has a kind the code generator cannot write", name));
+  }
+}
+
+std::int64_t Call::integer(std::string_view name, std::int64_t fallback) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind == ArgKind::None) return fallback;
+  if ((found->kind != ArgKind::Int && found->kind != ArgKind::Bool) || found->ints.empty()) {
+    unsupported(fmt::format("argument '{}' is not an integer", name));
+  }
+  if (!found->names.empty() && !found->names[0].empty()) {
+    unsupported(fmt::format("argument '{}' is a symbolic size where a constant is needed", name));
+  }
+  return found->ints[0];
+}
+
+std::vector<std::int64_t> Call::ints(std::string_view name) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind == ArgKind::None) return {};
+  if (found->kind != ArgKind::Int && found->kind != ArgKind::IntList) {
+    unsupported(fmt::format("argument '{}' is not a list of integers", name));
+  }
+  for (const std::string& symbol : found->names) {
+    if (!symbol.empty()) {
+      unsupported(
+          fmt::format("argument '{}' holds a symbolic size where a constant is needed", name));
+    }
+  }
+  return found->ints;
+}
+
+double Call::number(std::string_view name, double fallback) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind == ArgKind::None) return fallback;
+  if (found->kind == ArgKind::Float && !found->floats.empty()) return found->floats[0];
+  if ((found->kind == ArgKind::Int || found->kind == ArgKind::Bool) && !found->ints.empty()) {
+    return static_cast<double>(found->ints[0]);
+  }
+  unsupported(fmt::format("argument '{}' is not a number", name));
+}
+
+bool Call::flag(std::string_view name, bool fallback) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind == ArgKind::None) return fallback;
+  if (found->kind != ArgKind::Bool || found->ints.empty()) {
+    unsupported(fmt::format("argument '{}' is not a bool", name));
+  }
+  return found->ints[0] != 0;
+}
+
+std::string Call::text(std::string_view name, std::string_view fallback) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind == ArgKind::None) return std::string(fallback);
+  if (found->kind != ArgKind::String)
+    unsupported(fmt::format("argument '{}' is not a string", name));
+  return found->strings[0];
+}
+
+std::optional<std::string> Call::dtype(std::string_view name) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind == ArgKind::None) return std::nullopt;
+  return literal(name, "None");
+}
+
+std::int64_t Call::storage_axis(std::int64_t logical) const {
+  // The first input decides: a tensor, or the first tensor of a list (cat, stack).
+  const Arg* first = node_.inputs.empty() ? nullptr : &node_.inputs[0].arg;
+  if (first == nullptr || first->names.empty() || first->names[0].empty()) {
+    unsupported("the op has no tensor first input to take an axis of");
+  }
+  const auto found = state_.program->tensors.find(first->names[0]);
+  if (found == state_.program->tensors.end()) unsupported("the rank of the first input is unknown");
+  const TensorMeta* info = &found->second;
+  const auto rank = static_cast<std::int64_t>(info->shape.size());
+  const std::int64_t wrapped = logical < 0 ? logical + std::max<std::int64_t>(rank, 1) : logical;
+  if (wrapped < 0 || wrapped >= std::max<std::int64_t>(rank, 1)) {
+    unsupported(fmt::format("axis {} is out of range for rank {}", logical, rank));
+  }
+  const auto perm = state_.perms.find(first->names[0]);
+  if (perm == state_.perms.end() || perm->second.empty()) return wrapped;
+  const auto position = std::find(perm->second.begin(), perm->second.end(), wrapped);
+  return position - perm->second.begin();
+}
+
+std::int64_t Call::axis(std::string_view name, std::int64_t fallback) const {
+  return storage_axis(integer(name, fallback));
+}
+
+std::vector<std::int64_t> Call::axes(std::string_view name) const {
+  std::vector<std::int64_t> result;
+  for (const std::int64_t logical : ints(name)) result.push_back(storage_axis(logical));
+  return result;
+}
+
+const TensorMeta* Call::meta(std::string_view name) const {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->names.empty() || found->names[0].empty()) return nullptr;
+  const auto meta = state_.program->tensors.find(found->names[0]);
+  return meta == state_.program->tensors.end() ? nullptr : &meta->second;
+}
+
+const TensorMeta* Call::out_meta(std::size_t index) const {
+  if (index >= node_.outputs.size() || node_.outputs[index].names.empty()) return nullptr;
+  const auto meta = state_.program->tensors.find(node_.outputs[index].names[0]);
+  return meta == state_.program->tensors.end() ? nullptr : &meta->second;
+}
+
+int Call::rank(std::string_view name) const {
+  const TensorMeta* info = meta(name);
+  if (info == nullptr) unsupported(fmt::format("the rank of '{}' is unknown", name));
+  return static_cast<int>(info->shape.size());
+}
+
+std::string Call::tensor_dtype(std::string_view name) const {
+  const TensorMeta* info = meta(name);
+  if (info == nullptr) unsupported(fmt::format("the dtype of '{}' is unknown", name));
+  const auto mlx = mlx_dtype(info->dtype);
+  if (!mlx) unsupported(fmt::format("MLX has no dtype {}", info->dtype));
+  return *mlx;
+}
+
+bool Call::permuted() const {
+  if (node_.inputs.empty() || node_.inputs[0].arg.names.empty()) return false;
+  const auto perm = state_.perms.find(node_.inputs[0].arg.names[0]);
+  return perm != state_.perms.end() && !perm->second.empty();
+}
+
+std::string Call::conv_weight(std::string_view name, bool transposed, std::int64_t groups) {
+  const Arg* found = arg(name);
+  if (found == nullptr || found->kind != ArgKind::Tensor) {
+    unsupported(fmt::format("argument '{}' is not a tensor", name));
+  }
+  const std::string& graph_name = found->names[0];
+  const auto param = state_.params.find(graph_name);
+  const WeightLayout layout =
+      transposed ? WeightLayout::ConvTransposeWeight : WeightLayout::ConvWeight;
+  if (param != state_.params.end()) {
+    const auto [existing, inserted] =
+        state_.weight_layouts.emplace(param->second, std::pair{layout, groups});
+    if (inserted || existing->second == std::pair{layout, groups}) {
+      const auto rendered = state_.rendered.find(graph_name);
+      return rendered == state_.rendered.end() ? graph_name : rendered->second;
+    }
+  }
+  // A weight computed at run time (or shared with another use): move its axes here.
+  const int dims = rank(name);
+  if (!transposed) {
+    std::vector<std::int64_t> order{0};
+    for (int axis = 2; axis < dims; ++axis) order.push_back(axis);
+    order.push_back(1);
+    return fmt::format("mx.transpose({}, {})", value(graph_name), int_tuple(order));
+  }
+  if (groups != 1) unsupported("a grouped transposed convolution needs its weight as a parameter");
+  std::vector<std::int64_t> order{1};
+  for (int axis = 2; axis < dims; ++axis) order.push_back(axis);
+  order.push_back(0);
+  return fmt::format("mx.transpose({}, {})", value(graph_name), int_tuple(order));
+}
+
+std::string Call::helper(std::string_view name) {
+  if (!helper_source(name)) {
+    fail("codegen", fmt::format("internal: no helper named '{}'", name));
+  }
+  state_.helpers.emplace(name);
+  return std::string(name);
+}
+
+void Call::unsupported(std::string_view reason) const {
+  fail("codegen", fmt::format("node '{}' ({}) in {}: {}", node_.name, node_.target,
+                              module_path(node_), reason));
+}
+
+}  // namespace torch2mlx

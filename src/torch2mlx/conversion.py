@@ -1,0 +1,274 @@
+"""``torch2mlx.convert``: a live model or a .pt2 archive to a self-contained MLX package.
+
+The package directory holds model.py (MLX only), model.safetensors (or shards), config.json
+and report.json. It is assembled in a temporary sibling directory and swapped into place at
+the end, so a failed or killed conversion leaves the destination as it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch2mlx import _core
+from torch2mlx.checkpoint import Torch2MLXError
+from torch2mlx.verify import TOLERANCES, as_dicts, compare, summary_lines
+
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+class VerificationWarning(UserWarning):
+    """The converted model does not match torch within tolerance."""
+
+
+@dataclass
+class ConversionResult:
+    """What ``convert`` wrote and how the MLX model compared with torch."""
+
+    out_dir: Path
+    passed: bool | None  # None: not verified
+    config: dict
+    report: dict
+    summary: list[str] = field(default_factory=list)
+
+    @property
+    def model_py(self) -> Path:
+        return self.out_dir / "model.py"
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # not installed
+        return None
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Atomically swaps two paths (Linux renameat2 RENAME_EXCHANGE); False if unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+def _check_destination(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Torch2MLXError(
+            f"[convert] {out_dir} exists and is not a directory; choose another -o"
+        )
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "model.py").exists():
+        raise Torch2MLXError(
+            f"[convert] {out_dir} is a non-empty directory that is not a torch2mlx package; "
+            "refusing to replace it: choose an empty or new directory"
+        )
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return
+    if _rename_exchange(staging, out_dir):
+        shutil.rmtree(staging)  # now holds the previous package
+        return
+    backup = staging.with_name(staging.name + ".old")
+    os.rename(out_dir, backup)
+    os.rename(staging, out_dir)
+    shutil.rmtree(backup)
+
+
+def _mlx_inputs(args: tuple, kwargs: dict, dtype: str | None) -> tuple[tuple, dict]:
+    import mlx.core as mx
+    import numpy as np
+    import torch
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            is_bf16 = value.dtype == torch.bfloat16
+            array = mx.array(value.detach().cpu().float().numpy() if is_bf16 else value.numpy())
+            if is_bf16:
+                array = array.astype(mx.bfloat16)
+            if dtype and value.is_floating_point():
+                array = array.astype(getattr(mx, dtype))
+            return array
+        if isinstance(value, (tuple, list)):
+            return type(value)(convert(item) for item in value)
+        if isinstance(value, dict):
+            return {key: convert(item) for key, item in value.items()}
+        if isinstance(value, np.ndarray):
+            return mx.array(value)
+        return value
+
+    return convert(args), convert(kwargs)
+
+
+def _run_mlx(package: Path, args: tuple, kwargs: dict, dtype: str | None) -> Any:
+    import mlx.core as mx
+
+    from torch2mlx.runtime import load
+
+    model = load(package)
+    mlx_args, mlx_kwargs = _mlx_inputs(args, kwargs, dtype)
+    outputs = model(*mlx_args, **mlx_kwargs)
+    mx.eval(outputs)
+    return outputs
+
+
+def _verify(
+    module: Any,
+    args: tuple,
+    kwargs: dict,
+    package: Path,
+    dtype: str | None,
+    tolerance: tuple[float, float] | None,
+) -> tuple[dict, list[str]]:
+    import torch
+
+    atol, rtol = tolerance or TOLERANCES[dtype or "float32"]
+    start = time.perf_counter()
+    with torch.no_grad():
+        reference = module(*args, **kwargs)
+    torch_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    actual = _run_mlx(package, args, kwargs, dtype)
+    mlx_seconds = time.perf_counter() - start
+    errors = compare(reference, actual, atol, rtol)
+    passed = all(error.passed for error in errors)
+    report = {
+        "verified": True,
+        "passed": passed,
+        "tolerance": {"atol": atol, "rtol": rtol},
+        "outputs": as_dicts(errors),
+        "seconds": {"torch": torch_seconds, "mlx_first_call": mlx_seconds},
+    }
+    return report, summary_lines(errors, atol, rtol)
+
+
+def _config(info: dict, source: str, dtype: str | None) -> dict:
+    ranges = {symbol: {"min": low, "max": high} for symbol, (low, high) in info["ranges"].items()}
+    dynamic = sorted({dim for item in info["inputs"] for dim in item["shape"] if not dim.isdigit()})
+    return {
+        "format": "torch2mlx-package",
+        "source": source,
+        "dtype": dtype or "as exported",
+        "inputs": info["inputs"],
+        "dynamic_dims": {name: ranges.get(name, {"min": None, "max": None}) for name in dynamic},
+        "specialized": not dynamic,
+        "specialization_note": (
+            "every input shape is fixed to the example inputs; pass dynamic_shapes to "
+            "torch2mlx.convert (or export with torch.export.Dim) to run other sizes"
+            if not dynamic
+            else "dimensions listed in dynamic_dims may vary within their range"
+        ),
+        "weights": info["weight_files"],
+        "layout_transposes": info["transposes"],
+        "notes": info["notes"],
+        "versions": {
+            "torch2mlx": _version("torch2mlx"),
+            "torch": info["torch_version"],
+            "mlx": _version("mlx"),
+            "export_schema": list(info["schema_version"]),
+        },
+    }
+
+
+def convert(
+    model: Any,
+    example_inputs: Any = None,
+    out_dir: str | Path = "mlx_model",
+    dynamic_shapes: Any = None,
+    dtype: str | None = None,
+    verify: bool = True,
+    *,
+    tolerance: tuple[float, float] | None = None,
+    shard_size: int = 5_000_000_000,
+    quiet: bool = False,
+) -> ConversionResult:
+    """Converts a model to an MLX package in ``out_dir`` and (by default) verifies it.
+
+    ``model`` is a ``torch.nn.Module`` (captured with ``torch.export`` on ``example_inputs``,
+    a tensor, a tuple of them, or a dict of keyword inputs) or the path of a ``.pt2`` archive.
+    ``dynamic_shapes`` goes to ``torch.export``. ``dtype`` casts the weights ("float16",
+    "bfloat16", "float32"). When verification fails the package is still written, with
+    ``report.json`` saying so, and ``result.passed`` is False.
+    """
+    from torch2mlx.capture import export_model, save_program, split_inputs
+
+    if dtype is not None and dtype not in _DTYPES:
+        raise Torch2MLXError(f"[convert] dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
+    out_dir = Path(out_dir)
+    _check_destination(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="torch2mlx-") as scratch:
+            if isinstance(model, (str, Path)):
+                archive = Path(model)
+                source = str(archive)
+                module = None
+            else:
+                program = export_model(model, example_inputs, dynamic_shapes)
+                archive = save_program(program, Path(scratch) / "model.pt2")
+                source = f"{type(model).__module__}.{type(model).__qualname__}"
+                module = model
+            info = _core.write_package(str(archive), str(staging), dtype, shard_size)
+            if module is None and verify:
+                module, example_inputs = _module_from_archive(archive, example_inputs)
+        config = _config(info, source, dtype)
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        report: dict = {"verified": False, "passed": None}
+        lines: list[str] = []
+        if verify and module is not None:
+            args, kwargs = split_inputs(example_inputs)
+            report, lines = _verify(module, args, kwargs, staging, dtype, tolerance)
+        elif verify:
+            report["reason"] = "torch is not installed, so there is nothing to compare against"
+        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        _move_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result = ConversionResult(out_dir, report.get("passed"), config, report, lines)
+    if not quiet and lines:
+        print(f"torch2mlx: verified {out_dir} against torch:", file=sys.stderr)
+        print("\n".join(lines), file=sys.stderr)
+    if result.passed is False:
+        warnings.warn(
+            f"{out_dir}: the MLX model does not match torch within tolerance; see report.json",
+            VerificationWarning,
+            stacklevel=2,
+        )
+    return result
+
+
+def _module_from_archive(archive: Path, example_inputs: Any) -> tuple[Any, Any]:
+    """torch's own run of a .pt2 archive and its sample inputs, when torch is installed."""
+    try:
+        import torch
+    except ImportError:
+        return None, example_inputs
+    program = torch.export.load(str(archive))
+    if example_inputs is None:
+        if program.example_inputs is None:
+            return None, None
+        args, kwargs = program.example_inputs
+        example_inputs = dict(kwargs) if kwargs and not args else tuple(args)
+    return program.module(), example_inputs

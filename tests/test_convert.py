@@ -1,0 +1,220 @@
+"""The package that `convert` writes, the Python API and the `torch2mlx convert` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import torch2mlx
+from torch2mlx.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def make_convnet():
+    torch.manual_seed(0)
+    return ConvNet().eval()
+
+
+def make_convnet_with_inputs():
+    return make_convnet(), (torch.randn(2, 3, 8, 8),)
+
+
+class NonZero(nn.Module):
+    def forward(self, x):
+        return torch.nonzero(x > 0)
+
+
+def test_package_layout(tmp_path):
+    result = torch2mlx.convert(make_convnet(), (torch.randn(2, 3, 8, 8),), tmp_path / "pkg")
+    names = sorted(p.name for p in (tmp_path / "pkg").iterdir())
+    assert names == ["config.json", "model.py", "model.safetensors", "report.json"]
+    report = json.loads((tmp_path / "pkg/report.json").read_text())
+    assert report["passed"] is True and result.passed is True
+    (output,) = report["outputs"]
+    assert output["max_abs_error"] < 1e-5 and output["cosine_similarity"] > 0.999999
+    config = json.loads((tmp_path / "pkg/config.json").read_text())
+    assert config["versions"]["mlx"] and config["versions"]["torch2mlx"]
+    # No sibling staging directories are left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_model_py_runs_with_mlx_alone(tmp_path):
+    torch2mlx.convert(make_convnet(), (torch.randn(1, 3, 8, 8),), tmp_path / "pkg", quiet=True)
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torch2mlx'] = None\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import mlx.core as mx, model\n"
+        "m = model.Model(); m.load_weights(sys.argv[1] + '/model.safetensors', strict=True)\n"
+        "print(m(mx.zeros((1, 3, 8, 8))).shape)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "pkg")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "(1, 4)"
+
+
+def test_failed_verification_still_writes_the_package(tmp_path):
+    with pytest.warns(torch2mlx.VerificationWarning):
+        result = torch2mlx.convert(
+            make_convnet(),
+            (torch.randn(2, 3, 8, 8),),
+            tmp_path / "pkg",
+            tolerance=(0.0, 0.0),
+            quiet=True,
+        )
+    assert result.passed is False
+    assert json.loads((tmp_path / "pkg/report.json").read_text())["passed"] is False
+    assert (tmp_path / "pkg/model.py").exists()
+
+
+def test_unsupported_op_names_node_module_and_line_and_keeps_destination(tmp_path):
+    torch2mlx.convert(make_convnet(), (torch.randn(1, 3, 8, 8),), tmp_path / "pkg", quiet=True)
+    before = (tmp_path / "pkg/model.py").read_bytes()
+    with pytest.raises(torch2mlx.Torch2MLXError) as error:
+        torch2mlx.convert(NonZero(), (torch.randn(4),), tmp_path / "pkg", quiet=True)
+    message = str(error.value)
+    assert message.startswith("[codegen]")
+    assert "aten.nonzero.default" in message and "test_convert.py:" in message
+    assert "output shape depends on the data" in message
+    assert (tmp_path / "pkg/model.py").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_replaces_a_previous_package_but_not_other_folders(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg/model.py").write_text("old")
+    (tmp_path / "pkg/stale.txt").write_text("old")
+    torch2mlx.convert(make_convnet(), (torch.randn(1, 3, 8, 8),), tmp_path / "pkg", quiet=True)
+    assert not (tmp_path / "pkg/stale.txt").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine/notes.txt").write_text("keep")
+    with pytest.raises(torch2mlx.Torch2MLXError, match="not a torch2mlx package"):
+        torch2mlx.convert(make_convnet(), (torch.randn(1, 3, 8, 8),), tmp_path / "mine")
+    assert (tmp_path / "mine/notes.txt").read_text() == "keep"
+
+
+def test_cli_factory_with_input_shape(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    code = main(
+        [
+            "convert",
+            "test_convert:make_convnet",
+            "-o",
+            str(tmp_path / "pkg"),
+            "--input-shape",
+            "2x3x8x8",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "matches torch" in out and "model.py" in out
+
+
+def test_cli_exits_non_zero_when_verification_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    code = main(
+        [
+            "convert",
+            "test_convert:make_convnet_with_inputs",
+            "-o",
+            str(tmp_path / "pkg"),
+            "--atol",
+            "0",
+            "--rtol",
+            "0",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "does not match torch" in captured.err and "report.json" in captured.err
+    assert (tmp_path / "pkg/model.py").exists()
+
+
+def test_cli_pt2_without_torch(tmp_path):
+    model = make_convnet()
+    program = torch.export.export(model, (torch.randn(2, 3, 8, 8),))
+    torch.export.save(program, tmp_path / "net.pt2")
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from torch2mlx.cli import main\n"
+        "sys.exit(main(['convert', sys.argv[1], '-o', sys.argv[2], '--no-verify']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "net.pt2"), str(tmp_path / "pkg")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    mlx_model = torch2mlx.load(tmp_path / "pkg")
+    import mlx.core as mx
+    import numpy as np
+
+    x = torch.randn(2, 3, 8, 8)
+    np.testing.assert_allclose(
+        np.array(mlx_model(mx.array(x.numpy()))), model(x).detach().numpy(), atol=1e-5
+    )
+
+
+def test_cli_pt2_verifies_with_its_sample_inputs(tmp_path, capsys):
+    program = torch.export.export(make_convnet(), (torch.randn(2, 3, 8, 8),))
+    torch.export.save(program, tmp_path / "net.pt2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["convert", str(tmp_path / "net.pt2"), "-o", str(tmp_path / "pkg")])
+    assert code == 0
+    assert "matches torch" in capsys.readouterr().out
+
+
+KILL_SCRIPT = """
+import sys, torch, torch2mlx
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(*[nn.Linear(2048, 2048) for _ in range(24)]).eval()
+torch2mlx.convert(model, (torch.randn(1, 2048),), sys.argv[1], verify=False, quiet=True)
+"""
+
+
+def test_sigkill_midway_leaves_the_previous_package(tmp_path):
+    # The previous package, which a killed conversion must leave exactly as it was.
+    torch2mlx.convert(make_convnet(), (torch.randn(1, 3, 8, 8),), tmp_path / "pkg", quiet=True)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "pkg").iterdir()}
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "pkg")], cwd=ROOT)
+    deadline = time.monotonic() + 120
+    # Kill once the new package is being written beside the old one (400 MB of weights).
+    while time.monotonic() < deadline and process.poll() is None:
+        staging = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+        if staging and any(
+            f.name.startswith(".model.safetensors") or f.name == "model.py"
+            for f in staging[0].iterdir()
+        ):
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the conversion finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    after = {p.name: p.read_bytes() for p in (tmp_path / "pkg").iterdir()}
+    assert after == before
