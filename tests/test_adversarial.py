@@ -7,6 +7,7 @@ space and 20 seconds. It must be refused with a Torch2MLXError that starts with
 
 from __future__ import annotations
 
+import random
 import struct
 import subprocess
 import sys
@@ -238,6 +239,17 @@ def patched(path: Path, name: str, patch: Callable[[bytearray, int, int], None])
     raise AssertionError(f"{name} not in {path}")
 
 
+def claimed_sizes(ratio: int) -> Callable[[bytearray, int, int], None]:
+    """A patch for `patched`: the member claims to inflate to `ratio` times its compressed size."""
+
+    def patch(data: bytearray, local: int, central: int) -> None:
+        compressed = struct.unpack_from("<I", data, central + 20)[0]
+        struct.pack_into("<I", data, central + 24, compressed * ratio)
+        struct.pack_into("<I", data, local + 22, compressed * ratio)
+
+    return patch
+
+
 def zip_cases(folder: Path) -> dict[str, tuple[Path, str]]:
     program = state_dict(b"N")
 
@@ -277,7 +289,19 @@ def zip_cases(folder: Path) -> dict[str, tuple[Path, str]]:
             archive.writestr(member_name, b"x")
         return path
 
+    # Each storage claims 1000 times its compressed size (deflate allows 1032): every entry
+    # is plausible alone, but together they would inflate 3 MB to 3 GB.
+    storages = [f"archive/data/{i}" for i in range(3)]
+    budget = folder / "inflation_budget.pt"
+    with zipfile.ZipFile(budget, "w") as archive:
+        archive.writestr(member, program)
+        for name in storages:
+            archive.writestr(name, random.randbytes(1 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    for name in storages:
+        patched(budget, name, claimed_sizes(1000))
+
     return {
+        "inflation_budget_3gb": (budget, "deflated entries inflate to more than the limit"),
         "stored_size_lies": (
             patched(genuine("stored_lies.pt"), member, central_sizes(len(program) + 5, 7)),
             "claims",
@@ -361,6 +385,7 @@ SAFETENSORS_CASES = [
     "header_length_2_63",
 ]
 ZIP_CASES = [
+    "inflation_budget_3gb",
     "stored_size_lies",
     "sizes_past_the_end",
     "local_sizes_lie",
@@ -416,3 +441,20 @@ def test_refused_cleanly(outcomes: dict[str, Outcome], case: str) -> None:
 
 def test_the_corpus_is_complete(outcomes: dict[str, Outcome]) -> None:
     assert sorted(outcomes) == sorted(CASES)
+
+
+def test_an_empty_deflated_storage_is_read(tmp_path: Path) -> None:
+    """Regression: Python's zipfile deflates an empty member to 2 bytes, which was refused."""
+    import torch
+
+    path = tmp_path / "empty_deflated.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", state_dict(rebuild_tensor((0,), (1,), numel=0)))
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/data/0", b"")
+        archive.writestr("archive/version", "3\n")
+    info = zipfile.ZipFile(path).getinfo("archive/data/0")
+    assert (info.compress_type, info.compress_size, info.file_size) == (zipfile.ZIP_DEFLATED, 2, 0)
+    assert torch.load(path, weights_only=True)["w"].shape == (0,)
+    (array,) = torch2mlx.load_state_dict(path).values()
+    assert array.shape == (0,) and array.dtype == "float32"

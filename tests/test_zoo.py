@@ -9,6 +9,8 @@ still within 1e-5: no test here needs the looser 1e-4 allowed for deep transform
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -41,6 +43,30 @@ def test_float32_matches_torch(name, tmp_path):
     assert all(o["cosine_similarity"] > 0.99999 for o in result.report["outputs"])
     report = json.loads((tmp_path / "pkg" / "report.json").read_text())
     assert report["passed"] is True
+    # The generated code is formatted (ruff, 100 columns) and imports what it uses.
+    model_py = str(tmp_path / "pkg" / "model.py")
+    ruff = [sys.executable, "-m", "ruff"]
+    formatted = subprocess.run(
+        [*ruff, "format", "--check", "--isolated", "--line-length", "100", model_py],
+        capture_output=True,
+        text=True,
+    )
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+    lint = subprocess.run(
+        [
+            *ruff,
+            "check",
+            "--isolated",
+            "--line-length",
+            "100",
+            "--select",
+            "F401,F821,E501",
+            model_py,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, lint.stdout
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))

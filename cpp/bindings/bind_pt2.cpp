@@ -59,6 +59,11 @@ nb::dict node_dict(const torch2mlx::Node& node) {
   item["stack_trace"] = node.stack_trace;
   item["inputs"] = inputs;
   item["outputs"] = outputs;
+  // Convolutions carry their groups, which the weight rules of transposed convs need.
+  const torch2mlx::Arg* groups = node.input("groups");
+  if (groups != nullptr && groups->kind == torch2mlx::ArgKind::Int && !groups->ints.empty()) {
+    item["groups"] = groups->ints[0];
+  }
   return item;
 }
 

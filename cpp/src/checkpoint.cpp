@@ -28,6 +28,12 @@ constexpr std::string_view kComponent = "checkpoint";
   reject(std::string_view(file.native()), message);
 }
 
+// What to do about an index that is damaged, or that does not match its shards.
+constexpr std::string_view kIndexDamaged =
+    "the index is damaged or not a Hugging Face index: download it again";
+constexpr std::string_view kIndexMismatch =
+    "the index and the shards do not belong together: download the whole folder again";
+
 // What a Hugging Face folder may hold, in the order transformers looks for it.
 constexpr std::array<std::string_view, 4> kFolderCandidates{
     "model.safetensors.index.json",
@@ -108,7 +114,9 @@ Checkpoint read_index(const fs::path& index_path, const ReadOptions& options) {
   for (const auto& [file, names] : shards) {
     const fs::path shard_path = index_path.parent_path() / file;
     if (!fs::exists(shard_path)) {
-      reject(index_path, fmt::format("shard '{}' listed in the index is missing", file));
+      reject(index_path,
+             fmt::format("shard '{}' listed in the index is missing; download it into {}", file,
+                         index_path.parent_path().string()));
     }
     Checkpoint shard = read_weights(shard_path, options);
     formats.insert(shard.format);
@@ -117,16 +125,16 @@ Checkpoint read_index(const fs::path& index_path, const ReadOptions& options) {
     for (auto& named : shard.tensors) {
       if (!names.contains(named.name)) {
         reject(index_path, fmt::format("tensor '{}' is in shard '{}' but the index assigns it "
-                                       "elsewhere or not at all",
-                                       named.name, file));
+                                       "elsewhere or not at all; {}",
+                                       named.name, file, kIndexMismatch));
       }
       found.insert(named.name);
       checkpoint.tensors.push_back(std::move(named));
     }
     for (const auto& name : names) {
       if (!found.contains(name)) {
-        reject(index_path,
-               fmt::format("tensor '{}' is listed for shard '{}' but is not in it", name, file));
+        reject(index_path, fmt::format("tensor '{}' is listed for shard '{}' but is not in it; {}",
+                                       name, file, kIndexMismatch));
       }
     }
     for (auto& leaf : shard.others) checkpoint.others.push_back(std::move(leaf));
@@ -192,7 +200,8 @@ ShardIndex parse_shard_index(std::string_view json, std::string_view name,
         if ((event == nlohmann::json::parse_event_t::object_start ||
              event == nlohmann::json::parse_event_t::array_start) &&
             static_cast<std::size_t>(depth) >= limits.max_depth) {
-          reject(name, fmt::format("index nests deeper than the limit of {}", limits.max_depth));
+          reject(name, fmt::format("index nests deeper than the limit of {}; {}", limits.max_depth,
+                                   kIndexDamaged));
         }
         return true;
       };
@@ -200,24 +209,25 @@ ShardIndex parse_shard_index(std::string_view json, std::string_view name,
   try {
     index = nlohmann::json::parse(json, check_depth);
   } catch (const nlohmann::json::exception& error) {
-    reject(name, fmt::format("index is not valid JSON ({})", error.what()));
+    reject(name, fmt::format("index is not valid JSON ({}); {}", error.what(), kIndexDamaged));
   }
   const auto map = index.find("weight_map");
   if (!index.is_object() || map == index.end() || !map->is_object()) {
-    reject(name, "index has no 'weight_map' object");
+    reject(name, fmt::format("index has no 'weight_map' object; {}", kIndexDamaged));
   }
   if (map->size() > limits.max_tensors) {
-    reject(name, fmt::format("weight_map lists {} tensors, over the limit of {}", map->size(),
-                             limits.max_tensors));
+    reject(name, fmt::format("weight_map lists {} tensors, over the limit of {}; {}", map->size(),
+                             limits.max_tensors, kIndexDamaged));
   }
   ShardIndex result;
   for (const auto& [tensor, shard] : map->items()) {
     if (!shard.is_string())
-      reject(name, fmt::format("weight_map['{}'] is not a file name", tensor));
+      reject(name, fmt::format("weight_map['{}'] is not a file name; {}", tensor, kIndexDamaged));
     const auto& file = shard.get_ref<const std::string&>();
     if (file.empty() || file.find('/') != std::string::npos ||
         file.find('\\') != std::string::npos || file == "." || file == "..") {
-      reject(name, fmt::format("shard name '{}' is not a plain file name in the folder", file));
+      reject(name, fmt::format("shard name '{}' is not a plain file name in the folder; {}", file,
+                               kIndexDamaged));
     }
     if (fs::path(file).extension() == ".json") {
       // An index naming an index (itself, say) would recurse without end.

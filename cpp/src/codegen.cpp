@@ -276,6 +276,7 @@ class Generator {
 
  private:
   void index_inputs();
+  void drop_dead_uses();
   void plan_layouts();
   void build_regions();
   void build_module_tree();
@@ -1110,55 +1111,67 @@ std::string Generator::class_source(ModuleNode& module) {
   return text;
 }
 
-// Lines over 100 columns that end in a call are split the way ruff formats them: the
-// arguments on one indented line, or one per line when that is still too long.
+// Lines over 100 columns that end in a bracket are split the way ruff formats them: the
+// contents on one indented line, or one item per line (each wrapped again) when that is
+// still too long.
+constexpr std::size_t kWidth = 100;
+
+void wrap_line(const std::string& line, std::string& out) {
+  const bool comma = !line.empty() && line.back() == ',';
+  const std::string body = comma ? line.substr(0, line.size() - 1) : line;
+  const char last = body.empty() ? ' ' : body.back();
+  const std::size_t code = line.find_first_not_of(' ');
+  if (line.size() > kWidth && code != std::string::npos && line[code] == '#') {
+    out += line.substr(0, kWidth - 3) + "...\n";  // a long module type or source line
+    return;
+  }
+  if (line.size() <= kWidth || line.find('#') != std::string::npos ||
+      (last != ')' && last != ']')) {
+    out += line + "\n";
+    return;
+  }
+  // The bracket that the final one closes.
+  int depth = 0;
+  std::size_t open = std::string::npos;
+  for (std::size_t i = body.size(); i-- > 0;) {
+    if (body[i] == ')' || body[i] == ']') ++depth;
+    if ((body[i] == '(' || body[i] == '[') && --depth == 0) {
+      open = i;
+      break;
+    }
+  }
+  if (open == std::string::npos || open + 2 >= body.size()) {
+    out += line + "\n";
+    return;
+  }
+  const std::string pad(line.find_first_not_of(' '), ' ');
+  const std::string inner = pad + "    ";
+  const std::string items = body.substr(open + 1, body.size() - open - 2);
+  out += body.substr(0, open + 1) + "\n";
+  if (inner.size() + items.size() <= kWidth) {
+    out += fmt::format("{}{}\n", inner, items);
+  } else {
+    depth = 0;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= items.size(); ++i) {
+      const char c = i < items.size() ? items[i] : ',';
+      if (c == '(' || c == '[' || c == '{') ++depth;
+      if (c == ')' || c == ']' || c == '}') --depth;
+      if (c == ',' && depth == 0) {
+        const std::size_t first = items.find_first_not_of(' ', start);
+        if (first < i) wrap_line(fmt::format("{}{},", inner, items.substr(first, i - first)), out);
+        start = i + 1;
+      }
+    }
+  }
+  out += fmt::format("{}{}{}\n", pad, last, comma ? "," : "");
+}
+
 std::string wrap_long_lines(const std::string& text) {
-  constexpr std::size_t kWidth = 100;
   std::string result;
   std::istringstream lines(text);
   std::string line;
-  while (std::getline(lines, line)) {
-    if (line.size() <= kWidth || line.back() != ')' || line.find('#') != std::string::npos) {
-      result += line + "\n";
-      continue;
-    }
-    // The parenthesis that the final ')' closes.
-    int depth = 0;
-    std::size_t open = std::string::npos;
-    for (std::size_t i = line.size(); i-- > 0;) {
-      if (line[i] == ')' || line[i] == ']') ++depth;
-      if ((line[i] == '(' || line[i] == '[') && --depth == 0) {
-        open = i;
-        break;
-      }
-    }
-    const std::size_t indent = line.find_first_not_of(' ');
-    if (open == std::string::npos || open + 2 >= line.size()) {
-      result += line + "\n";
-      continue;
-    }
-    const std::string pad(indent, ' ');
-    const std::string arguments = line.substr(open + 1, line.size() - open - 2);
-    result += line.substr(0, open + 1) + "\n";
-    if (indent + 4 + arguments.size() <= kWidth) {
-      result += fmt::format("{}    {}\n", pad, arguments);
-    } else {
-      depth = 0;
-      std::size_t start = 0;
-      for (std::size_t i = 0; i <= arguments.size(); ++i) {
-        const char c = i < arguments.size() ? arguments[i] : ',';
-        if (c == '(' || c == '[' || c == '{') ++depth;
-        if (c == ')' || c == ']' || c == '}') --depth;
-        if (c == ',' && depth == 0) {
-          const std::size_t first = arguments.find_first_not_of(' ', start);
-          if (first < i)
-            result += fmt::format("{}    {},\n", pad, arguments.substr(first, i - first));
-          start = i + 1;
-        }
-      }
-    }
-    result += pad + line.substr(line.size() - 1) + "\n";
-  }
+  while (std::getline(lines, line)) wrap_line(line, result);
   return result;
 }
 
@@ -1380,9 +1393,22 @@ std::string Generator::assemble() {
   for (const std::string& helper : state_.helpers) {
     helpers += "\n\n" + std::string(*helper_source(helper));
   }
-  const bool uses_math = (code + helpers).find("math.") != std::string::npos;
-  source += uses_math ? "import math\n\n" : "";
-  source += "import mlx.core as mx\nimport mlx.nn as nn\n";
+  // Imports the code uses, looking at code lines only (comments may mention math.sqrt).
+  const auto uses = [&](std::string_view prefix) {
+    std::istringstream lines(code + helpers);
+    std::string line;
+    while (std::getline(lines, line)) {
+      const std::size_t start = line.find_first_not_of(' ');
+      if (start != std::string::npos && line[start] != '#' &&
+          line.find(prefix) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  source += uses("math.") ? "import math\n\n" : "";
+  source += uses("mx.") ? "import mlx.core as mx\n" : "";
+  source += "import mlx.nn as nn\n";
   return source + helpers + wrap_long_lines(code);
 }
 
@@ -1414,12 +1440,41 @@ void Generator::decide_structure(Region& region, const std::string& method_path)
   }
 }
 
+void Generator::drop_dead_uses() {
+  // Liveness, backwards from the outputs: a node is live when a live node or the model's
+  // output reads what it computes. Reads by dead nodes (and by the tracer's asserts, which
+  // compute nothing) do not keep a value alive.
+  std::set<std::string> live(graph_outputs_.begin(), graph_outputs_.end());
+  std::vector<bool> node_live(program_.nodes.size(), false);
+  for (std::size_t index = program_.nodes.size(); index-- > 0;) {
+    const Node& node = program_.nodes[index];
+    const auto outputs = output_names(node);
+    if (std::none_of(outputs.begin(), outputs.end(),
+                     [&](const std::string& name) { return live.contains(name); })) {
+      continue;
+    }
+    node_live[index] = true;
+    for (const NamedArg& input : node.inputs) {
+      std::vector<std::string> names;
+      collect_names(input.arg, names);
+      live.insert(names.begin(), names.end());
+    }
+  }
+  for (auto it = uses_.begin(); it != uses_.end();) {
+    std::erase_if(it->second, [&](int use) { return !node_live[static_cast<std::size_t>(use)]; });
+    it = it->second.empty() ? uses_.erase(it) : std::next(it);
+  }
+}
+
 GeneratedModel Generator::run() {
   index_inputs();
+  drop_dead_uses();
   plan_layouts();
   if (!errors_.empty()) {
-    fail("codegen", fmt::format("{} node(s) cannot be translated to MLX:\n  {}", errors_.size(),
-                                fmt::join(errors_, "\n  ")));
+    fail("codegen", fmt::format("{} node(s) cannot be translated to MLX (rewrite those lines of "
+                                "the model with ops that docs/ops.md lists, or add a "
+                                "translation in cpp/src/ops/):\n  {}",
+                                errors_.size(), fmt::join(errors_, "\n  ")));
   }
   build_regions();
   build_module_tree();

@@ -15,6 +15,10 @@ namespace torch2mlx::pickle {
 namespace {
 
 constexpr std::string_view kComponent = "pickle";
+// What to do when a program goes past one of the ReadLimits.
+constexpr std::string_view kLimitHint =
+    "no genuine checkpoint comes near this (a pickle bomb?); if you trust the file, load it in "
+    "torch and save its state_dict() again";
 
 // ---------------------------------------------------------------------------------------
 // Opcodes. The allowed set is exactly the one torch/_weights_only_unpickler.py handles.
@@ -224,8 +228,8 @@ class Machine {
 
   Unpickled run() {
     if (program_.size() > limits_.max_pickle_bytes) {
-      error(fmt::format("pickle is {} bytes, over the limit of {}", program_.size(),
-                        limits_.max_pickle_bytes));
+      error(fmt::format("pickle is {} bytes, over the limit of {}; {}", program_.size(),
+                        limits_.max_pickle_bytes, kLimitHint));
     }
     while (true) {
       op_start_ = position_;
@@ -247,6 +251,10 @@ class Machine {
   }
   [[noreturn]] void error_at(std::string_view message) const {
     fail(kComponent, fmt::format("{}: {} (opcode at byte {})", name_, message, op_start_));
+  }
+  [[noreturn]] void over_limit(std::string_view message) const {
+    fail(kComponent,
+         fmt::format("{}: {} (opcode at byte {}); {}", name_, message, op_start_, kLimitHint));
   }
 
   // -- reading the program --------------------------------------------------------------
@@ -284,8 +292,8 @@ class Machine {
   // costs a thousand lists.
   void spend(std::size_t cells) {
     if (cells > limits_.max_pickle_values - cells_) {
-      error_at(fmt::format("pickle creates more than {} values and container slots",
-                           limits_.max_pickle_values));
+      over_limit(fmt::format("pickle creates more than {} values and container slots",
+                             limits_.max_pickle_values));
     }
     cells_ += cells;
   }
@@ -336,8 +344,8 @@ class Machine {
   void memo_put(std::uint64_t index) {
     // Python numbers memo entries 0, 1, 2...: an index past the limit is a bomb, not a file.
     if (index >= limits_.max_memo_entries) {
-      error_at(fmt::format("memo index {} is past the limit of {} entries", index,
-                           limits_.max_memo_entries));
+      over_limit(fmt::format("memo index {} is past the limit of {} entries", index,
+                             limits_.max_memo_entries));
     }
     Value* value = top();
     if (!memo_.contains(index)) spend(1);
@@ -355,7 +363,7 @@ class Machine {
       }
       case kMark:
         if (marks_.size() >= limits_.max_depth) {
-          error_at(fmt::format("marks nest deeper than the limit of {}", limits_.max_depth));
+          over_limit(fmt::format("marks nest deeper than the limit of {}", limits_.max_depth));
         }
         marks_.push_back(stack_.size());
         return;
@@ -654,7 +662,7 @@ class Machine {
     check_view_in_bounds(tensor, tensor.storage->nbytes,
                          fmt::format("{}: tensor at byte {}", name_, op_start_));
     if (++tensor_count_ > limits_.max_tensors) {
-      error_at(fmt::format("more than {} tensors", limits_.max_tensors));
+      over_limit(fmt::format("more than {} tensors", limits_.max_tensors));
     }
     value->storage = storage->storage;
     return value;
@@ -921,8 +929,8 @@ struct Flattener {
 
   void visit(const Value& value, const std::string& path, std::size_t depth) {
     if (depth > limits.max_depth) {
-      fail(kComponent,
-           fmt::format("{}: '{}' nests deeper than the limit of {}", name, path, limits.max_depth));
+      fail(kComponent, fmt::format("{}: '{}' nests deeper than the limit of {}; {}", name, path,
+                                   limits.max_depth, kLimitHint));
     }
     // A tensor copies its shape and strides; a container is walked item by item.
     visits += 1 + (value.kind == Value::Kind::Tensor ? 2 * value.tensor.shape.size()
@@ -931,12 +939,18 @@ struct Flattener {
     if (visits > limits.max_pickle_values || name_bytes > limits.max_header_bytes) {
       fail(kComponent,
            fmt::format("{}: the object expands to more than {} values or {} bytes of names "
-                       "(shared references are expanded each time they are reached)",
-                       name, limits.max_pickle_values, limits.max_header_bytes));
+                       "(shared references are expanded each time they are reached); {}",
+                       name, limits.max_pickle_values, limits.max_header_bytes, kLimitHint));
     }
     const bool container = value.kind == Value::Kind::Dict || value.kind == Value::Kind::List ||
                            value.kind == Value::Kind::Tuple;
     if (value.kind == Value::Kind::Tensor) {
+      if (value.tensor.shape.size() > kMaxDims) {
+        fail(kComponent,
+             fmt::format("{}: tensor '{}' has {} dims, more than the {} numpy and MLX support; "
+                         "reshape it to at most {} dims in torch before saving",
+                         name, path, value.tensor.shape.size(), kMaxDims, kMaxDims));
+      }
       tensors.push_back({path, value.tensor});
       return;
     }

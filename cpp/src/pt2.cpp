@@ -500,6 +500,11 @@ class Pt2Reader {
     }
     tensor.shape = int_list(field(meta, "sizes", what), what + " sizes");
     tensor.strides = int_list(field(meta, "strides", what), what + " strides");
+    if (tensor.shape.size() > kMaxDims) {
+      reject(file_, fmt::format("{} has {} dims, more than the {} numpy and MLX support; reshape "
+                                "it to at most {} dims in torch before exporting",
+                                what, tensor.shape.size(), kMaxDims, kMaxDims));
+    }
     if (tensor.strides.size() != tensor.shape.size()) {
       reject(file_, fmt::format("{} has {} sizes but {} strides; {}", what, tensor.shape.size(),
                                 tensor.strides.size(), kPt2Hint));

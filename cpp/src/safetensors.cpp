@@ -22,6 +22,10 @@ constexpr std::size_t kLengthPrefix = 8;
   fail(kComponent, fmt::format("{}: {}", file, message));
 }
 
+// What to do about a file whose header or layout is damaged.
+constexpr std::string_view kDamaged =
+    "the file is truncated, damaged or not a safetensors file; download or save it again";
+
 std::uint64_t read_u64_le(const std::byte* bytes) {
   std::uint64_t value = 0;
   for (int i = 7; i >= 0; --i) value = (value << 8) | std::to_integer<std::uint64_t>(bytes[i]);
@@ -56,6 +60,11 @@ SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& spec
   entry.dtype = *parsed;
   const auto shape = spec.find("shape");
   if (shape == spec.end() || !shape->is_array()) bad("missing array 'shape'");
+  if (shape->size() > kMaxDims) {
+    reject(file, fmt::format("tensor '{}' has {} dims, more than the {} numpy and MLX support; "
+                             "reshape it to at most {} dims in torch before saving",
+                             name, shape->size(), kMaxDims, kMaxDims));
+  }
   for (const auto& dim : *shape) {
     if (!dim.is_number_unsigned()) bad("shape holds a value that is not a non-negative integer");
     const auto value = dim.get<std::uint64_t>();
@@ -74,9 +83,10 @@ SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& spec
   if (!numel) bad("shape overflows");
   const std::uint64_t expected = static_cast<std::uint64_t>(*numel) * itemsize(entry.dtype);
   if (entry.end - entry.begin != expected) {
-    reject(file, fmt::format("tensor '{}': shape {} of {} needs {} bytes but data_offsets span {}",
-                             name, entry.shape, safetensors_dtype_name(entry.dtype), expected,
-                             entry.end - entry.begin));
+    reject(file,
+           fmt::format("tensor '{}': shape {} of {} needs {} bytes but data_offsets span {}; {}",
+                       name, entry.shape, safetensors_dtype_name(entry.dtype), expected,
+                       entry.end - entry.begin, kDamaged));
   }
   return entry;
 }
@@ -86,19 +96,22 @@ SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& spec
 SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file, std::string_view name,
                                            const ReadLimits& limits) {
   if (file.size() < kLengthPrefix) {
-    reject(name,
-           fmt::format("file is {} bytes, shorter than the 8-byte header length", file.size()));
+    reject(name, fmt::format("file is {} bytes, shorter than the 8-byte header length; {}",
+                             file.size(), kDamaged));
   }
   const std::uint64_t header_length = read_u64_le(file.data());
   if (header_length > file.size() - kLengthPrefix) {
-    reject(name, fmt::format("header length {} exceeds file size {}", header_length, file.size()));
+    reject(name, fmt::format("header length {} exceeds file size {}; {}", header_length,
+                             file.size(), kDamaged));
   }
   if (header_length > limits.max_header_bytes) {
-    reject(name, fmt::format("header length {} exceeds the limit of {} bytes", header_length,
-                             limits.max_header_bytes));
+    reject(name, fmt::format("header length {} exceeds the limit of {} bytes (a header bomb?); "
+                             "a genuine checkpoint this large can be saved in shards",
+                             header_length, limits.max_header_bytes));
   }
   const auto* text = reinterpret_cast<const char*>(file.data() + kLengthPrefix);
-  if (header_length == 0 || text[0] != '{') reject(name, "header does not start with '{'");
+  if (header_length == 0 || text[0] != '{')
+    reject(name, fmt::format("header does not start with '{{'; {}", kDamaged));
 
   // Reject duplicate tensor names (JSON allows them; the format does not).
   std::set<std::string> seen_keys;
@@ -119,24 +132,28 @@ SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file, std:
   try {
     header = nlohmann::json::parse(text, text + header_length, on_event);
   } catch (const nlohmann::json::exception& error) {
-    reject(name, fmt::format("header is not valid JSON ({})", error.what()));
+    reject(name, fmt::format("header is not valid JSON ({}); {}", error.what(), kDamaged));
   }
-  if (!header.is_object()) reject(name, "header is not a JSON object");
+  if (!header.is_object()) reject(name, fmt::format("header is not a JSON object; {}", kDamaged));
   if (duplicate)
-    reject(name, fmt::format("tensor '{}' appears twice in the header", duplicate_name));
+    reject(name,
+           fmt::format("tensor '{}' appears twice in the header; {}", duplicate_name, kDamaged));
   if (header.size() > limits.max_tensors) {
-    reject(name, fmt::format("header lists {} tensors, over the limit of {}", header.size(),
-                             limits.max_tensors));
+    reject(name, fmt::format("header lists {} tensors, over the limit of {} (a header bomb?); "
+                             "a genuine checkpoint this large can be saved in shards",
+                             header.size(), limits.max_tensors));
   }
 
   SafetensorsHeader result;
   result.data_start = kLengthPrefix + header_length;
   for (const auto& [key, value] : header.items()) {
     if (key == "__metadata__") {
-      if (!value.is_object()) reject(name, "__metadata__ is not an object");
+      if (!value.is_object())
+        reject(name, fmt::format("__metadata__ is not an object; {}", kDamaged));
       for (const auto& [meta_key, meta_value] : value.items()) {
         if (!meta_value.is_string()) {
-          reject(name, fmt::format("__metadata__ value for '{}' is not a string", meta_key));
+          reject(name, fmt::format("__metadata__ value for '{}' is not a string; {}", meta_key,
+                                   kDamaged));
         }
         result.metadata[meta_key] = meta_value.get<std::string>();
       }
@@ -154,14 +171,14 @@ SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file, std:
   for (const auto& entry : result.entries) {
     if (entry.begin != cursor) {
       reject(name, fmt::format("tensor '{}' starts at byte {} of the data buffer, expected {} "
-                               "(offsets overlap or leave a hole)",
-                               entry.name, entry.begin, cursor));
+                               "(offsets overlap or leave a hole); {}",
+                               entry.name, entry.begin, cursor, kDamaged));
     }
     cursor = entry.end;
   }
   if (cursor != buffer_size) {
-    reject(name, fmt::format("tensors cover {} bytes but the data buffer holds {}{}", cursor,
-                             buffer_size, cursor > buffer_size ? " (file truncated?)" : ""));
+    reject(name, fmt::format("tensors cover {} bytes but the data buffer holds {}; {}", cursor,
+                             buffer_size, kDamaged));
   }
   return result;
 }

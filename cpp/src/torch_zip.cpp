@@ -65,8 +65,9 @@ Checkpoint read_torch_zip(const std::shared_ptr<MappedFile>& file, const ReadOpt
     if (auto found = storages.find(ref.key); found != storages.end()) return found->second;
     const ZipEntry* entry = archive.find(root + "/data/" + ref.key);
     if (entry == nullptr) {
-      reject(name, fmt::format("data.pkl refers to storage '{}' but {}/data/{} is missing", ref.key,
-                               root, ref.key));
+      reject(name, fmt::format("data.pkl refers to storage '{}' but {}/data/{} is missing; the "
+                               "archive is incomplete: download or save it again",
+                               ref.key, root, ref.key));
     }
     std::shared_ptr<Storage> storage;
     if (options.headers_only) {

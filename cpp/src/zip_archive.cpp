@@ -41,9 +41,20 @@ constexpr std::uint32_t kMarker32 = 0xFFFFFFFF;
 // Deflate cannot expand data by more than about 1032:1; a larger claim is a bomb.
 constexpr std::uint64_t kMaxDeflateRatio = 1032;
 
-[[noreturn]] void reject(std::string_view file, std::string_view message) {
+// Refuses the file with a message that already says what to do.
+[[noreturn]] void refuse(std::string_view file, std::string_view message) {
   fail(kComponent, fmt::format("{}: {}", file, message));
 }
+
+// Refuses a damaged file: the message says what is wrong, the hint what to do.
+[[noreturn]] void reject(std::string_view file, std::string_view message) {
+  refuse(file,
+         fmt::format("{}; the file is truncated or damaged: download or save it again", message));
+}
+
+// torch.save and torch.export never write these; nothing in the file can be trusted.
+constexpr std::string_view kHostile =
+    "torch.save never writes this; do not use the file, get it again from a trusted source";
 
 // Little-endian reads from a bounds-checked window of the file.
 class Reader {
@@ -83,15 +94,13 @@ struct Directory {
 };
 
 Directory find_directory(const Reader& reader, std::string_view file) {
-  if (reader.size() < kEndSize)
-    reject(file, "too short to be a zip archive: not a zip archive, or truncated");
+  if (reader.size() < kEndSize) reject(file, "too short to be a zip archive: not a zip archive");
   // The end record sits in the last 22 + 65535 (comment) bytes; search backwards.
   const std::uint64_t lowest =
       reader.size() > kEndSize + 0xFFFF ? reader.size() - kEndSize - 0xFFFF : 0;
   std::uint64_t end = reader.size() - kEndSize;
   while (reader.read(end, 4, "end record") != kEndSignature) {
-    if (end == lowest)
-      reject(file, "no end-of-central-directory record: not a zip archive, or truncated");
+    if (end == lowest) reject(file, "no end-of-central-directory record: not a zip archive");
     --end;
   }
   Directory directory{reader.read(end + 10, 2, "entry count"),
@@ -172,12 +181,13 @@ ZipArchive ZipArchive::open(const std::shared_ptr<MappedFile>& file, const ReadL
   file->advise(MappedFile::Access::Random);
   const Directory directory = find_directory(reader, name);
   if (directory.entries > limits.max_zip_entries) {
-    reject(name, fmt::format("archive declares {} entries, over the limit of {}", directory.entries,
-                             limits.max_zip_entries));
+    refuse(name, fmt::format("archive declares {} entries, over the limit of {}; {}",
+                             directory.entries, limits.max_zip_entries, kHostile));
   }
   ZipArchive archive;
   archive.file_ = file;
   archive.entries_.reserve(directory.entries);
+  std::uint64_t inflated_total = 0;  // declared by the deflated entries so far
   std::uint64_t cursor = directory.offset;
   const std::uint64_t directory_end = directory.offset + directory.size;
   for (std::uint64_t index = 0; index < directory.entries; ++index) {
@@ -204,17 +214,22 @@ ZipArchive ZipArchive::open(const std::shared_ptr<MappedFile>& file, const ReadL
     cursor = next;
 
     if (is_unsafe_name(entry.name)) {
-      reject(name, fmt::format("entry name '{}' is absolute or climbs out with '..'; refusing the "
-                               "archive",
-                               entry.name));
+      refuse(name, fmt::format("entry name '{}' is absolute or climbs out with '..'; {}",
+                               entry.name, kHostile));
     }
     if (!archive.index_.emplace(entry.name, archive.entries_.size()).second) {
-      reject(name, fmt::format("entry '{}' appears twice; the archive is ambiguous", entry.name));
+      refuse(name, fmt::format("entry '{}' appears twice, so the archive is ambiguous; {}",
+                               entry.name, kHostile));
     }
-    if ((flags & 1U) != 0) reject(name, fmt::format("entry '{}' is encrypted", entry.name));
+    if ((flags & 1U) != 0) {
+      refuse(name, fmt::format("entry '{}' is encrypted; decrypt the archive and save it again "
+                               "with torch.save",
+                               entry.name));
+    }
     if (method != 0 && method != Z_DEFLATED) {
-      reject(name, fmt::format("entry '{}' uses compression method {}; only stored and deflated "
-                               "entries are read",
+      refuse(name, fmt::format("entry '{}' uses compression method {}; only stored and deflated "
+                               "entries are read: load the file in torch and save it again "
+                               "with torch.save",
                                entry.name, method));
     }
     entry.stored = method == 0;
@@ -223,9 +238,9 @@ ZipArchive ZipArchive::open(const std::shared_ptr<MappedFile>& file, const ReadL
                                entry.size, entry.compressed_size));
     }
     if (!entry.stored && entry.size / kMaxDeflateRatio > entry.compressed_size) {
-      reject(name, fmt::format("entry '{}' claims to inflate {} bytes to {}, beyond what deflate "
-                               "can do (a zip bomb?)",
-                               entry.name, entry.compressed_size, entry.size));
+      refuse(name, fmt::format("entry '{}' claims to inflate {} bytes to {}, beyond what deflate "
+                               "can do (a zip bomb?); {}",
+                               entry.name, entry.compressed_size, entry.size, kHostile));
     }
     // The local header repeats the name; its own lengths place the data.
     if (reader.read(local, 4, fmt::format("local header of '{}'", entry.name)) != kLocalSignature) {
@@ -261,6 +276,18 @@ ZipArchive ZipArchive::open(const std::shared_ptr<MappedFile>& file, const ReadL
                                "file (truncated?)",
                                entry.name, entry.compressed_size, entry.data_offset, file->size()));
     }
+    // Refused here, before anything is inflated: many entries (their data may even overlap)
+    // could each claim the most deflate allows.
+    if (!entry.stored) {
+      if (entry.size > limits.max_inflated_bytes - inflated_total) {
+        refuse(name,
+               fmt::format("deflated entries inflate to more than the limit of {} bytes "
+                           "(entry '{}' adds {} to {}): a zip bomb? Checkpoints store "
+                           "tensors uncompressed; re-save a genuine one with torch.save",
+                           limits.max_inflated_bytes, entry.name, entry.size, inflated_total));
+      }
+      inflated_total += entry.size;
+    }
     archive.entries_.push_back(std::move(entry));
   }
   file->advise(MappedFile::Access::Normal);
@@ -280,19 +307,25 @@ std::shared_ptr<Storage> ZipArchive::read(const ZipEntry& entry) const {
   // Raw deflate (no zlib header), inflated in chunks that fit zlib's 32-bit counters.
   auto inflated = std::make_shared<std::vector<std::byte>>(entry.size);
   z_stream stream{};
-  if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) reject(file_->name(), "cannot start inflating");
+  if (inflateInit2(&stream, -MAX_WBITS) != Z_OK)
+    refuse(file_->name(), "cannot start inflating (out of memory?)");
   const std::byte* input = file_->bytes().data() + entry.data_offset;
   std::uint64_t consumed = 0;
   std::uint64_t produced = 0;
+  // Once the declared size is reached (at once for an empty entry, whose vector may have no
+  // data pointer, which zlib refuses), one spare byte lets the stream end, or catches one
+  // that inflates to more than it declared.
+  std::byte spare{};
   int status = Z_OK;
-  while (status == Z_OK) {
+  while (status == Z_OK && produced <= entry.size) {
+    const bool room = produced < entry.size;
     const auto in_chunk =
         static_cast<uInt>(std::min<std::uint64_t>(entry.compressed_size - consumed, 1U << 30));
     const auto out_chunk =
-        static_cast<uInt>(std::min<std::uint64_t>(entry.size - produced, 1U << 30));
+        room ? static_cast<uInt>(std::min<std::uint64_t>(entry.size - produced, 1U << 30)) : 1U;
     stream.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(input + consumed));
     stream.avail_in = in_chunk;
-    stream.next_out = reinterpret_cast<Bytef*>(inflated->data() + produced);
+    stream.next_out = reinterpret_cast<Bytef*>(room ? inflated->data() + produced : &spare);
     stream.avail_out = out_chunk;
     status = inflate(&stream, Z_NO_FLUSH);
     consumed += in_chunk - stream.avail_in;
@@ -301,8 +334,11 @@ std::shared_ptr<Storage> ZipArchive::read(const ZipEntry& entry) const {
   }
   inflateEnd(&stream);
   if (status != Z_STREAM_END || produced != entry.size) {
-    reject(file_->name(), fmt::format("entry '{}' is corrupt (inflated {} of {} bytes)", entry.name,
-                                      produced, entry.size));
+    refuse(file_->name(),
+           fmt::format("entry '{}' is corrupt: its data inflates to {}{} bytes where the directory "
+                       "declares {}; the file is damaged, download or save it again",
+                       entry.name, produced > entry.size ? "more than " : "",
+                       std::min(produced, entry.size), entry.size));
   }
   uLong checksum = crc32(0L, nullptr, 0);
   for (std::uint64_t done = 0; done < produced;) {
@@ -311,8 +347,10 @@ std::shared_ptr<Storage> ZipArchive::read(const ZipEntry& entry) const {
     done += chunk;
   }
   if (checksum != entry.crc) {
-    reject(file_->name(),
-           fmt::format("entry '{}' fails its CRC check (corrupt download?)", entry.name));
+    refuse(file_->name(),
+           fmt::format(
+               "entry '{}' fails its CRC check: the file is damaged, download or save it again",
+               entry.name));
   }
   return std::make_shared<Storage>(Storage{inflated->data(), inflated->size(), inflated});
 }

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
@@ -186,6 +187,83 @@ TEST_F(TorchZip, ZipArchiveListsFindsAndReadsStoredEntries) {
   ASSERT_NE(archive.find("a/one"), nullptr);
   EXPECT_EQ(archive.read_text(*archive.find("a/one")), "first");
   EXPECT_EQ(archive.read(*archive.find("a/two"))->nbytes, 0U);
+}
+
+TEST_F(TorchZip, ZipArchiveReadsDeflatedEntriesIncludingEmptyOnes) {
+  // An empty deflated member (2 bytes of deflate for 0 bytes, as Python's zipfile writes with
+  // ZIP_DEFLATED) was refused as corrupt: zlib refuses the empty vector's null data pointer.
+  const auto path = dir_ / "deflated.zip";
+  test::write_zip(path, {{"a/empty", test::bytes_of("")}, {"a/text", test::bytes_of("hello")}},
+                  /*deflated=*/true);
+  const ZipArchive archive = ZipArchive::open(MappedFile::open(path));
+  const ZipEntry* empty = archive.find("a/empty");
+  ASSERT_NE(empty, nullptr);
+  EXPECT_FALSE(empty->stored);
+  EXPECT_EQ(empty->size, 0U);
+  EXPECT_GT(empty->compressed_size, 0U);
+  EXPECT_EQ(archive.read(*empty)->nbytes, 0U);
+  EXPECT_EQ(archive.read_text(*archive.find("a/text")), "hello");
+}
+
+TEST_F(TorchZip, TorchZipReadsAnEmptyDeflatedStorage) {
+  PickleBuilder program;
+  program.proto().empty_dict().binput(0).binunicode("w");
+  program.float_tensor("0", 0, 0, {0}, {1}).binput(1).setitem().stop();
+  const auto path = dir_ / "empty.pt";
+  test::write_zip(path,
+                  {{"archive/data.pkl", program.bytes()},
+                   {"archive/byteorder", test::bytes_of("little")},
+                   {"archive/data/0", {}}},
+                  /*deflated=*/true);
+  const Checkpoint checkpoint = read_torch_zip(MappedFile::open(path));
+  ASSERT_EQ(checkpoint.tensors.size(), 1U);
+  EXPECT_EQ(checkpoint.tensors[0].tensor.shape, std::vector<std::int64_t>{0});
+}
+
+TEST_F(TorchZip, ZipArchiveRefusesADeflatedEntryThatInflatesToMoreThanDeclared) {
+  const auto path = dir_ / "longer.zip";
+  test::write_zip(path, {{"a/x", test::bytes_of("hello")}}, /*deflated=*/true);
+  std::vector<std::byte> bytes = test::read_file(path);
+  // Declare 0 bytes (and the CRC of nothing) in both headers: the stream holds 5.
+  for (const std::size_t field : {std::size_t{14}, std::size_t{22}}) {
+    for (std::size_t i = 0; i < 4; ++i) bytes[field + i] = std::byte{0};
+  }
+  const std::vector<std::byte> signature = test::bytes_of("PK\x01\x02");
+  const auto central = static_cast<std::size_t>(
+      std::search(bytes.begin(), bytes.end(), signature.begin(), signature.end()) - bytes.begin());
+  ASSERT_LT(central, bytes.size());
+  for (const std::size_t field : {std::size_t{16}, std::size_t{24}}) {
+    for (std::size_t i = 0; i < 4; ++i) bytes[central + field + i] = std::byte{0};
+  }
+  const auto file = MappedFile::from_bytes(bytes, "longer.zip");
+  const ZipArchive archive = ZipArchive::open(file);
+  const std::string message = error_of([&] { (void)archive.read(*archive.find("a/x")); });
+  EXPECT_TRUE(StartsWith(message, "[zip] longer.zip: "));
+  EXPECT_TRUE(Contains(message, "entry 'a/x' is corrupt: its data inflates to more than 0 bytes"));
+  EXPECT_TRUE(Contains(message, "download or save it again"));
+}
+
+TEST_F(TorchZip, ZipArchiveRefusesDeflatedEntriesOverTheInflationBudget) {
+  const auto path = dir_ / "budget.zip";
+  test::write_zip(path,
+                  {{"a/one", std::vector<std::byte>(600)}, {"a/two", std::vector<std::byte>(600)}},
+                  /*deflated=*/true);
+  ReadLimits limits;
+  limits.max_inflated_bytes = 1200;
+  EXPECT_EQ(ZipArchive::open(MappedFile::open(path), limits).entries().size(), 2U);
+  limits.max_inflated_bytes = 1199;
+  const std::string message =
+      error_of([&] { (void)ZipArchive::open(MappedFile::open(path), limits); });
+  EXPECT_TRUE(StartsWith(message, "[zip] " + path.string() + ": "));
+  EXPECT_TRUE(Contains(message,
+                       "deflated entries inflate to more than the limit of 1199 bytes "
+                       "(entry 'a/two' adds 600 to 600)"));
+  EXPECT_TRUE(Contains(message, "re-save a genuine one with torch.save"));
+  // Stored entries are views of the file and cost nothing.
+  test::write_zip(path,
+                  {{"a/one", std::vector<std::byte>(600)}, {"a/two", std::vector<std::byte>(600)}});
+  limits.max_inflated_bytes = 0;
+  EXPECT_EQ(ZipArchive::open(MappedFile::open(path), limits).entries().size(), 2U);
 }
 
 TEST_F(TorchZip, ZipArchiveRefusesDuplicateNames) {

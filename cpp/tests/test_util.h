@@ -244,15 +244,17 @@ struct ZipMember {
   std::vector<std::byte> data;
 };
 
-/// Writes `members` as stored (uncompressed) entries, in order, with minizip. Duplicate and
-/// unsafe names are written as given: the reader is the one that must refuse them.
-inline void write_zip(const std::filesystem::path& path, const std::vector<ZipMember>& members) {
+/// Writes `members` as stored (uncompressed) entries, or deflated ones, in order, with minizip.
+/// Duplicate and unsafe names are written as given: the reader is the one that must refuse them.
+inline void write_zip(const std::filesystem::path& path, const std::vector<ZipMember>& members,
+                      bool deflated = false) {
   zipFile zip = zipOpen64(path.c_str(), APPEND_STATUS_CREATE);
   ASSERT_NE(zip, nullptr) << "cannot create " << path;
   for (const auto& member : members) {
     zip_fileinfo info{};
     ASSERT_EQ(zipOpenNewFileInZip64(zip, member.name.c_str(), &info, nullptr, 0, nullptr, 0,
-                                    nullptr, 0 /* stored */, 0, 0 /* no zip64 */),
+                                    nullptr, deflated ? Z_DEFLATED : 0,
+                                    deflated ? Z_DEFAULT_COMPRESSION : 0, 0 /* no zip64 */),
               ZIP_OK);
     ASSERT_EQ(
         zipWriteInFileInZip(zip, member.data.data(), static_cast<unsigned>(member.data.size())),

@@ -80,7 +80,11 @@ def _convert_weights(args: argparse.Namespace) -> int:
 
     from torch2mlx.weights import convert_weights
 
-    model = _load_factory(args.model) if args.model else None
+    model = None
+    if args.model and os.path.exists(args.model):
+        model = args.model  # a .pt2 archive: its graph names every module's type
+    elif args.model:
+        model = _load_factory(args.model)
     quantize = {"bits": args.quantize, "group_size": args.group_size} if args.quantize else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -226,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     weights.add_argument("checkpoint", help="checkpoint file, index.json or model folder")
     weights.add_argument("-o", "--output", required=True, help="output .safetensors path")
-    weights.add_argument("--model", help="'pkg.module:factory' returning the torch model")
+    weights.add_argument(
+        "--model", help="'pkg.module:factory' returning the torch model, or a .pt2 archive"
+    )
     weights.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
     weights.add_argument("--quantize", type=int, choices=[2, 3, 4, 5, 6, 8], metavar="BITS")
     weights.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])

@@ -11,6 +11,11 @@ from typing import Any
 
 from torch2mlx.checkpoint import Torch2MLXError
 
+_PACKAGE_HINT = (
+    "pass the folder that `torch2mlx convert -o` or torch2mlx.convert wrote "
+    "(read checkpoints with torch2mlx.load_state_dict)"
+)
+
 
 def _weight_files(directory: Path) -> list[Path]:
     single = directory / "model.safetensors"
@@ -21,8 +26,8 @@ def _weight_files(directory: Path) -> list[Path]:
         weight_map = json.loads(index.read_text())["weight_map"]
         return [directory / name for name in sorted(set(weight_map.values()))]
     raise Torch2MLXError(
-        f"[load] {directory}: no model.safetensors or model.safetensors.index.json; is this a "
-        "package written by `torch2mlx convert`?"
+        f"[load] {directory}: no model.safetensors or model.safetensors.index.json, so this is "
+        f"not a complete package; {_PACKAGE_HINT}"
     )
 
 
@@ -31,7 +36,8 @@ def load_model_class(directory: Path) -> type:
     source = directory / "model.py"
     if not source.exists():
         raise Torch2MLXError(
-            f"[load] {directory}: no model.py; is this a package written by `torch2mlx convert`?"
+            f"[load] {directory}: no model.py, so this is not a package written by "
+            f"torch2mlx convert; {_PACKAGE_HINT}"
         )
     digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
     name = f"torch2mlx_package_{digest}"

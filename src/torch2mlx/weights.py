@@ -29,13 +29,34 @@ class ConversionWarning(UserWarning):
 
 
 def module_map(model: Any) -> list[tuple[str, str, int]]:
-    """(path, fully qualified type, groups) for every module of a live torch model."""
+    """(path, fully qualified type, groups) for every module of a live torch model, or of
+    the program in a .pt2 archive (from each node's nn_module_stack; no torch needed)."""
+    if isinstance(model, (str, os.PathLike)):
+        return _program_module_map(Path(model))
     modules = []
     for path, module in model.named_modules(remove_duplicate=False):
         entry = find_entry(module)
         type_name = entry.torch_type if entry is not None else torch_type_name(module)
         modules.append((path, type_name, int(getattr(module, "groups", 1) or 1)))
     return modules
+
+
+def _program_module_map(path: Path) -> list[tuple[str, str, int]]:
+    if _core.detect_format(os.fspath(path)) != "pt2":
+        raise ValueError(
+            f"[convert] {path}: model= takes a torch module or a .pt2 archive "
+            "(torch.export.save), and this file is neither"
+        )
+    program = _core.read_pt2(os.fspath(path), headers_only=True)
+    types: dict[str, str] = {"": ""}
+    groups: dict[str, int] = {}
+    for node in program["nodes"]:
+        for _, module_path, module_type in node["module_stack"]:
+            types.setdefault(module_path, module_type)
+        if node["module_stack"] and "groups" in node:
+            groups[node["module_stack"][-1][1]] = int(node["groups"])
+    # The root module's type is not in the stacks: it owns only its own parameters.
+    return [(p, t, groups.get(p, 1)) for p, t in sorted(types.items()) if p or t]
 
 
 def parse_size(size: int | str) -> int:
@@ -80,6 +101,8 @@ def convert_weights(
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".safetensors":
         raise ValueError(f"[convert] {dst}: the output must be a .safetensors path")
+    if model is None and not reverse and _core.detect_format(os.fspath(src)) == "pt2":
+        model = src  # a .pt2 archive carries its own module tree
     modules = module_map(model) if model is not None else []
     if model is None:
         warnings.warn(

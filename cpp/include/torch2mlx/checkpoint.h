@@ -25,6 +25,10 @@ struct ReadLimits {
   std::size_t max_depth = 512;  // nesting of pickle marks and containers
   std::size_t max_tensors = std::size_t{1} << 22;
   std::size_t max_zip_entries = std::size_t{1} << 22;
+  // Bytes the deflated members of one zip may inflate to, all together. torch.save and
+  // torch.export store tensors uncompressed; only data.pkl and small members are ever
+  // deflated, while each member alone may claim 1032 times its compressed size.
+  std::size_t max_inflated_bytes = std::size_t{2} << 30;
 };
 
 /// How to read.

@@ -56,6 +56,10 @@ struct Tensor {
   [[nodiscard]] const std::byte* data() const;
 };
 
+/// The most dims a tensor may have: numpy's limit (NPY_MAXDIMS), and so what torch2mlx can
+/// hand to Python. Readers refuse more, naming the tensor.
+inline constexpr std::size_t kMaxDims = 64;
+
 /// Row-major strides for `shape`.
 [[nodiscard]] std::vector<std::int64_t> contiguous_strides(std::span<const std::int64_t> shape);
 

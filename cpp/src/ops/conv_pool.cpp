@@ -139,7 +139,7 @@ std::string convolve(Call& call, bool transposed_conv) {
   if (!transposed_conv && padding != nullptr && padding->kind == ArgKind::String) {
     // padding="same"/"valid": torch pads "same" asymmetrically when the window is even.
     function = call.helper("conv_padded");
-    options.push_back(fmt::format("padding='{}'", padding->strings[0]));
+    options.push_back(fmt::format("padding=\"{}\"", padding->strings[0]));
     options.push_back(fmt::format("dilation={}", spatial(call, "dilation", dims, 1)));
   } else {
     function = fmt::format("mx.conv{}{}d", transposed_conv ? "_transpose" : "", dims);
@@ -205,7 +205,7 @@ std::string avg_pool(Call& call) {
 template <int Dims>
 std::string adaptive_avg_pool(Call& call) {
   const ChannelsLastInput input = channels_last_input(call, "self", Dims);
-  return input.output(fmt::format("{}({}, {}, 'mean')", call.helper("adaptive_pool"), input.input,
+  return input.output(fmt::format("{}({}, {}, \"mean\")", call.helper("adaptive_pool"), input.input,
                                   spatial(call, "output_size", Dims, 1)));
 }
 
@@ -214,7 +214,7 @@ std::string adaptive_max_pool(Call& call) {
   // Indices are not computed, as for max_pool*_with_indices.
   const ChannelsLastInput input = channels_last_input(call, "self", Dims);
   return fmt::format("({}, None)",
-                     input.output(fmt::format("{}({}, {}, 'max')", call.helper("adaptive_pool"),
+                     input.output(fmt::format("{}({}, {}, \"max\")", call.helper("adaptive_pool"),
                                               input.input, spatial(call, "output_size", Dims, 1))));
 }
 
@@ -239,8 +239,8 @@ std::string upsample(Call& call) {
   const ChannelsLastInput input = channels_last_input(call, first_name(call), Dims, false);
   const std::string size = call.has("output_size") ? call.literal("output_size", "None") : "None";
   const std::string align = call.flag("align_corners", false) ? "True" : "False";
-  if (Mode.view() == "cubic") call.helper("cubic_along");
-  return fmt::format("{}({}, {}, {}, '{}', {})", call.helper("upsample"), input.input, size,
+  call.helper("cubic_along");  // the upsample helper names it, whatever the mode
+  return fmt::format("{}({}, {}, {}, \"{}\", {})", call.helper("upsample"), input.input, size,
                      upsample_scales(call, Dims), Mode.view(), align);
 }
 
@@ -249,7 +249,7 @@ std::string pad_spatial(Call& call) {
   const auto padding = call.ints("padding");
   const ChannelsLastInput input =
       channels_last_input(call, "self", static_cast<int>(padding.size() / 2));
-  return input.output(fmt::format("{}({}, {}, '{}')", call.helper("pad_spatial"), input.input,
+  return input.output(fmt::format("{}({}, {}, \"{}\")", call.helper("pad_spatial"), input.input,
                                   int_tuple(padding), Mode.view()));
 }
 
@@ -277,7 +277,7 @@ std::string grid_sampler(Call& call) {
     call.unsupported(fmt::format("grid_sample padding mode {}", padding));
   }
   const ChannelsLastInput input = channels_last_input(call, "input", 2, false);
-  return fmt::format("{}({}, {}, '{}', '{}', {})", call.helper("grid_sample"), input.input,
+  return fmt::format(R"({}({}, {}, "{}", "{}", {}))", call.helper("grid_sample"), input.input,
                      call.tensor("grid"), kInterpolation[static_cast<std::size_t>(mode)],
                      kGridPadding[static_cast<std::size_t>(padding)],
                      call.flag("align_corners", false) ? "True" : "False");
@@ -447,9 +447,9 @@ std::vector<Helper> conv_pool_helpers() {
             x = getattr(x, reduce)(axis=axis + 1)
             continue
         parts = [
-            getattr(mx.take(x, mx.arange(i * size // out, -(-(i + 1) * size // out)), axis=axis), reduce)(
-                axis=axis, keepdims=True
-            )
+            getattr(
+                mx.take(x, mx.arange(i * size // out, -(-(i + 1) * size // out)), axis=axis), reduce
+            )(axis=axis, keepdims=True)
             for i in range(out)
         ]
         x = mx.concatenate(parts, axis=axis)
@@ -478,9 +478,13 @@ std::vector<Helper> conv_pool_helpers() {
             x = mx.take(x, mx.minimum(index, length - 1), axis=axis)
             continue
         if mode == "cubic":
-            x = cubic_along(x, axis, position * scale if align_corners else (position + 0.5) * scale - 0.5)
+            x = cubic_along(
+                x, axis, position * scale if align_corners else (position + 0.5) * scale - 0.5
+            )
             continue
-        position = position * scale if align_corners else mx.maximum((position + 0.5) * scale - 0.5, 0)
+        position = (
+            position * scale if align_corners else mx.maximum((position + 0.5) * scale - 0.5, 0)
+        )
         low = mx.minimum(mx.floor(position).astype(mx.int32), length - 1)
         high = mx.minimum(low + 1, length - 1)
         shape = [1] * x.ndim
@@ -590,7 +594,9 @@ std::vector<Helper> conv_pool_helpers() {
     unbatched = x.ndim == 3
     if unbatched:
         x = x[None]
-    windows = pool_windows(mx.transpose(x, (0, 2, 3, 1)), kernel, stride, padding, dilation, False, 0)
+    windows = pool_windows(
+        mx.transpose(x, (0, 2, 3, 1)), kernel, stride, padding, dilation, False, 0
+    )
     n, rows, cols, kh, kw, c = windows.shape
     out = mx.transpose(windows, (0, 5, 3, 4, 1, 2)).reshape(n, c * kh * kw, rows * cols)
     return out[0] if unbatched else out

@@ -69,14 +69,15 @@ std::string gather(Call& call) {
 // 'amax', 'amin') all go to one helper; no reduce means replace.
 std::string scatter(Call& call) {
   const std::string source = call.has("src") ? call.tensor("src") : operand(call, "value");
-  return fmt::format("{}({}, {}, {}, {}, '{}', {})", call.helper("scatter"), call.tensor("self"),
+  return fmt::format("{}({}, {}, {}, {}, \"{}\", {})", call.helper("scatter"), call.tensor("self"),
                      call.axis("dim", 0), call.tensor("index"), source, call.text("reduce", "none"),
                      py_bool(call.flag("include_self", true)));
 }
 
 std::string scatter_add(Call& call) {
-  return fmt::format("{}({}, {}, {}, {}, 'sum', True)", call.helper("scatter"), call.tensor("self"),
-                     call.axis("dim", 0), call.tensor("index"), call.tensor("src"));
+  return fmt::format("{}({}, {}, {}, {}, \"sum\", True)", call.helper("scatter"),
+                     call.tensor("self"), call.axis("dim", 0), call.tensor("index"),
+                     call.tensor("src"));
 }
 
 // index_add: self[..., index[i], ...] += alpha * source[..., i, ...] along dim.
@@ -161,7 +162,7 @@ std::vector<Helper> indexing_helpers() {
         # x[mask] = values: the masked rows take values' rows in row-major order, or one
         # broadcast row; the result's shape is static even if the count is not.
         mask = indices[0]
-        rest = x.shape[mask.ndim:]
+        rest = x.shape[mask.ndim :]
         full = mx.broadcast_to(mask.reshape(mask.shape + (1,) * len(rest)), x.shape)
         if values.ndim > len(rest) and values.shape[0] != 1:
             rows = mx.broadcast_to(values, values.shape[:1] + rest)
@@ -187,13 +188,25 @@ std::vector<Helper> indexing_helpers() {
     # torch's scatter family: src[i][j] goes to x[index[i][j]][j] (axis 0), over index's
     # shape only. reduce: 'none' replaces; sum/prod/mean/amax/amin (or add/multiply) combine.
     if x.ndim == 0:
-        return scatter(x.reshape(1), 0, index.reshape(1), src.reshape(1) if isinstance(src, mx.array) else src, reduce, include_self).reshape(())
+        return scatter(
+            x.reshape(1),
+            0,
+            index.reshape(1),
+            src.reshape(1) if isinstance(src, mx.array) else src,
+            reduce,
+            include_self,
+        ).reshape(())
     if isinstance(src, mx.array):
         src = src[tuple(slice(0, n) for n in index.shape)].astype(x.dtype)
     else:
         src = mx.full(index.shape, src, dtype=x.dtype)
     index = mx.where(index < 0, index + x.shape[axis], index)
-    key = tuple(index if d == axis else mx.arange(n).reshape([-1 if e == d else 1 for e in range(index.ndim)]) for d, n in enumerate(index.shape))
+    key = tuple(
+        index
+        if d == axis
+        else mx.arange(n).reshape([-1 if e == d else 1 for e in range(index.ndim)])
+        for d, n in enumerate(index.shape)
+    )
     reduce = {"add": "sum", "multiply": "prod"}.get(reduce, reduce)
     if reduce in ("none", "amax", "amin"):
         y = mx.array(x)

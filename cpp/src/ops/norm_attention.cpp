@@ -141,7 +141,7 @@ std::string addmm(Call& call) {
 }
 
 std::string einsum(Call& call) {
-  return fmt::format("mx.einsum('{}', {})", call.text("equation", ""),
+  return fmt::format("mx.einsum(\"{}\", {})", call.text("equation", ""),
                      fmt::join(call.tensors("tensors"), ", "));
 }
 
@@ -208,9 +208,9 @@ std::string fft_r2c(Call& call) {
   const std::string self = call.tensor("self");
   const std::string axes = int_tuple(call.axes("dim"));
   if (call.flag("onesided", true)) {
-    return fmt::format("mx.fft.rfftn({}, axes={}, norm='{}')", self, axes, fft_norm(call, false));
+    return fmt::format("mx.fft.rfftn({}, axes={}, norm=\"{}\")", self, axes, fft_norm(call, false));
   }
-  return fmt::format("mx.fft.fftn({}.astype(mx.complex64), axes={}, norm='{}')", self, axes,
+  return fmt::format("mx.fft.fftn({}.astype(mx.complex64), axes={}, norm=\"{}\")", self, axes,
                      fft_norm(call, false));
 }
 
@@ -223,13 +223,13 @@ std::string fft_c2r(Call& call) {
     sizes.push_back(fmt::format("{}.shape[{}]", call.tensor("self"), axes[index]));
   }
   sizes.push_back(call.literal("last_dim_size", "None"));
-  return fmt::format("mx.fft.irfftn({}, s=({},), axes={}, norm='{}')", call.tensor("self"),
+  return fmt::format("mx.fft.irfftn({}, s=({},), axes={}, norm=\"{}\")", call.tensor("self"),
                      fmt::join(sizes, ", "), int_tuple(axes), fft_norm(call, true));
 }
 
 std::string fft_c2c(Call& call) {
   const bool forward = call.flag("forward", true);
-  return fmt::format("mx.fft.{}({}, axes={}, norm='{}')", forward ? "fftn" : "ifftn",
+  return fmt::format("mx.fft.{}({}, axes={}, norm=\"{}\")", forward ? "fftn" : "ifftn",
                      call.tensor("self"), int_tuple(call.axes("dim")), fft_norm(call, !forward));
 }
 
@@ -343,7 +343,9 @@ std::vector<Helper> norm_attention_helpers() {
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     return out.reshape(*lead, *out.shape[-2:])
 )"},
-{"embedding_bag", R"(def embedding_bag(weight, indices, offsets, mode, per_sample_weights, include_last_offset, padding_idx):
+{"embedding_bag", R"(def embedding_bag(
+    weight, indices, offsets, mode, per_sample_weights, include_last_offset, padding_idx
+):
     # F.embedding_bag on 1-d indices: bag b sums (averages, maxes) rows offsets[b]..offsets[b+1].
     # Entries equal to padding_idx are left out; empty bags give zeros.
     bags = offsets.shape[0] - (1 if include_last_offset else 0)
@@ -388,7 +390,9 @@ std::vector<Helper> norm_attention_helpers() {
     n = x.shape[0]
     pairs = [i * n + j for i in range(n) for j in range(i + 1, n)]
     full = cdist(x, x, p).reshape(-1)
-    return mx.take(full, mx.array(pairs, dtype=mx.int32)) if pairs else mx.zeros((0,), dtype=x.dtype)
+    return (
+        mx.take(full, mx.array(pairs, dtype=mx.int32)) if pairs else mx.zeros((0,), dtype=x.dtype)
+    )
 )"},
   };
   // clang-format on

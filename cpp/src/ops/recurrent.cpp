@@ -34,9 +34,9 @@ std::string lstm(Call& call) {
 template <Text Cell>
 std::string single_state(Call& call) {
   call.helper("recurrent_layers");
-  return fmt::format("{}({}, {}, [{}], {}, '{}')", call.helper("gru_or_rnn"), call.tensor("input"),
-                     state(call), fmt::join(call.tensors("params"), ", "), flags(call),
-                     Cell.view());
+  return fmt::format("{}({}, {}, [{}], {}, \"{}\")", call.helper("gru_or_rnn"),
+                     call.tensor("input"), state(call), fmt::join(call.tensors("params"), ", "),
+                     flags(call), Cell.view());
 }
 
 }  // namespace
@@ -53,8 +53,7 @@ std::vector<OpEntry> recurrent_ops() {
 std::vector<Helper> recurrent_helpers() {
   // clang-format off
   return {
-{"recurrent_layers", R"(def recurrent_layers(x, states, params, has_biases, num_layers, bidirectional,
-                     batch_first, step):
+{"recurrent_layers", R"(def recurrent_layers(x, states, params, has_biases, num_layers, bidirectional, batch_first, step):
     # Runs `step` over time for every layer and direction, as torch's RNN modules do.
     unbatched = x.ndim == 2
     if unbatched:
@@ -105,8 +104,7 @@ std::vector<Helper> recurrent_helpers() {
     )
     return out, h, c
 )"},
-{"gru_or_rnn", R"(def gru_or_rnn(x, state, params, has_biases, num_layers, bidirectional, batch_first,
-               cell):
+{"gru_or_rnn", R"(def gru_or_rnn(x, state, params, has_biases, num_layers, bidirectional, batch_first, cell):
     # torch.nn.GRU (gates r, z, n) and torch.nn.RNN (tanh or relu).
     def step(xw, carry, w_hh, b_hh, w_hr):
         h = carry[0]

@@ -123,7 +123,7 @@ std::string variance(Call& call) {
     correction = call.flag("unbiased", true) ? 1.0 : 0.0;
   }
   return unless_empty(
-      call, "float('nan')",
+      call, "float(\"nan\")",
       fmt::format("{}({}, {}, {}, {}, {})", call.helper("variance"), call.tensor("self"),
                   axis_text(call), float_literal(correction), keepdims(call), py_bool(Root)));
 }
@@ -131,7 +131,7 @@ std::string variance(Call& call) {
 // var_mean/std_mean: (var or std, mean).
 template <bool Root>
 std::string variance_mean(Call& call) {
-  return fmt::format("({}, {})", variance<Root>(call), reduce<"mx.mean", "float('nan')">(call));
+  return fmt::format("({}, {})", variance<Root>(call), reduce<"mx.mean", "float(\"nan\")">(call));
 }
 
 std::string vector_norm(Call& call) {
@@ -193,8 +193,8 @@ std::vector<OpEntry> reduction_ops() {
   return {
       {"aten.sum.dim_IntList", reduce<"mx.sum", "0">, kReduce},
       {"aten.sum.default", reduce_all<"mx.sum", "0">, kStandard},
-      {"aten.mean.dim", reduce<"mx.mean", "float('nan')">, kReduce},
-      {"aten.mean.default", reduce_all<"mx.mean", "float('nan')">, kStandard},
+      {"aten.mean.dim", reduce<"mx.mean", "float(\"nan\")">, kReduce},
+      {"aten.mean.default", reduce_all<"mx.mean", "float(\"nan\")">, kStandard},
       {"aten.amax.default", reduce<"mx.max", "">, kReduce},
       {"aten.amin.default", reduce<"mx.min", "">, kReduce},
       {"aten.max.default", reduce_all<"mx.max", "">, kStandard},
@@ -223,7 +223,7 @@ std::vector<OpEntry> reduction_ops() {
       {"aten.any.default", logical_reduce<"mx.any", "False">, kStandard},
       {"aten.any.dim", logical_reduce<"mx.any", "False">, kReduce},
       {"aten.any.dims", logical_reduce<"mx.any", "False">, kReduce},
-      {"aten.logsumexp.default", reduce<"mx.logsumexp", "float('-inf')">, kReduce},
+      {"aten.logsumexp.default", reduce<"mx.logsumexp", "float(\"-inf\")">, kReduce},
       {"aten.cumsum.default", scan<"mx.cumsum">, kAxis},
       {"aten.cumprod.default", scan<"mx.cumprod">, kAxis},
       {"aten.softmax.int", softmax, kAxis},

@@ -414,8 +414,12 @@ std::vector<Helper> shape_helpers() {
     # Window w holds elements w * step ... w * step + size - 1 of the axis.
     n = (x.shape[axis] - size) // step + 1
     index = (mx.arange(n)[:, None] * step + mx.arange(size)[None, :]).reshape(-1)
-    y = mx.take(x, index, axis=axis) if n > 0 else x[tuple(slice(0, 0) if d == axis else slice(None) for d in range(x.ndim))]
-    y = y.reshape(x.shape[:axis] + (max(n, 0), size) + x.shape[axis + 1:])
+    y = (
+        mx.take(x, index, axis=axis)
+        if n > 0
+        else x[tuple(slice(0, 0) if d == axis else slice(None) for d in range(x.ndim))]
+    )
+    y = y.reshape(x.shape[:axis] + (max(n, 0), size) + x.shape[axis + 1 :])
     return mx.moveaxis(y, axis + 1, -1)
 )"},
 {"flip", R"(def flip(x, axes):

@@ -111,7 +111,7 @@ std::vector<Helper> symbolic_helpers() {
 {"contiguous_stride", R"(def contiguous_stride(shape, dim):
     # The stride torch gives a contiguous tensor: empty dims count as size 1.
     stride = 1
-    for size in shape[dim + 1:]:
+    for size in shape[dim + 1 :]:
         stride *= max(size, 1)
     return stride
 )"},

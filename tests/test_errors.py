@@ -1,0 +1,280 @@
+"""Error style: one test per error class.
+
+Every refusal is a Torch2MLXError whose message starts with "[component]", names the file (or
+the node or module) at fault and the part of it that is wrong, and ends by saying what to do.
+Fixtures are built here from torch's own output or by hand; nothing binary is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import torch2mlx
+from conftest import reduce_ops, rewrite_zip, torch_save, write_safetensors_by_hand
+from test_adversarial import PICKLE_BOMBS, PROTO, patched, rebuild_tensor, state_dict, torch_zip
+
+
+def refusal(call: Callable[[], Any]) -> str:
+    with pytest.raises(torch2mlx.Torch2MLXError) as caught:
+        call()
+    return str(caught.value)
+
+
+def check(message: str, component: str, at_fault: list[str], what_to_do: str) -> None:
+    """The message is "[component] ...", names every part of `at_fault`, then says what to do."""
+    assert message.startswith(f"[{component}] "), message
+    for part in at_fault:
+        assert part in message, (part, message)
+    assert what_to_do in message, (what_to_do, message)
+    # What to do comes after what is wrong.
+    assert message.rindex(what_to_do) > max(message.index(part) for part in at_fault), message
+
+
+def read(path: Path) -> str:
+    """The message of load_state_dict, checked to be the one inspect_checkpoint gives too."""
+    message = refusal(lambda: torch2mlx.load_state_dict(path))
+    assert refusal(lambda: torch2mlx.inspect_checkpoint(path)) == message
+    return message
+
+
+@pytest.fixture
+def genuine(tmp_path: Path) -> Path:
+    return torch_save({"w": torch.arange(6.0).reshape(2, 3)}, tmp_path / "genuine.pt")
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoint readers.
+
+
+def test_safetensors_header(tmp_path: Path) -> None:
+    entry = {"dtype": "F32", "shape": [2]}
+    path = write_safetensors_by_hand(
+        tmp_path / "overlap.safetensors",
+        {"a": {**entry, "data_offsets": [0, 8]}, "b": {**entry, "data_offsets": [4, 12]}},
+        bytes(12),
+    )
+    check(read(path), "safetensors", [str(path), "tensor 'b'", "overlap"], "save it again")
+
+
+def test_safetensors_tensor_with_more_than_64_dims(tmp_path: Path) -> None:
+    path = write_safetensors_by_hand(
+        tmp_path / "dims.safetensors",
+        {"deep": {"dtype": "F32", "shape": [1] * 65, "data_offsets": [0, 4]}},
+        bytes(4),
+    )
+    check(
+        read(path),
+        "safetensors",
+        [str(path), "tensor 'deep' has 65 dims"],
+        "reshape it to at most 64 dims",
+    )
+
+
+def test_pickled_tensor_with_more_than_64_dims(tmp_path: Path) -> None:
+    path = torch_zip(tmp_path / "dims.pt", state_dict(rebuild_tensor((1,) * 65, (1,) * 65)))
+    check(
+        read(path),
+        "pickle",
+        [str(path), "archive/data.pkl", "tensor 'w' has 65 dims"],
+        "reshape it to at most 64 dims",
+    )
+
+
+def test_zip_structure(genuine: Path, tmp_path: Path) -> None:
+    # The end record survives; the local header of the last storage does not.
+    data = genuine.read_bytes()
+    directory = data.index(b"PK\x01\x02")
+    path = tmp_path / "cut.pt"
+    path.write_bytes(data[: directory - 200] + bytes(200) + data[directory:])
+    check(read(path), "zip", [str(path), "local header of entry"], "download or save it again")
+
+
+def test_zip_hostile_name(tmp_path: Path) -> None:
+    path = tmp_path / "climb.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", state_dict(b"N"))
+        archive.writestr("archive/../../evil", b"x")
+    check(read(path), "zip", [str(path), "'archive/../../evil'"], "do not use the file")
+
+
+def test_zip_inflation_budget(tmp_path: Path) -> None:
+    path = tmp_path / "budget.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", state_dict(b"N"))
+        for index in range(3):
+            # Random bytes do not compress: 1 GiB is within deflate's 1032:1 of each.
+            data = random.randbytes(1_100_000)
+            archive.writestr(f"archive/data/{index}", data, zipfile.ZIP_DEFLATED)
+
+    def claims_a_gigabyte(data: bytearray, local: int, central: int) -> None:
+        compressed = struct.unpack_from("<I", data, central + 20)[0]
+        assert compressed * 1032 >= 1 << 30
+        struct.pack_into("<I", data, central + 24, 1 << 30)
+        struct.pack_into("<I", data, local + 22, 1 << 30)
+
+    for index in range(3):
+        patched(path, f"archive/data/{index}", claims_a_gigabyte)
+    check(
+        read(path),
+        "zip",
+        [str(path), "inflate to more than the limit of 2147483648 bytes", "'archive/data/2'"],
+        "re-save a genuine one with torch.save",
+    )
+
+
+def test_pickle_global(genuine: Path, tmp_path: Path) -> None:
+    path = tmp_path / "evil.pth"
+    rewrite_zip(
+        genuine,
+        path,
+        lambda name, data: (
+            PROTO + reduce_ops("os", "system", "true") + b"." if name.endswith("data.pkl") else data
+        ),
+    )
+    check(
+        read(path),
+        "pickle",
+        [str(path), "genuine/data.pkl", "global 'os.system' is not allowed"],
+        "load it in torch and save its state_dict() instead",
+    )
+
+
+def test_pickle_limits(tmp_path: Path) -> None:
+    program, _fragment = PICKLE_BOMBS["memo_index_0xffffffff"]
+    path = torch_zip(tmp_path / "memo.pt", program)
+    check(
+        read(path),
+        "pickle",
+        [str(path), "archive/data.pkl", "memo index 4294967295 is past the limit"],
+        "save its state_dict() again",
+    )
+
+
+def test_torch_zip_storage(genuine: Path, tmp_path: Path) -> None:
+    path = rewrite_zip(
+        genuine, tmp_path / "incomplete.pt", lambda name, data: None if "/data/" in name else data
+    )
+    check(
+        read(path),
+        "torch",
+        [str(path), "storage '0'", "genuine/data/0 is missing"],
+        "download or save it again",
+    )
+
+
+def test_shard_index(tmp_path: Path) -> None:
+    one = write_safetensors_by_hand(
+        tmp_path / "model-00001-of-00002.safetensors",
+        {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+        bytes(4),
+    )
+    index = tmp_path / "model.safetensors.index.json"
+    weight_map = {"a": one.name, "b": "model-00002-of-00002.safetensors"}
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    for path in (index, tmp_path):
+        check(
+            read(path),
+            "checkpoint",
+            [str(index), "shard 'model-00002-of-00002.safetensors'", "missing"],
+            f"download it into {tmp_path}",
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# torch.export archives.
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    program = torch.export.export(torch.nn.Linear(3, 2).eval(), (torch.randn(1, 3),))
+    path = tmp_path_factory.mktemp("pt2") / "linear.pt2"
+    torch.export.save(program, path)
+    return path
+
+
+def test_pt2_archive(exported: Path, tmp_path: Path) -> None:
+    path = rewrite_zip(
+        exported,
+        tmp_path / "missing.pt2",
+        lambda name, data: None if name.endswith("/weight_0") else data,
+    )
+    check(
+        read(path),
+        "pt2",
+        [str(path), "'weight'", "weight_0", "missing"],
+        "export and save the model again",
+    )
+
+
+def test_graph_json(exported: Path, tmp_path: Path) -> None:
+    def ghost(name: str, data: bytes) -> bytes:
+        if not name.endswith("models/model.json"):
+            return data
+        program = json.loads(data)
+        node = program["graph_module"]["graph"]["nodes"][-1]
+        node["inputs"][0]["arg"] = {"as_tensor": {"name": "ghost"}}
+        return json.dumps(program).encode()
+
+    path = rewrite_zip(exported, tmp_path / "ghost.pt2", ghost)
+    check(
+        read(path),
+        "graph",
+        [str(path), "'ghost'"],
+        "re-export the model with torch.export.save",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Conversion and loading.
+
+
+class NonZero(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nonzero(x > 0)
+
+
+def test_codegen_unsupported_op(tmp_path: Path) -> None:
+    message = refusal(lambda: torch2mlx.convert(NonZero(), (torch.randn(4),), tmp_path / "out"))
+    assert message.startswith("[codegen] "), message
+    for part in [
+        "node 'nonzero'",
+        "aten.nonzero.default",
+        "test_errors.py:",
+        "depends on the data",
+    ]:
+        assert part in message, (part, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_codegen_unsupported_op_says_what_to_do(tmp_path: Path) -> None:
+    message = refusal(lambda: torch2mlx.convert(NonZero(), (torch.randn(4),), tmp_path / "out"))
+    assert any(verb in message for verb in ("rewrite", "replace", "avoid", "remove")), message
+
+
+def test_convert_destination_refused(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    message = refusal(
+        lambda: torch2mlx.convert(torch.nn.Linear(3, 2), (torch.randn(1, 3),), mine, quiet=True)
+    )
+    check(message, "convert", [str(mine), "not a torch2mlx package"], "choose an empty or new")
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_load_of_a_folder_that_is_not_a_package(tmp_path: Path) -> None:
+    message = refusal(lambda: torch2mlx.load(tmp_path))
+    check(message, "load", [str(tmp_path), "no model.py"], "pass the folder that")
+    (tmp_path / "model.py").write_text("class Model:\n    pass\n")
+    message = refusal(lambda: torch2mlx.load(tmp_path))
+    check(message, "load", [str(tmp_path), "no model.safetensors"], "pass the folder that")
