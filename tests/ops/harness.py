@@ -43,6 +43,71 @@ class _OpModule(torch.nn.Module):
         return self.op(*args, **self.kwargs)
 
 
+def overload(name: str):
+    """torch.ops.aten.<op>.<overload> for "aten.<op>.<overload>"."""
+    _, op, variant = name.split(".")
+    return getattr(getattr(torch.ops.aten, op), variant)
+
+
+def case(*args, t=False, atol=None, **kwargs):
+    """One call of a family test: positional args, keyword args, and check_op options
+    (``t``: inputs arrive non-contiguous; ``atol``: None for the dtype's default)."""
+    return args, kwargs, {"transpose_inputs": t, "atol": atol}
+
+
+def check_cases(name: str, cases: list) -> None:
+    """check_op of overload ``name`` for every case() in ``cases``."""
+    for args, kwargs, options in cases:
+        check_op(overload(name), *args, **options, **kwargs)
+
+
+# Random inputs of the dtypes the family tests cover.
+def f32(*shape):
+    return torch.randn(*shape)
+
+
+def f16(*shape):
+    return torch.randn(*shape).half()
+
+
+def bf16(*shape):
+    return torch.randn(*shape).bfloat16()
+
+
+def i32(*shape):
+    return torch.randint(-5, 6, shape, dtype=torch.int32)
+
+
+def i64(*shape):
+    return torch.randint(-5, 6, shape)
+
+
+def bools(*shape):
+    return torch.rand(*shape) > 0.5
+
+
+class Fn(torch.nn.Module):
+    """A module whose forward is ``fn``: exports calls check_op cannot template."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *tensors):
+        return self.fn(*tensors)
+
+
+def run_renamed(module: torch.nn.Module, tensors: tuple, functional: str, renamed: str):
+    """Exports ``module``, renames its ``functional`` nodes to ``renamed`` (an in-place or
+    other overload name a program may hold) in the serialized JSON, generates and runs it."""
+    from torch._export.serde.serialize import serialize
+
+    text = serialize(torch.export.export(module, tensors)).exported_program.decode()
+    assert f'"torch.ops.{functional}"' in text
+    text = text.replace(f'"torch.ops.{functional}"', f'"torch.ops.{renamed}"')
+    return run_source(_core.generate_model(text, "op-test")["source"], tensors)
+
+
 def generate(module: torch.nn.Module, inputs: tuple, dynamic_shapes=None, decompose=False):
     """model.py source (and the generator's report) for ``module`` on ``inputs``."""
     from torch._export.serde.serialize import serialize

@@ -8,38 +8,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.ops.harness import assert_close, check_op, generate, run_source
-from torch._export.serde.serialize import serialize
-
-from torch2mlx import _core
+from tests.ops.harness import (
+    Fn,
+    assert_close,
+    bools,
+    case,
+    check_cases,
+    f32,
+    generate,
+    i64,
+    run_renamed,
+    run_source,
+)
 
 torch.manual_seed(0)
-
-
-def aten(name: str):
-    _, packet, overload = name.split(".")
-    return getattr(getattr(torch.ops.aten, packet), overload)
-
-
-def case(*args, t=False, **kwargs):
-    """One call: positional args, keyword args, and whether inputs arrive non-contiguous."""
-    return args, kwargs, {"transpose_inputs": t}
-
-
-def f32(*shape):
-    return torch.randn(*shape)
-
-
-def f16(*shape):
-    return torch.randn(*shape).half()
-
-
-def i64(*shape):
-    return torch.randint(-5, 6, shape)
-
-
-def bools(*shape):
-    return torch.rand(*shape) > 0.5
 
 
 def idx(*values, dtype=torch.int64):
@@ -56,15 +38,6 @@ def distinct_rows(rows, high, cols):
     return torch.stack([torch.randperm(high)[:rows] for _ in range(cols)], 1)
 
 
-class Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *tensors):
-        return self.fn(*tensors)
-
-
 def check_fn(fn, *tensors, atol=1e-5):
     """check_op for calls whose arguments the harness cannot template (None in a list)."""
     with torch.no_grad():
@@ -76,14 +49,9 @@ def check_fn(fn, *tensors, atol=1e-5):
 def check_renamed(fn, tensors, functional: str, inplace: str):
     """Exports the functional op, renames its node to the in-place overload (which
     normalise_target() maps back) and checks that the result is unchanged."""
-    text = serialize(torch.export.export(Fn(fn), tensors)).exported_program.decode()
-    assert f'"torch.ops.{functional}"' in text
-    text = text.replace(f'"torch.ops.{functional}"', f'"torch.ops.{inplace}"')
     with torch.no_grad():
         expected = fn(*tensors)
-    assert_close(
-        expected, run_source(_core.generate_model(text, "op-test")["source"], tensors), 1e-5
-    )
+    assert_close(expected, run_renamed(Fn(fn), tensors, functional, inplace), 1e-5)
 
 
 X = f32(4, 5)
@@ -206,8 +174,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_op(name):
-    for args, kwargs, options in CASES[name]:
-        check_op(aten(name), *args, **options, **kwargs)
+    check_cases(name, CASES[name])
 
 
 INDEX_WITH_NONE = [

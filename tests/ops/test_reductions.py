@@ -9,46 +9,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.ops.harness import assert_close, check_op, generate, run_source
-from torch._export.serde.serialize import serialize
-
-from torch2mlx import _core
+from tests.ops.harness import (
+    assert_close,
+    bf16,
+    bools,
+    case,
+    check_cases,
+    f16,
+    f32,
+    generate,
+    i32,
+    i64,
+    overload,
+    run_renamed,
+    run_source,
+)
 
 torch.manual_seed(0)
-
-
-def aten(name: str):
-    _, packet, overload = name.split(".")
-    return getattr(getattr(torch.ops.aten, packet), overload)
-
-
-def case(*args, t=False, atol=None, **kwargs):
-    """One call: positional args, keyword args, and whether inputs arrive non-contiguous."""
-    return args, kwargs, {"transpose_inputs": t, "atol": atol}
-
-
-def f32(*shape):
-    return torch.randn(*shape)
-
-
-def f16(*shape):
-    return torch.randn(*shape).half()
-
-
-def bf16(*shape):
-    return torch.randn(*shape).bfloat16()
-
-
-def i32(*shape):
-    return torch.randint(-5, 6, shape, dtype=torch.int32)
-
-
-def i64(*shape):
-    return torch.randint(-5, 6, shape)
-
-
-def bools(*shape):
-    return torch.rand(*shape) > 0.5
 
 
 def distinct(*shape, dtype=torch.float32):
@@ -313,8 +290,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_op(name):
-    for args, kwargs, options in CASES[name]:
-        check_op(aten(name), *args, **options, **kwargs)
+    check_cases(name, CASES[name])
 
 
 class _TopkUnsorted(torch.nn.Module):
@@ -352,9 +328,6 @@ def test_inplace_names(name, inplace):
     """The functional op's node renamed to the in-place overload (which normalise_target()
     maps back) translates to the same result."""
     x = f32(3, 4)
-    text = serialize(torch.export.export(_Scan(aten(name)), (x,))).exported_program.decode()
-    assert f'"torch.ops.{name}"' in text
-    text = text.replace(f'"torch.ops.{name}"', f'"torch.ops.{inplace}"')
     assert_close(
-        aten(name)(x, 1), run_source(_core.generate_model(text, "op-test")["source"], (x,)), 1e-5
+        overload(name)(x, 1), run_renamed(_Scan(overload(name)), (x,), name, inplace), 1e-5
     )
