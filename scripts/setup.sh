@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(
   g++ cmake ninja-build pkg-config python3-venv python3-dev  # toolchain
-  zlib1g-dev nlohmann-json3-dev libfmt-dev                   # core dependencies
+  zlib1g-dev nlohmann-json3-dev libfmt-dev libssl-dev        # core dependencies
   libgtest-dev libminizip-dev clang-format clang-tidy        # tests and checks
   clang libclang-rt-14-dev llvm                              # sanitizers, libFuzzer, symbolizer
 )

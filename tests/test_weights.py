@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 
@@ -13,6 +14,7 @@ from safetensors import safe_open
 from torch import nn
 
 import torch2mlx
+import torch2mlx.weights
 from torch2mlx.weights import ConversionWarning, convert_weights, module_map
 
 
@@ -182,8 +184,33 @@ def test_metadata_records_format_and_provenance(tmp_path):
         metadata = f.metadata()
     assert metadata["format"] == "mlx"
     assert metadata["source"] == "m.pth"
-    assert len(metadata["source_sha256"]) == 64
+    assert (
+        metadata["source_sha256"] == hashlib.sha256((tmp_path / "m.pth").read_bytes()).hexdigest()
+    )
     assert metadata["torch2mlx_version"] == torch2mlx.__version__
+
+
+def test_every_shard_records_the_digest_of_the_source(tmp_path):
+    # The digest is hashed beside the writers and written into a placeholder in each header
+    # at the end; every shard must carry the same, correct value, and parse as safetensors.
+    model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(6)])
+    _save(model, tmp_path / "m.pth")
+    expected = hashlib.sha256((tmp_path / "m.pth").read_bytes()).hexdigest()
+    digest = torch2mlx.weights.start_digest(tmp_path / "m.pth")  # as the CLI does, early
+    report = convert_weights(
+        tmp_path / "m.pth", tmp_path / "m.safetensors", model=model, shard_size=20000, digest=digest
+    )
+    assert len(report["files"]) > 3
+    for shard in report["files"]:
+        if shard.endswith(".safetensors"):
+            with safe_open(shard, "np") as f:
+                assert f.metadata()["source_sha256"] == expected
+    assert digest.wait() == expected
+
+
+def test_a_digest_of_a_missing_file_names_it(tmp_path):
+    with pytest.raises(torch2mlx.Torch2MLXError, match=r"\[file\] cannot open .*nothing\.pth"):
+        torch2mlx.weights.start_digest(tmp_path / "nothing.pth").wait()
 
 
 def test_reverse_turns_mlx_weights_back_into_a_loadable_torch_state_dict(tmp_path):

@@ -4,6 +4,12 @@ and (b) `cp` of the same bytes, the floor. Each runs as its own process, side by
 this one command; the report gives wall time, peak RSS and ratios. Run:
 
     .venv/bin/python benchmarks/weights/bench_convert_weights.py [--layers 20] [--shard-size 1GB]
+        [--repeat 3] [--only cp,pth]
+
+Cases run in rounds, interleaved, and the report gives each case's median. Before every case
+the page cache is dropped when the user may (root: /proc/sys/vm/drop_caches), so each starts
+cold; otherwise the report says the cache was warm. torch2mlx makes its output durable (fsync
+before the rename), cp does not, so "cp + sync" is reported too: the floor for a durable copy.
 
 The fixtures (a .pth and a sharded safetensors folder of the same state dict) are built
 once under benchmarks/data/ (about 8 GB of disk; outputs take another 8 GB).
@@ -15,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -63,12 +70,15 @@ for name, tensor in state.items():
 save_file(out, sys.argv[2], metadata={"format": "mlx"})
 """
 
+# Runs a case and reports its wall time and peak RSS; for torch2mlx also the time the CLI
+# reports for the conversion proper (after torch is imported and the model is built).
 HARNESS = """
-import resource, subprocess, sys, time, json
+import re, resource, subprocess, sys, time, json
 start = time.perf_counter()
-subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+out = subprocess.run(sys.argv[1:], check=True, stdout=subprocess.PIPE, text=True).stdout
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds,
+engine = re.search(r" in ([0-9.]+) s$", out, re.MULTILINE)
+print(json.dumps({"seconds": seconds, "engine": float(engine.group(1)) if engine else None,
                   "rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
@@ -116,8 +126,17 @@ def build(layers: int) -> tuple[Path, Path]:
     return pth, sharded
 
 
-def run(command: list[str]) -> dict[str, float]:
+def drop_caches() -> bool:
+    """Empties the page cache so the next case reads from disk; False when not allowed."""
     os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def run(command: list[str]) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, "-c", HARNESS, *command], check=True, capture_output=True, text=True
     )
@@ -128,6 +147,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--layers", type=int, default=20)
     parser.add_argument("--shard-size", default="1GB")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; the median is reported")
+    parser.add_argument("--only", default="", help="comma-separated substrings of case names")
     args = parser.parse_args()
     pth, sharded = build(args.layers)
     out = DATA / "out"
@@ -139,6 +160,9 @@ def main() -> None:
     os.environ["PYTHONPATH"] = str(DATA)
     cases = {
         "cp (floor)": ["cp", str(pth), str(out / "copy.pth")],
+        "cp + sync (durable floor)": [
+            "sh", "-c", f"cp {pth} {out / 'copy-sync.pth'} && sync {out / 'copy-sync.pth'}"
+        ],
         "python reference (torch.load + numpy + save_file)": [
             sys.executable, "-c", REFERENCE, str(pth), str(out / "reference.safetensors")
         ],
@@ -157,18 +181,56 @@ def main() -> None:
     }  # fmt: skip
     for sub in ("pth", "st", "bf16"):
         (out / sub).mkdir()
-    results = {name: run(command) for name, command in cases.items()}
+    wanted = [part for part in args.only.split(",") if part]
+    floors = ("cp (floor)", "python reference (torch.load + numpy + save_file)")
+    cases = {
+        name: command
+        for name, command in cases.items()
+        if name in floors or not wanted or any(part in name for part in wanted)
+    }
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+    cold = True
+    for round_index in range(args.repeat):
+        for name, command in cases.items():
+            cold = drop_caches() and cold
+            samples[name].append(run(command))
+            for stale in out.rglob("*"):
+                if stale.is_file():
+                    stale.unlink()
+        print(f"round {round_index + 1}/{args.repeat} done", file=sys.stderr, flush=True)
+    results = {
+        name: {
+            "seconds": statistics.median(s["seconds"] for s in runs),
+            "rss_mb": max(s["rss_mb"] for s in runs),
+            "spread": max(s["seconds"] for s in runs) - min(s["seconds"] for s in runs),
+            "engine": statistics.median(s["engine"] for s in runs) if runs[0]["engine"] else None,
+        }
+        for name, runs in samples.items()
+    }
     floor = results["cp (floor)"]["seconds"]
     reference = results["python reference (torch.load + numpy + save_file)"]["seconds"]
     print(
-        f"input: {size / 1e9:.2f} GB float32, shard size {args.shard_size}, {os.cpu_count()} cores"
+        f"input: {size / 1e9:.2f} GB float32, shard size {args.shard_size}, {os.cpu_count()} cores,"
+        f" {'cold' if cold else 'WARM'} page cache, median of {args.repeat}"
     )
-    print(f"{'case':<52} {'seconds':>8} {'peak RSS MB':>12} {'vs cp':>7} {'vs reference':>13}")
+    header = f"{'case':<52} {'seconds':>8} {'spread':>7} {'peak RSS MB':>12} {'vs cp':>7}"
+    print(f"{header} {'vs reference':>13}")
     for name, result in results.items():
         print(
-            f"{name:<52} {result['seconds']:>8.2f} {result['rss_mb']:>12.0f} "
-            f"{result['seconds'] / floor:>6.2f}x {result['seconds'] / reference:>12.3f}x"
+            f"{name:<52} {result['seconds']:>8.2f} {result['spread']:>7.2f}"
+            f" {result['rss_mb']:>12.0f} {result['seconds'] / floor:>6.2f}x"
+            f" {result['seconds'] / reference:>12.3f}x"
         )
+    print("\nthe conversion proper (the time the CLI reports, after torch is imported and the")
+    print("model is built; the rest of each torch2mlx case is that start-up):")
+    for name, result in results.items():
+        if result["engine"] is not None:
+            print(f"{name:<52} {result['engine']:>8.2f} {result['engine'] / floor:>6.2f}x cp")
+    print("\nthe conversion proper (the time the CLI reports, after torch is imported and the")
+    print("model is built; the rest of each torch2mlx case is that start-up):")
+    for name, result in results.items():
+        if result["engine"] is not None:
+            print(f"{name:<52} {result['engine']:>8.2f} {result['engine'] / floor:>6.2f}x cp")
     shutil.rmtree(out, ignore_errors=True)
 
 

@@ -7,6 +7,7 @@
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
@@ -115,7 +116,8 @@ nb::dict convert_weights(
     const std::filesystem::path& source, const std::filesystem::path& destination,
     const std::vector<Module>& module_list, const std::optional<std::string>& dtype,
     int quantize_bits, int group_size, std::uint64_t shard_bytes, bool reverse, bool keep_unknown,
-    const std::map<std::string, std::string>& metadata,
+    const std::map<std::string, std::string>& metadata, const std::string& digest_key,
+    const std::shared_ptr<torch2mlx::FileDigest>& digest,
     const std::optional<std::function<void(std::uint64_t, std::uint64_t)>>& progress) {
   torch2mlx::ConvertOptions options;
   if (dtype) {
@@ -128,6 +130,10 @@ nb::dict convert_weights(
   options.reverse = reverse;
   options.keep_unknown = keep_unknown;
   options.metadata = metadata;
+  if (!digest_key.empty()) {
+    options.digest_key = digest_key;
+    options.digest = digest ? digest : std::make_shared<torch2mlx::FileDigest>(source);
+  }
   if (progress) {
     options.progress = [&progress](std::uint64_t done, std::uint64_t total) {
       const nb::gil_scoped_acquire acquire;
@@ -261,9 +267,21 @@ NB_MODULE(_core, m) {
         "The layer registry: torch type, MLX layer, constructor arguments, layout, tensor rules.");
   m.def("convert_weights", &convert_weights, "source"_a, "destination"_a, "modules"_a, "dtype"_a,
         "quantize_bits"_a, "group_size"_a, "shard_bytes"_a, "reverse"_a, "keep_unknown"_a,
-        "metadata"_a, "progress"_a,
+        "metadata"_a, "digest_key"_a, "digest"_a.none(), "progress"_a,
         "Converts a checkpoint with the registry's rules for the given (path, type, groups) "
-        "modules and writes (sharded) safetensors.");
+        "modules and writes (sharded) safetensors; with a digest_key, the metadata also gets "
+        "the source file's SHA-256 under that key (from `digest` when the caller started one).");
+  nb::class_<torch2mlx::FileDigest>(m, "FileDigest",
+                                    "A file's SHA-256, computed on a thread from construction.")
+      .def(nb::init<std::filesystem::path>(), "path"_a)
+      .def(
+          "wait",
+          [](torch2mlx::FileDigest& digest) {
+            const nb::gil_scoped_release release;
+            return digest.wait();
+          },
+          "Waits for the digest; returns it in hex.")
+      .def_prop_ro("path", &torch2mlx::FileDigest::path);
   m.def("cast", &cast_bytes, "data"_a, "dtype"_a, "shape"_a, "to"_a,
         "Casts a contiguous float buffer (uint8 view) of dtype and shape to dtype `to`, bit for "
         "bit as torch's .to(); returns the new buffer as uint8.");

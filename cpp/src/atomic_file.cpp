@@ -68,6 +68,45 @@ void AtomicFile::write_at(std::uint64_t offset, std::span<const std::byte> bytes
   }
 }
 
+bool AtomicFile::copy_from(int source, std::uint64_t source_offset, std::uint64_t offset,
+                           std::uint64_t length) const {
+#ifdef __linux__
+  std::uint64_t done = 0;
+  while (done < length) {
+    auto from = static_cast<::off64_t>(source_offset + done);
+    auto to = static_cast<::off64_t>(offset + done);
+    const ::ssize_t copied = ::copy_file_range(source, &from, fd_, &to, length - done, 0);
+    if (copied < 0 && errno == EINTR) continue;
+    if (copied < 0 && done == 0 &&
+        (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+      return false;
+    }
+    if (copied <= 0) {
+      fail("write", fmt::format("copying into {} failed: {}", destination_.string(),
+                                copied < 0 ? std::strerror(errno) : "the source ended early"));
+    }
+    done += static_cast<std::uint64_t>(copied);
+  }
+  return true;
+#else
+  (void)source;
+  (void)source_offset;
+  (void)offset;
+  (void)length;
+  return false;
+#endif
+}
+
+void AtomicFile::start_writeback(std::uint64_t offset, std::uint64_t length) const {
+#ifdef __linux__
+  (void)::sync_file_range(fd_, static_cast<::off64_t>(offset), static_cast<::off64_t>(length),
+                          SYNC_FILE_RANGE_WRITE);
+#else
+  (void)offset;
+  (void)length;
+#endif
+}
+
 void AtomicFile::commit() {
   if (::fsync(fd_) != 0 || ::close(fd_) != 0) {
     fd_ = -1;

@@ -24,6 +24,13 @@ class AtomicFile {
   void write(std::span<const std::byte> bytes);
   /// Writes bytes at an absolute offset (pwrite); safe to call from several threads.
   void write_at(std::uint64_t offset, std::span<const std::byte> bytes) const;
+  /// Copies `length` bytes of the open file `source` from `source_offset` to `offset`
+  /// inside the kernel (copy_file_range), as cp does. Returns false, having written nothing,
+  /// where the kernel cannot (other file systems, old kernels): the caller then writes.
+  bool copy_from(int source, std::uint64_t source_offset, std::uint64_t offset,
+                 std::uint64_t length) const;
+  /// Asks the kernel to start writing a range to disk without waiting (a hint: no error).
+  void start_writeback(std::uint64_t offset, std::uint64_t length) const;
   /// Flushes to disk and renames over the destination.
   void commit();
 

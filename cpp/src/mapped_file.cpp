@@ -38,6 +38,8 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) 
     }
     file->data_ = static_cast<std::byte*>(address);
     file->mapped_ = true;
+    file->fd_ = fd;  // kept for copy_file_range; closed with the mapping
+    return file;
   }
   ::close(fd);
   return file;
@@ -55,24 +57,42 @@ std::shared_ptr<MappedFile> MappedFile::from_bytes(std::vector<std::byte> bytes,
 void MappedFile::advise(Access access) const {
   if (!mapped_) return;
   // Only a hint: a failure changes speed, never results, so it is ignored.
-  (void)::madvise(data_, size_, access == Access::Random ? MADV_RANDOM : MADV_NORMAL);
+  const int advice = access == Access::Random       ? MADV_RANDOM
+                     : access == Access::Sequential ? MADV_SEQUENTIAL
+                                                    : MADV_NORMAL;
+  (void)::madvise(data_, size_, advice);
+}
+
+void MappedFile::prefetch(std::span<const std::byte> range) const {
+  if (!mapped_ || range.empty()) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto address = reinterpret_cast<std::uintptr_t>(range.data());
+  // madvise wants a page-aligned start: round it down (the page is the file's either way).
+  std::byte* start = const_cast<std::byte*>(range.data()) - address % page;
+  (void)::madvise(start, range.size() + address % page, MADV_WILLNEED);
+}
+
+void MappedFile::release(std::span<const std::byte> range) const {
+  if (!mapped_ || range.empty()) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto address = reinterpret_cast<std::uintptr_t>(range.data());
+  // Only whole pages inside the range: round the start up and the end down.
+  const std::uintptr_t head = (page - address % page) % page;
+  const std::uintptr_t tail = (address + range.size()) % page;
+  if (head + tail >= range.size()) return;
+  // The mapping is private and never written by the converter, so dropping the pages
+  // loses nothing: a later read faults them in from the file again.
+  (void)::madvise(const_cast<std::byte*>(range.data()) + head, range.size() - head - tail,
+                  MADV_DONTNEED);
 }
 
 void release_pages(const Storage& storage) {
-  if (!storage.file_backed || storage.nbytes == 0) return;
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto address = reinterpret_cast<std::uintptr_t>(storage.data);
-  // Only whole pages inside the storage: round the start up and the end down.
-  const std::uintptr_t head = (page - address % page) % page;
-  const std::uintptr_t tail = (address + storage.nbytes) % page;
-  if (head + tail >= storage.nbytes) return;
-  // The mapping is private and never written by the converter, so dropping the pages
-  // loses nothing: a later read faults them in from the file again.
-  (void)::madvise(storage.data + head, storage.nbytes - head - tail, MADV_DONTNEED);
+  if (storage.file != nullptr) storage.file->release({storage.data, storage.nbytes});
 }
 
 MappedFile::~MappedFile() {
   if (mapped_) ::munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace torch2mlx

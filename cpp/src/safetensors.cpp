@@ -197,7 +197,7 @@ Checkpoint read_safetensors(const std::shared_ptr<MappedFile>& file, const ReadO
     if (!options.headers_only) {
       storage->data = file->bytes().data() + header.data_start + entry.begin;
       storage->owner = file;
-      storage->file_backed = file->is_mapped();
+      storage->file = file->is_mapped() ? file.get() : nullptr;
     }
     Tensor tensor;
     tensor.dtype = entry.dtype;

@@ -13,6 +13,8 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -362,6 +364,20 @@ void produce(const PlannedTensor& planned, std::byte* out, bool reverse,
   cast_into(contiguous, planned.dtype, out);
 }
 
+// The bytes of an output that is its input unchanged (same dtype, and a transform that leaves
+// the elements in order, as Keep always does), to be written straight from the source mapping:
+// no copy through a buffer, which is most of a conversion's tensors and bytes.
+std::optional<std::span<const std::byte>> unchanged_bytes(const PlannedTensor& planned,
+                                                          bool reverse) {
+  if (planned.part != PlannedTensor::Part::Whole || planned.dtype != planned.input.dtype ||
+      !planned.input.storage) {
+    return std::nullopt;
+  }
+  const Tensor view = transform_view(planned.transform, planned.input, planned.groups, reverse);
+  if (!view.is_contiguous()) return std::nullopt;
+  return std::span<const std::byte>(view.data(), view.nbytes());
+}
+
 // The three outputs of a quantized weight come from one quantization, computed by whichever
 // worker asks first and handed to the other two parts.
 class QuantizedCache {
@@ -413,6 +429,20 @@ struct Shard {
   std::uint64_t bytes = 0;
 };
 
+// Where a metadata value stands in a header, so that it can be written once known: the
+// header is laid out with a placeholder of the same length.
+std::uint64_t value_offset(const SafetensorsLayout& layout, const std::string& key,
+                           const std::string& placeholder) {
+  const std::string needle = fmt::format(R"("{}":"{}")", key, placeholder);
+  const std::string_view header(reinterpret_cast<const char*>(layout.header.data()),
+                                layout.header.size());
+  const std::size_t at = header.find(needle);
+  if (at == std::string_view::npos) {
+    fail(kComponent, fmt::format("metadata key '{}' is not in the header", key));
+  }
+  return at + key.size() + 4;  // past "key":"
+}
+
 std::string shard_name(const fs::path& destination, std::size_t index, std::size_t count) {
   const std::string stem = destination.stem().string();
   return fmt::format("{}-{:05d}-of-{:05d}.safetensors", stem, index + 1, count);
@@ -448,6 +478,13 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
   std::atomic<std::uint64_t> done{0};
   QuantizedCache quantized(options);
 
+  // The source's digest is only known at the end: headers get a placeholder of its length.
+  std::map<std::string, std::string> metadata = options.metadata;
+  const std::string placeholder(kSha256HexLength, '0');
+  const bool digesting = !options.digest_key.empty() && options.digest;
+  if (digesting) metadata[options.digest_key] = placeholder;
+  std::vector<std::uint64_t> digest_offsets;
+
   for (std::size_t index = 0; index < shards.size(); ++index) {
     const Shard& shard = shards[index];
     const fs::path path = shards.size() == 1
@@ -464,33 +501,63 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
       headers.push_back({planned->target, std::move(header)});
       weight_map[planned->target] = path.filename().string();
     }
-    const SafetensorsLayout layout = safetensors_layout(headers, options.metadata);
+    const SafetensorsLayout layout = safetensors_layout(headers, metadata);
+    if (digesting) digest_offsets.push_back(value_offset(layout, options.digest_key, placeholder));
     auto file = std::make_unique<AtomicFile>(path);
     file->write(layout.header);
 
     // Workers take tensors in turn and write each at its offset; the calling thread reports
-    // progress meanwhile.
+    // progress meanwhile. Writes into one file take turns: the kernel serialises them on
+    // the file anyway, and waiting on a mutex sleeps where the kernel's lock would spin.
     std::atomic<std::size_t> next{0};
+    std::mutex write_mutex;
     std::mutex failure_mutex;
     std::exception_ptr failure;
     const unsigned thread_count =
         std::max(1U, options.threads != 0 ? options.threads : std::thread::hardware_concurrency());
+    const std::size_t worker_count = std::min<std::size_t>(thread_count, layout.order.size());
     std::vector<std::thread> workers;
-    for (unsigned t = 0; t < std::min<std::size_t>(thread_count, layout.order.size()); ++t) {
+    for (std::size_t t = 0; t < worker_count; ++t) {
       workers.emplace_back([&] {
         std::vector<std::byte> buffer;
         std::vector<std::byte> scratch;
         for (std::size_t i = next++; i < layout.order.size(); i = next++) {
           const std::size_t slot = layout.order[i];
           const PlannedTensor& planned = *shard.tensors[slot];
-          try {
-            buffer.resize(layout.sizes[i]);
-            if (planned.part == PlannedTensor::Part::Whole) {
-              produce(planned, buffer.data(), options.reverse, scratch);
-            } else {
-              quantized.produce_part(planned, buffer.data(), options.reverse);
+          // The tensor the next free worker will take: its pages are asked for now, so the
+          // disk reads ahead of the copies (a sequential digest may already hold them).
+          if (i + worker_count < layout.order.size()) {
+            const PlannedTensor& ahead = *shard.tensors[layout.order[i + worker_count]];
+            if (ahead.input.storage && ahead.input.storage->file != nullptr) {
+              ahead.input.storage->file->prefetch(
+                  {ahead.input.storage->data, ahead.input.storage->nbytes});
             }
-            file->write_at(layout.header.size() + layout.offsets[i], buffer);
+          }
+          try {
+            const std::uint64_t offset = layout.header.size() + layout.offsets[i];
+            if (const auto bytes = unchanged_bytes(planned, options.reverse)) {
+              // Straight from the source: file to file in the kernel when it can, as cp
+              // does, else from the mapping, never through a buffer of ours.
+              const MappedFile* source = planned.input.storage->file;
+              const std::lock_guard lock(write_mutex);
+              if (source == nullptr ||
+                  !file->copy_from(source->descriptor(), source->offset_of(bytes->data()), offset,
+                                   bytes->size())) {
+                file->write_at(offset, *bytes);
+              }
+            } else {
+              buffer.resize(layout.sizes[i]);
+              if (planned.part == PlannedTensor::Part::Whole) {
+                produce(planned, buffer.data(), options.reverse, scratch);
+              } else {
+                quantized.produce_part(planned, buffer.data(), options.reverse);
+              }
+              const std::lock_guard lock(write_mutex);
+              file->write_at(offset, buffer);
+            }
+            // The disk starts on these bytes now rather than when dirty pages pile up, so
+            // writing overlaps converting and the fsync before the rename has little left.
+            file->start_writeback(offset, layout.sizes[i]);
             if (planned.input.storage) release_pages(*planned.input.storage);
           } catch (...) {
             const std::lock_guard lock(failure_mutex);
@@ -530,6 +597,12 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
     index_file = std::make_unique<AtomicFile>(index_path);
     index_file->write(std::as_bytes(std::span(text)));
     written.push_back(index_path.string());
+  }
+  if (digesting) {
+    const std::string digest = options.digest->wait();
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      files[i]->write_at(digest_offsets[i], std::as_bytes(std::span(digest)));
+    }
   }
   // Only now, with every byte on disk, do the files take their names.
   for (auto& file : files) file->commit();

@@ -301,8 +301,8 @@ const ZipEntry* ZipArchive::find(std::string_view name) const {
 
 std::shared_ptr<Storage> ZipArchive::read(const ZipEntry& entry) const {
   if (entry.stored) {
-    return std::make_shared<Storage>(
-        Storage{file_->bytes().data() + entry.data_offset, entry.size, file_, file_->is_mapped()});
+    return std::make_shared<Storage>(Storage{file_->bytes().data() + entry.data_offset, entry.size,
+                                             file_, file_->is_mapped() ? file_.get() : nullptr});
   }
   // Raw deflate (no zlib header), inflated in chunks that fit zlib's 32-bit counters.
   auto inflated = std::make_shared<std::vector<std::byte>>(entry.size);

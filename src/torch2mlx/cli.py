@@ -78,8 +78,11 @@ def _load_factory(spec: str):
 def _convert_weights(args: argparse.Namespace) -> int:
     import warnings
 
-    from torch2mlx.weights import convert_weights
+    from torch2mlx.weights import convert_weights, start_digest
 
+    # Hashing the checkpoint for the output's provenance starts now, so that the disk is
+    # busy while torch imports and the model is built.
+    digest = start_digest(args.checkpoint) if os.path.isfile(args.checkpoint) else None
     model = None
     if args.model and os.path.exists(args.model):
         model = args.model  # a .pt2 archive: its graph names every module's type
@@ -97,6 +100,7 @@ def _convert_weights(args: argparse.Namespace) -> int:
             reverse=args.reverse,
             shard_size=args.shard_size,
             keep_unknown=args.keep_unknown,
+            digest=digest,
         )
     for warning in caught:
         print(f"torch2mlx: warning: {warning.message}", file=sys.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -59,6 +58,11 @@ def _program_module_map(path: Path) -> list[tuple[str, str, int]]:
     return [(p, t, groups.get(p, 1)) for p, t in sorted(types.items()) if p or t]
 
 
+def start_digest(src: str | os.PathLike[str]) -> Any:
+    """Starts hashing the file ``src`` (SHA-256) on a background thread, for convert_weights."""
+    return _core.FileDigest(os.fspath(src))
+
+
 def parse_size(size: int | str) -> int:
     """5000000000, "5GB" or "500MB" -> bytes."""
     if isinstance(size, int):
@@ -81,6 +85,7 @@ def convert_weights(
     shard_size: int | str = "5GB",
     keep_unknown: bool = False,
     progress: bool = True,
+    digest: Any = None,
 ) -> dict[str, Any]:
     """Converts a torch checkpoint into MLX safetensors (or back, with ``reverse=True``).
 
@@ -92,6 +97,8 @@ def convert_weights(
     ``mlx.nn.quantize`` would (Linear and Embedding whose last dim splits into whole groups),
     bit-identically to ``mx.quantize``; the result loads into ``nn.quantize(to_mlx_module(model))``.
     Writes ``dst`` (or shards plus an index), and ``dst + ".key_map.json"`` when names change.
+    The metadata records the SHA-256 of ``src``, hashed while the tensors are written; pass
+    ``digest=start_digest(src)``, made earlier, to overlap the hashing with other work too.
     Returns a report of what was done.
     """
     quantize = dict(quantize or {})
@@ -118,7 +125,7 @@ def convert_weights(
         **({"quantization": json.dumps({"bits": bits, "group_size": group_size})} if bits else {}),
         "torch2mlx_version": __version__,
         "source": src.name,
-        "source_sha256": _sha256(src) if src.is_file() else "",
+        **({} if src.is_file() else {"source_sha256": ""}),  # a file's is filled in by the core
     }
     bar = _ProgressBar(f"converting {src.name}") if progress else None
     started = time.perf_counter()
@@ -134,6 +141,8 @@ def convert_weights(
             reverse,
             keep_unknown,
             metadata,
+            "source_sha256" if src.is_file() else "",
+            digest,
             bar.update if bar is not None else None,
         )
     finally:
@@ -207,14 +216,6 @@ def _save_state_dict(model: Any, path: Path) -> None:
         else:
             arrays[name] = tensor.numpy()
     save_safetensors(path, arrays)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_json_atomically(path: Path, value: Any) -> None:

@@ -13,6 +13,8 @@
 
 namespace torch2mlx {
 
+class MappedFile;
+
 /// Element types that torch and MLX share.
 enum class DType : std::uint8_t { Bool, U8, I8, I16, I32, I64, U16, U32, U64, F16, BF16, F32, F64 };
 
@@ -32,9 +34,10 @@ struct Storage {
   std::byte* data = nullptr;
   std::size_t nbytes = 0;
   std::shared_ptr<void> owner;
-  // True when `data` lies in a read-only file mapping (MappedFile), whose pages can be
-  // handed back to the kernel once read and are read again from the file if needed.
-  bool file_backed = false;
+  // The file mapping `data` lies in, or null. Such pages can be handed back to the kernel
+  // once read (they are read again from the file if needed), and the bytes can be copied
+  // file to file without passing through this process.
+  const MappedFile* file = nullptr;
 };
 
 /// A strided view of `shape` elements of `dtype` inside a storage. Strides and offset

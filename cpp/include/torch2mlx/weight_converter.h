@@ -11,12 +11,14 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "torch2mlx/checkpoint.h"
+#include "torch2mlx/digest.h"
 #include "torch2mlx/registry.h"
 #include "torch2mlx/tensor.h"
 
@@ -39,6 +41,11 @@ struct ConvertOptions {
   bool keep_unknown = false;  // copy tensors of unknown modules unchanged (reported)
   unsigned threads = 0;       // 0: one per core
   std::map<std::string, std::string> metadata;  // added to every output file
+  // When both are set, every output file's metadata gets `digest_key`: the SHA-256 of the
+  // source, hashed beside the writers (one read of the disk serves both; the caller may
+  // have started it earlier still) and filled into the headers before the files are named.
+  std::string digest_key;
+  std::shared_ptr<FileDigest> digest;
   // Called on the calling thread with (bytes done, bytes total) while writing.
   std::function<void(std::uint64_t, std::uint64_t)> progress;
 };
