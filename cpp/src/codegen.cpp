@@ -282,7 +282,8 @@ class Generator {
   void build_module_tree();
   void decide_leaf_layers(Region& region);
   void compute_signature(Region& region);
-  std::string emit_method(Region& region, const std::string& method_path, bool root);
+  std::string emit_method(Region& region, const std::string& method_path);
+  std::string literal_of(const Arg& value);
   void emit_items(Region& region, const std::string& method_path, Method& method);
   void emit_node(int index, const std::string& method_path, Method& method);
   std::string reference(const std::string& value, const std::string& method_path, Method& method);
@@ -298,6 +299,7 @@ class Generator {
   std::string assemble();
   void ensure_module(const std::string& path);
   std::string class_source(ModuleNode& module);
+  std::vector<std::string> list_items(const ModuleNode& list) const;
 
   const ExportedProgram& program_;
   EmitState state_;
@@ -313,7 +315,6 @@ class Generator {
   std::vector<std::string> module_order_;
   std::vector<std::string> errors_;
   std::vector<std::string> notes_;
-  std::set<std::string> used_values_;
   std::set<int> relabel_;     // nodes whose output is their input in another axis order
   bool root_layers_ = false;  // the model is an nn.Sequential: children live in self.layers
 };
@@ -960,16 +961,15 @@ void Generator::emit_items(Region& region, const std::string& method_path, Metho
   }
 }
 
-std::string Generator::emit_method(Region& region, const std::string& method_path, bool root) {
+std::string Generator::emit_method(Region& region, const std::string& method_path) {
   Method method;
   std::vector<std::string> parameters;
-  const std::vector<std::string>& inputs = root ? user_inputs_ : region.inputs;
   // The first tensor input is "x" whatever the caller named it, so that two calls of one
   // module from different places produce the same class.
   bool first_tensor = true;
-  for (const std::string& input : inputs) {
+  for (const std::string& input : region.inputs) {
     std::string hint = base_name(input);
-    if (!root && first_tensor && program_.tensors.contains(input)) {
+    if (first_tensor && program_.tensors.contains(input)) {
       hint = "x";
       first_tensor = false;
     }
@@ -979,10 +979,8 @@ std::string Generator::emit_method(Region& region, const std::string& method_pat
   std::string body;
   for (const std::string& line : method.lines) body += "        " + line + "\n";
   std::vector<std::string> returned;
-  if (!root) {
-    for (const std::string& output : region.outputs) returned.push_back(method.local.at(output));
-    body += fmt::format("        return {}\n", fmt::join(returned, ", "));
-  }
+  for (const std::string& output : region.outputs) returned.push_back(method.local.at(output));
+  body += fmt::format("        return {}\n", fmt::join(returned, ", "));
   return fmt::format("    def __call__(self{}{}):\n{}", parameters.empty() ? "" : ", ",
                      fmt::join(parameters, ", "), body);
 }
@@ -1027,42 +1025,38 @@ std::string Generator::output_expression(const nlohmann::json& spec, std::size_t
   return fmt::format("{{{}}}", fmt::join(entries, ", "));
 }
 
+// The constructors of a list module's items (an nn.Sequential or nn.ModuleList), index by
+// index. A gap, or a weight-free item whose code was inlined, holds an empty nn.Module(), so
+// that indices, and with them the weight names, keep torch's numbering.
+std::vector<std::string> Generator::list_items(const ModuleNode& list) const {
+  std::vector<std::string> items;
+  for (const std::string& index : list.children) {
+    while (items.size() < std::stoul(index)) items.emplace_back("nn.Module()");
+    const std::string path = list.path.empty() ? index : list.path + "." + index;
+    const ModuleNode& item = modules_.at(path);
+    if (!needed(path)) {
+      items.emplace_back("nn.Module()");
+    } else {
+      items.push_back(item.leaf_constructor.empty() ? item.constructor : item.leaf_constructor);
+    }
+  }
+  return items;
+}
+
 std::string Generator::class_source(ModuleNode& module) {
   std::string init = "    def __init__(self):\n        super().__init__()\n";
-  std::vector<std::string> root_layers;
+  if (module.path.empty() && root_layers_ && !module.children.empty()) {
+    init += fmt::format("        self.layers = [\n            {},\n        ]\n",
+                        fmt::join(list_items(module), ",\n            "));
+  }
   for (const std::string& child : module.children) {
+    if (module.path.empty() && root_layers_) break;  // all in self.layers, above
     const std::string path = module.path.empty() ? child : module.path + "." + child;
-    if (module.path.empty() && root_layers_) {
-      const ModuleNode& node = modules_.at(path);
-      while (root_layers.size() < std::stoul(child)) root_layers.emplace_back("nn.Module()");
-      if (!needed(path)) {
-        root_layers.emplace_back("nn.Module()");
-      } else {
-        root_layers.push_back(node.leaf_constructor.empty() ? node.constructor
-                                                            : node.leaf_constructor);
-      }
-      continue;
-    }
     if (!needed(path)) continue;  // weight-free modules whose code was inlined
     ModuleNode& node = modules_.at(path);
     std::string value;
     if (node.is_list) {
-      std::vector<std::string> items;
-      std::size_t expected = 0;
-      for (const std::string& index : node.children) {
-        while (expected < std::stoul(index)) {
-          items.emplace_back("nn.Module()");
-          ++expected;
-        }
-        const std::string item_path = fmt::format("{}.{}", path, index);
-        const ModuleNode& item = modules_.at(item_path);
-        if (!needed(item_path)) {
-          items.emplace_back("nn.Module()");  // weight-free; its code is inlined
-        } else {
-          items.push_back(item.leaf_constructor.empty() ? item.constructor : item.leaf_constructor);
-        }
-        ++expected;
-      }
+      const std::vector<std::string> items = list_items(node);
       value = fmt::format("[{}]", fmt::join(items, ", "));
       if (value.size() > 70)
         value = fmt::format("[\n            {},\n        ]", fmt::join(items, ",\n            "));
@@ -1070,10 +1064,6 @@ std::string Generator::class_source(ModuleNode& module) {
       value = node.leaf_constructor.empty() ? node.constructor : node.leaf_constructor;
     }
     init += fmt::format("        self.{} = {}\n", attribute_name(child), value);
-  }
-  if (!root_layers.empty()) {
-    init += fmt::format("        self.layers = [\n            {},\n        ]\n",
-                        fmt::join(root_layers, ",\n            "));
   }
   for (const auto& [attribute, source] : module.params) {
     const InputSpec* spec = nullptr;
@@ -1494,7 +1484,7 @@ GeneratedModel Generator::run() {
       region.inline_into_parent = true;
       return;
     }
-    const std::string method = emit_method(region, region.path, false);
+    const std::string method = emit_method(region, region.path);
     ModuleNode& owner = modules_.at(region.path);
     if (owner.method_source.empty()) {
       owner.method_source = method;
@@ -1512,7 +1502,7 @@ GeneratedModel Generator::run() {
     }
     if (&region == root_ || region.inline_into_parent || region.is_leaf_layer) return;
     ModuleNode& owner = modules_.at(region.path);
-    if (owner.method_source.empty()) owner.method_source = emit_method(region, region.path, false);
+    if (owner.method_source.empty()) owner.method_source = emit_method(region, region.path);
   };
   emit(*root_);
   modules_.at("").method_source = emit_root();
@@ -1551,6 +1541,16 @@ GeneratedModel Generator::run() {
   return generated;
 }
 
+// A constant argument (a number, a list, None...) as Python source, rendered by the same
+// code as the arguments of an op.
+std::string Generator::literal_of(const Arg& value) {
+  Node holder;
+  holder.inputs.push_back({"value", value, false});
+  state_.rendered.clear();
+  Call call(holder, state_);
+  return call.literal("value", "None");
+}
+
 std::string Generator::emit_root() {
   // The model's inputs in torch's order; its outputs back in torch's axis order and
   // structure (tuples, lists, dicts).
@@ -1560,12 +1560,8 @@ std::string Generator::emit_root() {
   // Non-tensor inputs keep their place in the signature with the value export baked in.
   for (const InputSpec& spec : program_.inputs) {
     if (!spec.constant) continue;
-    Node holder;
-    holder.inputs.push_back({"value", spec.value, false});
-    state_.rendered.clear();
-    Call call(holder, state_);
     parameters.push_back(
-        fmt::format("{}={}", local_name(scope, spec.name), call.literal("value", "None")));
+        fmt::format("{}={}", local_name(scope, spec.name), literal_of(spec.value)));
   }
   emit_items(*root_, "", scope);
   std::vector<std::string> values;
@@ -1589,11 +1585,7 @@ std::string Generator::emit_root() {
       }
       values.push_back(expression);
     } else {
-      Node holder;
-      holder.inputs.push_back({"value", value, false});
-      state_.rendered.clear();
-      Call call(holder, state_);
-      values.push_back(call.literal("value", "None"));
+      values.push_back(literal_of(value));
     }
   }
   std::string result;
