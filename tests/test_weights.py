@@ -208,8 +208,31 @@ def test_every_shard_records_the_digest_of_the_source(tmp_path):
     assert digest.wait() == expected
 
 
+def test_a_sharded_source_records_the_digest_of_each_of_its_files(tmp_path):
+    # Converting a folder: its output is sharded too, and every output shard names each
+    # source file (index first) with that file's SHA-256.
+    model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(6)])
+    _save(model, tmp_path / "m.pth")
+    source, out = tmp_path / "source", tmp_path / "out"
+    source.mkdir()
+    out.mkdir()
+    convert_weights(tmp_path / "m.pth", source / "model.safetensors", model=model, shard_size=40000)
+    files = [source / "model.safetensors.index.json", *sorted(source.glob("model-*.safetensors"))]
+    assert len(files) > 2
+    expected = ",".join(f"{f.name}:{hashlib.sha256(f.read_bytes()).hexdigest()}" for f in files)
+    with pytest.warns(ConversionWarning, match="layouts were not converted"):  # no model given
+        report = convert_weights(source, out / "m.safetensors", shard_size=20000)
+    shards = [name for name in report["files"] if name.endswith(".safetensors")]
+    assert len(shards) > 3
+    for shard in shards:
+        with safe_open(shard, "np") as f:
+            assert f.metadata()["source_sha256"] == expected
+
+
 def test_a_digest_of_a_missing_file_names_it(tmp_path):
-    with pytest.raises(torch2mlx.Torch2MLXError, match=r"\[file\] cannot open .*nothing\.pth"):
+    with pytest.raises(
+        torch2mlx.Torch2MLXError, match=r"\[checkpoint\] .*nothing\.pth: no such file"
+    ):
         torch2mlx.weights.start_digest(tmp_path / "nothing.pth").wait()
 
 

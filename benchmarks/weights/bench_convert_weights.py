@@ -226,11 +226,6 @@ def main() -> None:
     for name, result in results.items():
         if result["engine"] is not None:
             print(f"{name:<52} {result['engine']:>8.2f} {result['engine'] / floor:>6.2f}x cp")
-    print("\nthe conversion proper (the time the CLI reports, after torch is imported and the")
-    print("model is built; the rest of each torch2mlx case is that start-up):")
-    for name, result in results.items():
-        if result["engine"] is not None:
-            print(f"{name:<52} {result['engine']:>8.2f} {result['engine'] / floor:>6.2f}x cp")
     shutil.rmtree(out, ignore_errors=True)
 
 

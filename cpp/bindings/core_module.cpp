@@ -130,10 +130,8 @@ nb::dict convert_weights(
   options.reverse = reverse;
   options.keep_unknown = keep_unknown;
   options.metadata = metadata;
-  if (!digest_key.empty()) {
-    options.digest_key = digest_key;
-    options.digest = digest ? digest : std::make_shared<torch2mlx::FileDigest>(source);
-  }
+  options.digest_key = digest_key;
+  options.digest = digest;
   if (progress) {
     options.progress = [&progress](std::uint64_t done, std::uint64_t total) {
       const nb::gil_scoped_acquire acquire;
@@ -149,6 +147,11 @@ nb::dict convert_weights(
   {
     const nb::gil_scoped_release release;
     const torch2mlx::Checkpoint checkpoint = torch2mlx::read_checkpoint(source);
+    if (!options.digest_key.empty() && !options.digest) {
+      // Every file the checkpoint was read from: a folder's index and each of its shards.
+      options.digest = std::make_shared<torch2mlx::FileDigest>(
+          std::vector<std::filesystem::path>(checkpoint.files.begin(), checkpoint.files.end()));
+    }
     plan = torch2mlx::plan_conversion(checkpoint, modules, options);
     files = torch2mlx::write_plan(plan, destination, options);
   }
@@ -272,16 +275,15 @@ NB_MODULE(_core, m) {
         "modules and writes (sharded) safetensors; with a digest_key, the metadata also gets "
         "the source file's SHA-256 under that key (from `digest` when the caller started one).");
   nb::class_<torch2mlx::FileDigest>(m, "FileDigest",
-                                    "A file's SHA-256, computed on a thread from construction.")
-      .def(nb::init<std::filesystem::path>(), "path"_a)
+                                    "The SHA-256 of files, computed on a thread from construction.")
+      .def(nb::init<std::vector<std::filesystem::path>>(), "paths"_a)
       .def(
           "wait",
           [](torch2mlx::FileDigest& digest) {
             const nb::gil_scoped_release release;
             return digest.wait();
           },
-          "Waits for the digest; returns it in hex.")
-      .def_prop_ro("path", &torch2mlx::FileDigest::path);
+          "Waits for the digest; returns it in hex.");
   m.def("cast", &cast_bytes, "data"_a, "dtype"_a, "shape"_a, "to"_a,
         "Casts a contiguous float buffer (uint8 view) of dtype and shape to dtype `to`, bit for "
         "bit as torch's .to(); returns the new buffer as uint8.");

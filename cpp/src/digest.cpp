@@ -54,14 +54,30 @@ std::string sha256_file(const std::filesystem::path& path, const std::stop_token
 
 namespace torch2mlx {
 
-FileDigest::FileDigest(std::filesystem::path path)
-    : path_(std::move(path)), thread_([this](const std::stop_token& stop) {
+FileDigest::FileDigest(std::vector<std::filesystem::path> paths)
+    : paths_(std::move(paths)), thread_([this](const std::stop_token& stop) {
         try {
-          hex_ = sha256_file(path_, stop);
+          std::vector<std::string> digests;
+          for (const auto& path : paths_) digests.push_back(sha256_file(path, stop));
+          hex_ = join(digests);
         } catch (...) {
           failure_ = std::current_exception();
         }
       }) {}
+
+std::string FileDigest::join(const std::vector<std::string>& digests) const {
+  if (paths_.size() == 1) return digests.front();
+  std::string joined;
+  for (std::size_t i = 0; i < paths_.size(); ++i) {
+    if (i > 0) joined += ',';
+    joined += paths_[i].filename().string() + ":" + digests[i];
+  }
+  return joined;
+}
+
+std::string FileDigest::placeholder() const {
+  return join(std::vector<std::string>(paths_.size(), std::string(kSha256HexLength, '0')));
+}
 
 std::string FileDigest::wait() {
   const std::lock_guard lock(mutex_);

@@ -480,8 +480,8 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
 
   // The source's digest is only known at the end: headers get a placeholder of its length.
   std::map<std::string, std::string> metadata = options.metadata;
-  const std::string placeholder(kSha256HexLength, '0');
   const bool digesting = !options.digest_key.empty() && options.digest;
+  const std::string placeholder = digesting ? options.digest->placeholder() : "";
   if (digesting) metadata[options.digest_key] = placeholder;
   std::vector<std::uint64_t> digest_offsets;
 
@@ -600,6 +600,9 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
   }
   if (digesting) {
     const std::string digest = options.digest->wait();
+    if (digest.size() != placeholder.size()) {
+      fail(kComponent, fmt::format("the digest '{}' does not fit its placeholder", digest));
+    }
     for (std::size_t i = 0; i < files.size(); ++i) {
       files[i]->write_at(digest_offsets[i], std::as_bytes(std::span(digest)));
     }

@@ -82,7 +82,7 @@ def _convert_weights(args: argparse.Namespace) -> int:
 
     # Hashing the checkpoint for the output's provenance starts now, so that the disk is
     # busy while torch imports and the model is built.
-    digest = start_digest(args.checkpoint) if os.path.isfile(args.checkpoint) else None
+    digest = start_digest(args.checkpoint) if os.path.exists(args.checkpoint) else None
     model = None
     if args.model and os.path.exists(args.model):
         model = args.model  # a .pt2 archive: its graph names every module's type

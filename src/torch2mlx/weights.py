@@ -59,8 +59,11 @@ def _program_module_map(path: Path) -> list[tuple[str, str, int]]:
 
 
 def start_digest(src: str | os.PathLike[str]) -> Any:
-    """Starts hashing the file ``src`` (SHA-256) on a background thread, for convert_weights."""
-    return _core.FileDigest(os.fspath(src))
+    """Starts hashing ``src`` (SHA-256; a folder's index and shards) on a background thread,
+    for convert_weights. The files are those the conversion will read, in the same order."""
+    path = os.fspath(src)
+    files = [path] if os.path.isfile(path) else _core.read_checkpoint(path, True)["files"]
+    return _core.FileDigest(files)
 
 
 def parse_size(size: int | str) -> int:
@@ -97,7 +100,8 @@ def convert_weights(
     ``mlx.nn.quantize`` would (Linear and Embedding whose last dim splits into whole groups),
     bit-identically to ``mx.quantize``; the result loads into ``nn.quantize(to_mlx_module(model))``.
     Writes ``dst`` (or shards plus an index), and ``dst + ".key_map.json"`` when names change.
-    The metadata records the SHA-256 of ``src``, hashed while the tensors are written; pass
+    The metadata records the SHA-256 of ``src`` (of a folder: ``name:sha256`` of its index and
+    each shard, comma-separated), hashed while the tensors are written; pass
     ``digest=start_digest(src)``, made earlier, to overlap the hashing with other work too.
     Returns a report of what was done.
     """
@@ -125,7 +129,6 @@ def convert_weights(
         **({"quantization": json.dumps({"bits": bits, "group_size": group_size})} if bits else {}),
         "torch2mlx_version": __version__,
         "source": src.name,
-        **({} if src.is_file() else {"source_sha256": ""}),  # a file's is filled in by the core
     }
     bar = _ProgressBar(f"converting {src.name}") if progress else None
     started = time.perf_counter()
@@ -141,7 +144,7 @@ def convert_weights(
             reverse,
             keep_unknown,
             metadata,
-            "source_sha256" if src.is_file() else "",
+            "source_sha256",  # filled in by the core: hashed while the tensors are written
             digest,
             bar.update if bar is not None else None,
         )

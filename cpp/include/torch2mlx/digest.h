@@ -8,6 +8,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace torch2mlx {
 
@@ -20,24 +21,29 @@ inline constexpr std::size_t kSha256HexLength = 64;
 [[nodiscard]] std::string sha256_file(const std::filesystem::path& path,
                                       const std::stop_token& stop = {});
 
-/// sha256_file running on its own thread from construction, so that hashing a checkpoint
-/// overlaps other work (building the model, converting). Destroying it stops the hashing.
+/// sha256_file of one or more files (a sharded checkpoint), one after the other on a thread
+/// of its own from construction, so that hashing overlaps other work (building the model,
+/// converting). Destroying it stops the hashing.
 class FileDigest {
  public:
-  explicit FileDigest(std::filesystem::path path);
+  explicit FileDigest(std::vector<std::filesystem::path> paths);
+  explicit FileDigest(const std::filesystem::path& path)
+      : FileDigest(std::vector<std::filesystem::path>{path}) {}
   FileDigest(const FileDigest&) = delete;
   FileDigest& operator=(const FileDigest&) = delete;
   FileDigest(FileDigest&&) = delete;
   FileDigest& operator=(FileDigest&&) = delete;
   ~FileDigest() = default;
 
-  /// Waits for the digest and returns it; rethrows what hashing threw.
+  /// Waits for the digest and returns it: the hex digest of a single file, or
+  /// "name:hex,name:hex" (file names without folders) for several. Rethrows what hashing threw.
   [[nodiscard]] std::string wait();
-  /// The file being hashed.
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  /// What wait() will return, with every digit '0': the same length, known at once.
+  [[nodiscard]] std::string placeholder() const;
 
  private:
-  std::filesystem::path path_;
+  [[nodiscard]] std::string join(const std::vector<std::string>& digests) const;
+  std::vector<std::filesystem::path> paths_;
   std::string hex_;
   std::exception_ptr failure_;
   std::mutex mutex_;
