@@ -355,3 +355,16 @@ def test_layers_that_do_not_split_into_groups_are_not_quantized_and_say_why(tmp_
     out = mx.load(str(tmp_path / "q.safetensors"))
     assert out["layers.0.weight"].dtype == mx.float32 and "layers.0.scales" not in out
     assert "layers.1.scales" not in out  # convs are not quantized, as nn.quantize does
+
+
+def test_missing_output_folders_are_created_and_removed_again_on_failure(tmp_path):
+    model = nn.Linear(3, 2)
+    _save(model, tmp_path / "m.pth")
+    convert_weights(tmp_path / "m.pth", tmp_path / "new" / "sub" / "m.safetensors", model=model)
+    assert (tmp_path / "new" / "sub" / "m.safetensors").is_file()
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(torch2mlx.Torch2MLXError):
+        convert_weights(
+            tmp_path / "bad.pth", tmp_path / "other" / "sub" / "m.safetensors", model=model
+        )
+    assert not (tmp_path / "other").exists()

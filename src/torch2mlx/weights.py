@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -132,6 +133,7 @@ def convert_weights(
     }
     bar = _ProgressBar(f"converting {src.name}") if progress else None
     started = time.perf_counter()
+    created = _make_parents(dst.parent)
     try:
         report = _core.convert_weights(
             os.fspath(src),
@@ -148,6 +150,11 @@ def convert_weights(
             digest,
             bar.update if bar is not None else None,
         )
+    except BaseException:
+        for folder in reversed(created):  # a failed conversion leaves nothing behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -219,6 +226,17 @@ def _save_state_dict(model: Any, path: Path) -> None:
         else:
             arrays[name] = tensor.numpy()
     save_safetensors(path, arrays)
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Creates `folder` and any missing parents; returns those created, outermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir()
+    return list(reversed(missing))
 
 
 def _write_json_atomically(path: Path, value: Any) -> None:
