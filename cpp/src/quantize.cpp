@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "float_bits.h"
@@ -228,43 +229,42 @@ void dequantize_groups(const std::byte* words, const std::byte* scales, const st
   }
 }
 
+// Calls `body` with the bit width as a compile-time constant, so that every width gets its
+// own packing loop with constant shifts and masks.
+template <typename Body>
+void with_bits(int bits, Body&& body) {
+  switch (bits) {
+    case 2:
+      return body(std::integral_constant<int, 2>{});
+    case 3:
+      return body(std::integral_constant<int, 3>{});
+    case 4:
+      return body(std::integral_constant<int, 4>{});
+    case 5:
+      return body(std::integral_constant<int, 5>{});
+    case 6:
+      return body(std::integral_constant<int, 6>{});
+    default:
+      return body(std::integral_constant<int, 8>{});
+  }
+}
+
 template <typename Element>
 void quantize_typed(int bits, const std::byte* in, std::size_t groups, std::size_t group_size,
                     std::byte* words, std::byte* scales, std::byte* biases) {
-  switch (bits) {
-    case 2:
-      return quantize_groups<Element, 2>(in, groups, group_size, words, scales, biases);
-    case 3:
-      return quantize_groups<Element, 3>(in, groups, group_size, words, scales, biases);
-    case 4:
-      return quantize_groups<Element, 4>(in, groups, group_size, words, scales, biases);
-    case 5:
-      return quantize_groups<Element, 5>(in, groups, group_size, words, scales, biases);
-    case 6:
-      return quantize_groups<Element, 6>(in, groups, group_size, words, scales, biases);
-    default:
-      return quantize_groups<Element, 8>(in, groups, group_size, words, scales, biases);
-  }
+  with_bits(bits, [&](auto width) {
+    quantize_groups<Element, decltype(width)::value>(in, groups, group_size, words, scales, biases);
+  });
 }
 
 template <typename Element>
 void dequantize_typed(int bits, const std::byte* words, const std::byte* scales,
                       const std::byte* biases, std::size_t groups, std::size_t group_size,
                       std::byte* out) {
-  switch (bits) {
-    case 2:
-      return dequantize_groups<Element, 2>(words, scales, biases, groups, group_size, out);
-    case 3:
-      return dequantize_groups<Element, 3>(words, scales, biases, groups, group_size, out);
-    case 4:
-      return dequantize_groups<Element, 4>(words, scales, biases, groups, group_size, out);
-    case 5:
-      return dequantize_groups<Element, 5>(words, scales, biases, groups, group_size, out);
-    case 6:
-      return dequantize_groups<Element, 6>(words, scales, biases, groups, group_size, out);
-    default:
-      return dequantize_groups<Element, 8>(words, scales, biases, groups, group_size, out);
-  }
+  with_bits(bits, [&](auto width) {
+    dequantize_groups<Element, decltype(width)::value>(words, scales, biases, groups, group_size,
+                                                       out);
+  });
 }
 
 void check_parameters(std::string_view component, std::string_view name, int bits, int group_size) {
