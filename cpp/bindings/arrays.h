@@ -35,10 +35,29 @@ inline ByteArray storage_array(const std::shared_ptr<Storage>& storage) {
 /// only headers were read), so tensors that shared a storage still share one array.
 inline std::pair<nanobind::list, nanobind::list> tensor_lists(
     const std::vector<NamedTensor>& named_tensors, bool headers_only) {
+  // The cyclic GC paused while the lists are built: a header may list a million tensors, and
+  // every few hundred new tuples and lists would trigger a collection that walks them all.
+  // (They cannot form cycles.)
+  struct GcPause {
+    int was_enabled = PyGC_Disable();
+    GcPause() = default;
+    GcPause(const GcPause&) = delete;
+    GcPause& operator=(const GcPause&) = delete;
+    GcPause(GcPause&&) = delete;
+    GcPause& operator=(GcPause&&) = delete;
+    ~GcPause() {
+      if (was_enabled != 0) PyGC_Enable();
+    }
+  } const pause;
   std::unordered_map<const Storage*, std::size_t> numbers;
+  numbers.reserve(named_tensors.size());
+  // One Python string per dtype, shared by every tensor (a header may list a million).
+  std::unordered_map<DType, nanobind::object> dtype_names;
   nanobind::list storages;
   nanobind::list tensors;
   for (const auto& [name, tensor] : named_tensors) {
+    auto [dtype, added] = dtype_names.try_emplace(tensor.dtype);
+    if (added) dtype->second = nanobind::str(std::string(dtype_name(tensor.dtype)).c_str());
     auto [found, inserted] = numbers.emplace(tensor.storage.get(), numbers.size());
     if (inserted) {
       if (headers_only || tensor.storage->data == nullptr) {
@@ -47,9 +66,8 @@ inline std::pair<nanobind::list, nanobind::list> tensor_lists(
         storages.append(storage_array(tensor.storage));
       }
     }
-    tensors.append(nanobind::make_tuple(name, std::string(dtype_name(tensor.dtype)), tensor.shape,
-                                        tensor.strides, tensor.offset, found->second,
-                                        tensor.storage->nbytes));
+    tensors.append(nanobind::make_tuple(name, dtype->second, tensor.shape, tensor.strides,
+                                        tensor.offset, found->second, tensor.storage->nbytes));
   }
   return {tensors, storages};
 }

@@ -8,6 +8,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "json_sax.h"
 #include "torch2mlx/error.h"
 #include "torch2mlx/mapped_file.h"
 #include "torch2mlx/pt2.h"
@@ -195,19 +196,13 @@ ShardIndex parse_shard_index(std::string_view json, std::string_view name,
                              json.size(), limits.max_header_bytes));
   }
   // Nesting is refused while parsing: dumping a deeply nested metadata value would recurse.
-  const nlohmann::json::parser_callback_t check_depth =
-      [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& /*parsed*/) {
-        if ((event == nlohmann::json::parse_event_t::object_start ||
-             event == nlohmann::json::parse_event_t::array_start) &&
-            static_cast<std::size_t>(depth) >= limits.max_depth) {
-          reject(name, fmt::format("index nests deeper than the limit of {}; {}", limits.max_depth,
-                                   kIndexDamaged));
-        }
-        return true;
-      };
   nlohmann::json index;
+  json_sax::DomBuilder builder(index, limits.max_depth, [&] {
+    reject(name, fmt::format("index nests deeper than the limit of {}; {}", limits.max_depth,
+                             kIndexDamaged));
+  });
   try {
-    index = nlohmann::json::parse(json, check_depth);
+    nlohmann::json::sax_parse(json, &builder);
   } catch (const nlohmann::json::exception& error) {
     reject(name, fmt::format("index is not valid JSON ({}); {}", error.what(), kIndexDamaged));
   }

@@ -54,6 +54,7 @@
 #include <utility>
 #include <vector>
 
+#include "json_sax.h"
 #include "torch2mlx/error.h"
 #include "torch2mlx/torch_zip.h"
 #include "torch2mlx/zip_archive.h"
@@ -110,82 +111,29 @@ std::string json_text(const ZipArchive& archive, const ZipEntry& entry, std::str
   return archive.read_text(entry);
 }
 
-// Builds a payload config the way Json::parse does, and on the way refuses deep nesting and
-// records the tensor names in the file's order (the state dict's order, which std::map-backed
-// JSON objects lose). (Not Json::parse with a callback, nor ordered_json: the
-// callback parser rescans the enclosing object after every member object, and ordered_json
-// looks keys up linearly; both are quadratic in the number of tensors.)
-class ConfigParser {
- public:
-  using Dom = nlohmann::detail::json_sax_dom_parser<Json>;
-
-  ConfigParser(Json& root, std::vector<std::string>& names, std::string_view file,
-               std::string_view entry, const ReadLimits& limits)
-      : names_(names), dom_(root), file_(file), entry_(entry), limits_(limits) {}
-
-  bool null() { return dom_.null(); }
-  bool boolean(bool value) { return dom_.boolean(value); }
-  bool number_integer(Json::number_integer_t value) { return dom_.number_integer(value); }
-  bool number_unsigned(Json::number_unsigned_t value) { return dom_.number_unsigned(value); }
-  bool number_float(Json::number_float_t value, const Json::string_t& text) {
-    return dom_.number_float(value, text);
-  }
-  bool string(Json::string_t& value) { return dom_.string(value); }
-  bool binary(Json::binary_t& value) { return dom_.binary(value); }
-  bool start_object(std::size_t size) {
-    enter();
-    return dom_.start_object(size);
-  }
-  bool end_object() {
-    --depth_;
-    return dom_.end_object();
-  }
-  bool start_array(std::size_t size) {
-    enter();
-    return dom_.start_array(size);
-  }
-  bool end_array() {
-    --depth_;
-    return dom_.end_array();
-  }
-  bool key(Json::string_t& name) {
-    if (depth_ == 1) top_key_ = name;
-    if (depth_ == 2 && top_key_ == "config") {
-      if (!seen_.insert(name).second) {
-        reject(file_, fmt::format("{} lists tensor '{}' twice; {}", entry_, name, kPt2Hint));
-      }
-      names_.push_back(name);
-    }
-    return dom_.key(name);
-  }
-  template <class Exception>
-  bool parse_error(std::size_t position, const std::string& token, const Exception& error) {
-    return dom_.parse_error(position, token, error);  // throws it
-  }
-
- private:
-  void enter() {
-    if (++depth_ > limits_.max_depth) {
-      reject(file_, fmt::format("{} nests deeper than the limit of {}", entry_, limits_.max_depth));
-    }
-  }
-
-  std::vector<std::string>& names_;
-  Dom dom_;
-  std::string_view file_;
-  std::string_view entry_;
-  const ReadLimits& limits_;
-  std::size_t depth_ = 0;
-  std::string top_key_;
-  std::set<std::string, std::less<>> seen_;
-};
-
 // Parses and checks a payload config: {"config": {name: PayloadMeta, ...}}; `names` gets the
 // tensor names in order.
 Json parse_config(std::string_view text, std::string_view file, std::string_view entry,
                   const ReadLimits& limits, std::vector<std::string>& names) {
   Json json;
-  ConfigParser parser(json, names, file, entry, limits);
+  // Records the tensor names in the file's order (the state dict's order, which
+  // std::map-backed JSON objects lose) and refuses a name given twice.
+  std::string top_key;
+  std::set<std::string, std::less<>> seen;
+  json_sax::DomBuilder parser(
+      json, limits.max_depth,
+      [&] {
+        reject(file, fmt::format("{} nests deeper than the limit of {}", entry, limits.max_depth));
+      },
+      [&](std::size_t depth, const std::string& name) {
+        if (depth == 1) top_key = name;
+        if (depth == 2 && top_key == "config") {
+          if (!seen.insert(name).second) {
+            reject(file, fmt::format("{} lists tensor '{}' twice; {}", entry, name, kPt2Hint));
+          }
+          names.push_back(name);
+        }
+      });
   try {
     Json::sax_parse(text, &parser);
   } catch (const Json::exception& error) {

@@ -4,10 +4,14 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
-#include <set>
+#include <optional>
+#include <string_view>
+#include <utility>
 
 #include "atomic_file.h"
 #include "torch2mlx/error.h"
@@ -40,44 +44,283 @@ std::string supported_dtypes() {
   return fmt::format("{}", fmt::join(names, ", "));
 }
 
-SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& spec,
-                             std::string_view file) {
+// What the safetensors dtype names MLX has no dtype for mean in torch, for the message.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 5> kFloat8Names{{
+    {"F8_E4M3", "float8_e4m3fn"},
+    {"F8_E5M2", "float8_e5m2"},
+    {"F8_E8M0", "float8_e8m0fnu"},
+    {"F8_E4M3FNUZ", "float8_e4m3fnuz"},
+    {"F8_E5M2FNUZ", "float8_e5m2fnuz"},
+}};
+
+// One top-level member of the header as the parser saw it. It is checked once the whole
+// JSON is known to be valid, so that a syntax error anywhere is reported as such.
+struct RawEntry {
+  SafetensorsEntry entry;  // name and the dims read so far (at most kMaxDims are kept)
+  bool is_object = false;
+  enum class DTypeState : std::uint8_t { Missing, Known, Unknown } dtype = DTypeState::Missing;
+  std::string unknown_dtype;
+  bool shape_is_array = false;
+  std::size_t rank = 0;
+  // The first dim that is not a non-negative integer, or that is too large, decides.
+  enum class DimProblem : std::uint8_t {
+    None,
+    NotUnsigned,
+    TooLarge
+  } dim_problem = DimProblem::None;
+  bool offsets_is_array = false;
+  bool offsets_bad = false;  // an element that is not a non-negative integer
+  std::size_t offsets_count = 0;
+};
+
+// A SAX handler that reads the header straight into RawEntrys, in one pass and without a
+// DOM: {name: {"dtype": str, "shape": [uint...], "data_offsets": [uint, uint]}, ...,
+// "__metadata__": {str: str}}. Members it does not know are skipped.
+class HeaderParser {
+ public:
+  HeaderParser(std::string_view file, const ReadLimits& limits) : file_(file), limits_(limits) {}
+
+  // What the containers open around the current value are.
+  enum class Role : std::uint8_t { Root, Entry, Metadata, Shape, Offsets, Skipped };
+  enum class Field : std::uint8_t { Other, DType, Shape, Offsets };
+
+  bool null() { return scalar(Scalar::Other); }
+  bool boolean(bool /*value*/) { return scalar(Scalar::Other); }
+  bool number_integer(nlohmann::json::number_integer_t /*value*/) { return scalar(Scalar::Other); }
+  bool number_unsigned(nlohmann::json::number_unsigned_t value) {
+    unsigned_ = value;
+    return scalar(Scalar::Unsigned);
+  }
+  bool number_float(nlohmann::json::number_float_t /*value*/,
+                    const nlohmann::json::string_t& /*text*/) {
+    return scalar(Scalar::Other);
+  }
+  bool string(nlohmann::json::string_t& value) {
+    string_ = &value;
+    return scalar(Scalar::String);
+  }
+  bool binary(nlohmann::json::binary_t& /*value*/) { return scalar(Scalar::Other); }
+  bool start_object(std::size_t /*size*/) { return open(true); }
+  bool start_array(std::size_t /*size*/) { return open(false); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(nlohmann::json::string_t& name) {
+    switch (roles_.back()) {
+      case Role::Root:
+        if (entries_.size() + (has_metadata_ ? 1 : 0) >= limits_.max_tensors) {
+          reject(file_, fmt::format("header lists more tensors than the limit of {} (a header "
+                                    "bomb?); a genuine checkpoint this large can be saved in "
+                                    "shards",
+                                    limits_.max_tensors));
+        }
+        if (name == "__metadata__") {
+          if (has_metadata_) note_duplicate(name);
+          has_metadata_ = true;
+          member_is_metadata_ = true;
+        } else {
+          member_is_metadata_ = false;
+          entries_.emplace_back();
+          entries_.back().entry.name = std::move(name);
+        }
+        break;
+      case Role::Entry:
+        field_ = field_of(name);
+        break;
+      case Role::Metadata:
+        // A repeated metadata key replaces the earlier value, as a JSON object would.
+        metadata_key_ = &metadata_[std::move(name)];
+        break;
+      default:
+        break;
+    }
+    return true;
+  }
+  template <class Exception>
+  bool parse_error(std::size_t /*position*/, const std::string& /*token*/, const Exception& error) {
+    throw error;
+  }
+
+  std::vector<RawEntry>& entries() { return entries_; }
+  [[nodiscard]] bool has_metadata() const { return has_metadata_; }
+  [[nodiscard]] bool metadata_is_object() const { return metadata_is_object_; }
+  // Metadata values, nullopt where the value was not a string.
+  [[nodiscard]] const std::map<std::string, std::optional<std::string>>& metadata() const {
+    return metadata_;
+  }
+  // The first name given twice at the top level, if any ("__metadata__" included).
+  [[nodiscard]] std::optional<std::string> duplicate() const {
+    if (duplicate_) return duplicate_;
+    // Sorting views of the names finds repeats without a hash node per name.
+    std::vector<std::string_view> names;
+    names.reserve(entries_.size());
+    for (const RawEntry& raw : entries_) names.emplace_back(raw.entry.name);
+    std::sort(names.begin(), names.end());
+    const auto repeat = std::adjacent_find(names.begin(), names.end());
+    if (repeat == names.end()) return std::nullopt;
+    return std::string(*repeat);
+  }
+
+ private:
+  enum class Scalar : std::uint8_t { Unsigned, String, Other };
+
+  static Field field_of(std::string_view name) {
+    if (name == "dtype") return Field::DType;
+    if (name == "shape") return Field::Shape;
+    if (name == "data_offsets") return Field::Offsets;
+    return Field::Other;
+  }
+
+  void note_duplicate(const std::string& name) {
+    if (!duplicate_) duplicate_ = name;
+  }
+
+  // A value (scalar or container) starts in the innermost container; `object` tells which
+  // kind it is when it is a container. Returns the role a container would get.
+  Role place(std::optional<bool> object) {
+    switch (roles_.back()) {
+      case Role::Root:
+        if (member_is_metadata_) {
+          metadata_is_object_ = object == true;
+          return object == true ? Role::Metadata : Role::Skipped;
+        }
+        entries_.back().is_object = object == true;
+        if (object == true) field_ = Field::Other;
+        return object == true ? Role::Entry : Role::Skipped;
+      case Role::Entry: {
+        RawEntry& raw = entries_.back();
+        // A repeated field replaces the earlier value, as a JSON object would.
+        if (field_ == Field::DType) {
+          raw.dtype = RawEntry::DTypeState::Missing;
+          if (!object.has_value() && scalar_ == Scalar::String) {
+            if (const auto dtype = dtype_from_safetensors(*string_)) {
+              raw.dtype = RawEntry::DTypeState::Known;
+              raw.entry.dtype = *dtype;
+            } else {
+              raw.dtype = RawEntry::DTypeState::Unknown;
+              raw.unknown_dtype = std::move(*string_);
+            }
+          }
+        } else if (field_ == Field::Shape) {
+          raw.shape_is_array = object == false;
+          raw.rank = 0;
+          raw.entry.shape.clear();
+          raw.dim_problem = RawEntry::DimProblem::None;
+          if (object == false) return Role::Shape;
+        } else if (field_ == Field::Offsets) {
+          raw.offsets_is_array = object == false;
+          raw.offsets_count = 0;
+          raw.offsets_bad = false;
+          if (object == false) return Role::Offsets;
+        }
+        return Role::Skipped;
+      }
+      case Role::Shape: {
+        RawEntry& raw = entries_.back();
+        if (raw.dim_problem == RawEntry::DimProblem::None) {
+          if (object.has_value() || scalar_ != Scalar::Unsigned) {
+            raw.dim_problem = RawEntry::DimProblem::NotUnsigned;
+          } else if (unsigned_ > static_cast<std::uint64_t>(INT64_MAX)) {
+            raw.dim_problem = RawEntry::DimProblem::TooLarge;
+          } else if (raw.rank < kMaxDims) {
+            raw.entry.shape.push_back(static_cast<std::int64_t>(unsigned_));
+          }
+        }
+        ++raw.rank;
+        return Role::Skipped;
+      }
+      case Role::Offsets: {
+        RawEntry& raw = entries_.back();
+        if (object.has_value() || scalar_ != Scalar::Unsigned) {
+          raw.offsets_bad = true;
+        } else if (raw.offsets_count == 0) {
+          raw.entry.begin = unsigned_;
+        } else if (raw.offsets_count == 1) {
+          raw.entry.end = unsigned_;
+        }
+        ++raw.offsets_count;
+        return Role::Skipped;
+      }
+      case Role::Metadata:
+        if (!object.has_value() && scalar_ == Scalar::String) {
+          *metadata_key_ = std::move(*string_);
+        } else {
+          *metadata_key_ = std::nullopt;
+        }
+        return Role::Skipped;
+      case Role::Skipped:
+        return Role::Skipped;
+    }
+    return Role::Skipped;
+  }
+
+  bool scalar(Scalar kind) {
+    scalar_ = kind;
+    if (!roles_.empty()) (void)place(std::nullopt);
+    return true;
+  }
+  bool open(bool object) {
+    if (roles_.size() >= limits_.max_depth) {
+      reject(file_, fmt::format("header nests deeper than the limit of {}; {}", limits_.max_depth,
+                                kDamaged));
+    }
+    roles_.push_back(roles_.empty() ? Role::Root : place(object));
+    return true;
+  }
+  bool close() {
+    roles_.pop_back();
+    return true;
+  }
+
+  std::string_view file_;
+  const ReadLimits& limits_;
+  std::vector<Role> roles_;
+  Field field_ = Field::Other;
+  Scalar scalar_ = Scalar::Other;
+  std::uint64_t unsigned_ = 0;
+  nlohmann::json::string_t* string_ = nullptr;
+  std::vector<RawEntry> entries_;
+  std::optional<std::string> duplicate_;
+  bool member_is_metadata_ = false;
+  bool has_metadata_ = false;
+  bool metadata_is_object_ = false;
+  std::map<std::string, std::optional<std::string>> metadata_;
+  std::optional<std::string>* metadata_key_ = nullptr;
+};
+
+// Checks one tensor's description, as the format requires it.
+SafetensorsEntry check_entry(RawEntry& raw, std::string_view file) {
+  const std::string& name = raw.entry.name;
   auto bad = [&](std::string_view what) {
     reject(file,
            fmt::format("tensor '{}': {}; the header is malformed, re-export the file", name, what));
   };
-  if (!spec.is_object()) bad("entry is not an object");
-  SafetensorsEntry entry;
-  entry.name = name;
-  const auto dtype = spec.find("dtype");
-  if (dtype == spec.end() || !dtype->is_string()) bad("missing string 'dtype'");
-  const auto parsed = dtype_from_safetensors(dtype->get_ref<const std::string&>());
-  if (!parsed) {
+  if (!raw.is_object) bad("entry is not an object");
+  if (raw.dtype == RawEntry::DTypeState::Missing) bad("missing string 'dtype'");
+  if (raw.dtype == RawEntry::DTypeState::Unknown) {
+    const auto* float8 =
+        std::find_if(kFloat8Names.begin(), kFloat8Names.end(),
+                     [&](const auto& row) { return row.first == raw.unknown_dtype; });
+    if (float8 != kFloat8Names.end()) {
+      reject(file, fmt::format("tensor '{}' has dtype '{}' ({}), which MLX has no dtype for; "
+                               "cast it to bfloat16 in torch before saving",
+                               name, raw.unknown_dtype, float8->second));
+    }
     reject(file, fmt::format("tensor '{}' has dtype '{}', which torch2mlx does not read "
                              "(supported: {}); cast it in torch before saving",
-                             name, dtype->get_ref<const std::string&>(), supported_dtypes()));
+                             name, raw.unknown_dtype, supported_dtypes()));
   }
-  entry.dtype = *parsed;
-  const auto shape = spec.find("shape");
-  if (shape == spec.end() || !shape->is_array()) bad("missing array 'shape'");
-  if (shape->size() > kMaxDims) {
+  if (!raw.shape_is_array) bad("missing array 'shape'");
+  if (raw.rank > kMaxDims) {
     reject(file, fmt::format("tensor '{}' has {} dims, more than the {} numpy and MLX support; "
                              "reshape it to at most {} dims in torch before saving",
-                             name, shape->size(), kMaxDims, kMaxDims));
+                             name, raw.rank, kMaxDims, kMaxDims));
   }
-  for (const auto& dim : *shape) {
-    if (!dim.is_number_unsigned()) bad("shape holds a value that is not a non-negative integer");
-    const auto value = dim.get<std::uint64_t>();
-    if (value > static_cast<std::uint64_t>(INT64_MAX)) bad("shape dim is too large");
-    entry.shape.push_back(static_cast<std::int64_t>(value));
-  }
-  const auto offsets = spec.find("data_offsets");
-  if (offsets == spec.end() || !offsets->is_array() || offsets->size() != 2 ||
-      !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
+  if (raw.dim_problem == RawEntry::DimProblem::NotUnsigned)
+    bad("shape holds a value that is not a non-negative integer");
+  if (raw.dim_problem == RawEntry::DimProblem::TooLarge) bad("shape dim is too large");
+  if (!raw.offsets_is_array || raw.offsets_count != 2 || raw.offsets_bad)
     bad("'data_offsets' must be two non-negative integers");
-  }
-  entry.begin = (*offsets)[0].get<std::uint64_t>();
-  entry.end = (*offsets)[1].get<std::uint64_t>();
+  SafetensorsEntry& entry = raw.entry;
   if (entry.end < entry.begin) bad("data_offsets end before they begin");
   const auto numel = checked_numel(entry.shape, itemsize(entry.dtype));
   if (!numel) bad("shape overflows");
@@ -88,7 +331,7 @@ SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& spec
                        name, entry.shape, safetensors_dtype_name(entry.dtype), expected,
                        entry.end - entry.begin, kDamaged));
   }
-  return entry;
+  return std::move(entry);
 }
 
 }  // namespace
@@ -113,54 +356,33 @@ SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file, std:
   if (header_length == 0 || text[0] != '{')
     reject(name, fmt::format("header does not start with '{{'; {}", kDamaged));
 
-  // Reject duplicate tensor names (JSON allows them; the format does not).
-  std::set<std::string> seen_keys;
-  bool duplicate = false;
-  std::string duplicate_name;
-  const nlohmann::json::parser_callback_t on_event =
-      [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-        if (depth == 1 && event == nlohmann::json::parse_event_t::key) {
-          const auto& key = parsed.get_ref<const std::string&>();
-          if (!seen_keys.insert(key).second && !duplicate) {
-            duplicate = true;
-            duplicate_name = key;
-          }
-        }
-        return true;
-      };
-  nlohmann::json header;
+  // One pass, no DOM (nlohmann's callback parser would be quadratic in the tensor count).
+  HeaderParser parser(name, limits);
   try {
-    header = nlohmann::json::parse(text, text + header_length, on_event);
+    nlohmann::json::sax_parse(text, text + header_length, &parser);
   } catch (const nlohmann::json::exception& error) {
     reject(name, fmt::format("header is not valid JSON ({}); {}", error.what(), kDamaged));
   }
-  if (!header.is_object()) reject(name, fmt::format("header is not a JSON object; {}", kDamaged));
-  if (duplicate)
-    reject(name,
-           fmt::format("tensor '{}' appears twice in the header; {}", duplicate_name, kDamaged));
-  if (header.size() > limits.max_tensors) {
-    reject(name, fmt::format("header lists {} tensors, over the limit of {} (a header bomb?); "
-                             "a genuine checkpoint this large can be saved in shards",
-                             header.size(), limits.max_tensors));
+  // Duplicate tensor names: JSON allows them; the format does not.
+  if (const auto duplicate = parser.duplicate()) {
+    reject(name, fmt::format("tensor '{}' appears twice in the header; {}", *duplicate, kDamaged));
   }
 
   SafetensorsHeader result;
   result.data_start = kLengthPrefix + header_length;
-  for (const auto& [key, value] : header.items()) {
-    if (key == "__metadata__") {
-      if (!value.is_object())
-        reject(name, fmt::format("__metadata__ is not an object; {}", kDamaged));
-      for (const auto& [meta_key, meta_value] : value.items()) {
-        if (!meta_value.is_string()) {
-          reject(name, fmt::format("__metadata__ value for '{}' is not a string; {}", meta_key,
-                                   kDamaged));
-        }
-        result.metadata[meta_key] = meta_value.get<std::string>();
+  if (parser.has_metadata()) {
+    if (!parser.metadata_is_object())
+      reject(name, fmt::format("__metadata__ is not an object; {}", kDamaged));
+    for (const auto& [meta_key, meta_value] : parser.metadata()) {
+      if (!meta_value) {
+        reject(name,
+               fmt::format("__metadata__ value for '{}' is not a string; {}", meta_key, kDamaged));
       }
-      continue;
+      result.metadata.emplace(meta_key, *meta_value);
     }
-    result.entries.push_back(parse_entry(key, value, name));
   }
+  result.entries.reserve(parser.entries().size());
+  for (RawEntry& raw : parser.entries()) result.entries.push_back(check_entry(raw, name));
 
   // The data buffer must be tiled exactly: no holes, no overlaps, nothing past its end.
   std::sort(result.entries.begin(), result.entries.end(), [](const auto& a, const auto& b) {
@@ -184,14 +406,13 @@ SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file, std:
 }
 
 Checkpoint read_safetensors(const std::shared_ptr<MappedFile>& file, const ReadOptions& options) {
-  const SafetensorsHeader header =
-      parse_safetensors_header(file->bytes(), file->name(), options.limits);
+  SafetensorsHeader header = parse_safetensors_header(file->bytes(), file->name(), options.limits);
   Checkpoint checkpoint;
   checkpoint.format = "safetensors";
   checkpoint.files.push_back(file->name());
   checkpoint.metadata = header.metadata;
   checkpoint.tensors.reserve(header.entries.size());
-  for (const auto& entry : header.entries) {
+  for (auto& entry : header.entries) {
     auto storage = std::make_shared<Storage>();
     storage->nbytes = entry.end - entry.begin;
     if (!options.headers_only) {
@@ -201,10 +422,10 @@ Checkpoint read_safetensors(const std::shared_ptr<MappedFile>& file, const ReadO
     }
     Tensor tensor;
     tensor.dtype = entry.dtype;
-    tensor.shape = entry.shape;
     tensor.strides = contiguous_strides(entry.shape);
+    tensor.shape = std::move(entry.shape);
     tensor.storage = std::move(storage);
-    checkpoint.tensors.push_back({entry.name, std::move(tensor)});
+    checkpoint.tensors.push_back({std::move(entry.name), std::move(tensor)});
   }
   return checkpoint;
 }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +92,7 @@ class CheckpointInfo:
 
     @property
     def total_elements(self) -> int:
-        return sum(int(np.prod(t.shape, dtype=np.int64)) for t in self.tensors)
+        return sum(math.prod(t.shape) for t in self.tensors)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,13 +110,32 @@ class CheckpointInfo:
         }
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pauses the cyclic GC while a header's objects are built (they hold no cycles)."""
+    # A header may list a million tensors; every few hundred new objects would trigger a
+    # collection that walks all of those built so far.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Lists the tensors of a checkpoint (file or Hugging Face folder) without reading them."""
+    with _gc_paused():
+        return _inspect_checkpoint(path)
+
+
+def _inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
     raw = _core.read_checkpoint(os.fspath(path), headers_only=True)
     tensors = [
-        TensorInfo(
-            name, dtype, tuple(shape), int(np.prod(shape, dtype=np.int64)) * _itemsize(dtype)
-        )
+        # math.prod, not np.prod: a header may list a million tensors, and np.prod costs
+        # microseconds per call.
+        TensorInfo(name, dtype, tuple(shape), math.prod(shape) * _itemsize(dtype))
         for name, dtype, shape, _strides, _offset, _storage, _storage_bytes in raw["tensors"]
     ]
     return CheckpointInfo(
