@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_util.h"
@@ -287,11 +288,133 @@ TEST(SafetensorsMalformed, HeaderIsNotJson) {
 }
 
 TEST(SafetensorsMalformed, UnknownDTypeNamesTensorAndDType) {
-  const std::string message = parse_error(safetensors_file(
-      R"({"fp8.weight":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2));
+  const std::string message = parse_error(
+      safetensors_file(R"({"c.weight":{"dtype":"C64","shape":[2],"data_offsets":[0,16]}})", 16));
   EXPECT_TRUE(StartsWith(message, kPrefix));
-  EXPECT_TRUE(Contains(message, "'fp8.weight'"));
-  EXPECT_TRUE(Contains(message, "'F8_E4M3'"));
+  EXPECT_TRUE(Contains(message, "'c.weight'"));
+  EXPECT_TRUE(Contains(message, "'C64'"));
+  EXPECT_TRUE(Contains(message, "supported: "));
+}
+
+TEST(SafetensorsMalformed, Float8NamesTensorTorchDTypeAndWhatToDo) {
+  for (const auto& [dtype, torch_name] :
+       std::vector<std::pair<std::string, std::string>>{{"F8_E4M3", "float8_e4m3fn"},
+                                                        {"F8_E5M2", "float8_e5m2"},
+                                                        {"F8_E8M0", "float8_e8m0fnu"},
+                                                        {"F8_E4M3FNUZ", "float8_e4m3fnuz"},
+                                                        {"F8_E5M2FNUZ", "float8_e5m2fnuz"}}) {
+    const std::string message = parse_error(safetensors_file(
+        R"({"fp8.weight":{"dtype":")" + dtype + R"(","shape":[2],"data_offsets":[0,2]}})", 2));
+    EXPECT_TRUE(StartsWith(message, kPrefix)) << message;
+    EXPECT_TRUE(Contains(message, "tensor 'fp8.weight' has dtype '" + dtype + "' (" + torch_name +
+                                      "), which MLX has no dtype for"));
+    EXPECT_TRUE(Contains(message, "cast it to bfloat16 in torch before saving"));
+  }
+}
+
+/// `"name":{...}` of a float32 tensor of shape [1] at `begin`.
+std::string entry_text(const std::string& name, std::size_t begin) {
+  return R"(,")" + name + R"(":{"dtype":"F32","shape":[1],"data_offsets":[)" +
+         std::to_string(begin) + "," + std::to_string(begin + 4) + "]}";
+}
+
+/// A header of `count` float32 tensors of shape [1], "t0", "t1", ..., in data order.
+std::string many_tensors(std::size_t count) {
+  std::string header = R"({"__metadata__":{"format":"pt"})";
+  for (std::size_t i = 0; i < count; ++i) {
+    header += entry_text("t" + std::to_string(i), 4 * i);
+  }
+  return header + "}";
+}
+
+TEST(Safetensors, AHundredThousandTensorHeaderParses) {
+  // Found reviewing the reader: nlohmann's callback parser rescans the enclosing object after
+  // each member, so this header took minutes; it is now read in one pass.
+  constexpr std::size_t kCount = 100000;
+  const auto file = safetensors_file(many_tensors(kCount), 4 * kCount);
+  const SafetensorsHeader header = parse_safetensors_header(file, "many.safetensors");
+  ASSERT_EQ(header.entries.size(), kCount);
+  for (const std::size_t i : {std::size_t{0}, std::size_t{1}, std::size_t{54321}, kCount - 1}) {
+    EXPECT_EQ(header.entries[i].name, "t" + std::to_string(i));
+    EXPECT_EQ(header.entries[i].dtype, DType::F32);
+    EXPECT_EQ(header.entries[i].shape, std::vector<std::int64_t>{1});
+    EXPECT_EQ(header.entries[i].begin, 4 * i);
+    EXPECT_EQ(header.entries[i].end, 4 * i + 4);
+  }
+  EXPECT_EQ(header.metadata.at("format"), "pt");
+  // One name given twice, at the very end, is still found.
+  std::string duplicated = many_tensors(kCount);
+  duplicated.pop_back();
+  duplicated += entry_text("t7", 4 * kCount) + "}";
+  EXPECT_TRUE(Contains(parse_error(safetensors_file(duplicated, 4 * kCount + 4)),
+                       "tensor 't7' appears twice in the header"));
+}
+
+TEST(SafetensorsMalformed, MoreTensorsThanTheLimit) {
+  ReadLimits limits;
+  limits.max_tensors = 3;
+  EXPECT_EQ(
+      parse_safetensors_header(safetensors_file(many_tensors(2), 8), "ok", limits).entries.size(),
+      2U);  // two tensors and the metadata: three members
+  const std::string message = parse_error(safetensors_file(many_tensors(3), 12), limits);
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "header lists more tensors than the limit of 3"));
+}
+
+TEST(SafetensorsMalformed, NestingDeeperThanTheLimit) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string message = parse_error(safetensors_file(
+      R"({"a":{"dtype":"U8","shape":[],"data_offsets":[0,1],"x":)" + deep + "}}", 1));
+  EXPECT_TRUE(StartsWith(message, kPrefix));
+  EXPECT_TRUE(Contains(message, "header nests deeper than the limit of 512"));
+}
+
+TEST(Safetensors, UnknownMembersOfAnEntryAreSkipped) {
+  const auto file = safetensors_file(
+      R"({"a":{"extra":{"shape":"no","dtype":[1,{"b":2}]},"dtype":"I16","shape":[2],)"
+      R"("data_offsets":[0,4],"more":[[["x"]]]}})",
+      4);
+  const SafetensorsHeader header = parse_safetensors_header(file, "extra.safetensors");
+  ASSERT_EQ(header.entries.size(), 1U);
+  EXPECT_EQ(header.entries[0].dtype, DType::I16);
+  EXPECT_EQ(header.entries[0].shape, std::vector<std::int64_t>{2});
+  EXPECT_EQ(header.entries[0].end, 4U);
+}
+
+TEST(SafetensorsMalformed, FieldsOfTheWrongKind) {
+  auto message_for = [](std::string_view entry, std::size_t data) {
+    return parse_error(safetensors_file(R"({"a":)" + std::string(entry) + "}", data));
+  };
+  EXPECT_TRUE(Contains(message_for(R"([1])", 0), "tensor 'a': entry is not an object"));
+  EXPECT_TRUE(Contains(message_for(R"({"dtype":{"F32":1},"shape":[],"data_offsets":[0,4]})", 4),
+                       "missing string 'dtype'"));
+  EXPECT_TRUE(Contains(message_for(R"({"dtype":"F32","shape":{},"data_offsets":[0,4]})", 4),
+                       "missing array 'shape'"));
+  EXPECT_TRUE(Contains(message_for(R"({"dtype":"F32","shape":[[1]],"data_offsets":[0,4]})", 4),
+                       "not a non-negative integer"));
+  EXPECT_TRUE(Contains(
+      message_for(R"({"dtype":"F32","shape":[9223372036854775808],"data_offsets":[0,4]})", 4),
+      "shape dim is too large"));
+  EXPECT_TRUE(Contains(message_for(R"({"dtype":"F32","shape":[1],"data_offsets":[0,4,8]})", 8),
+                       "'data_offsets' must be two non-negative integers"));
+  EXPECT_TRUE(Contains(message_for(R"({"dtype":"F32","shape":[1],"data_offsets":[0,[4]]})", 4),
+                       "'data_offsets' must be two non-negative integers"));
+  EXPECT_TRUE(Contains(message_for(R"({"dtype":"F32","shape":[1]})", 4),
+                       "'data_offsets' must be two non-negative integers"));
+  EXPECT_TRUE(Contains(parse_error(safetensors_file(R"({"__metadata__":[1]})", 0)),
+                       "__metadata__ is not an object"));
+  EXPECT_TRUE(Contains(parse_error(safetensors_file(R"({"__metadata__":{"a":{"b":"c"}}})", 0)),
+                       "__metadata__ value for 'a' is not a string"));
+  EXPECT_TRUE(Contains(parse_error(safetensors_file(R"({"__metadata__":{},"__metadata__":{}})", 0)),
+                       "tensor '__metadata__' appears twice"));
+}
+
+TEST(SafetensorsMalformed, TooManyDims) {
+  std::string shape = "[1";
+  for (int i = 0; i < 64; ++i) shape += ",1";
+  const std::string message = parse_error(safetensors_file(
+      R"({"a":{"dtype":"U8","shape":)" + shape + R"(],"data_offsets":[0,1]}})", 1));
+  EXPECT_TRUE(Contains(message, "tensor 'a' has 65 dims, more than the 64"));
 }
 
 TEST(SafetensorsMalformed, ShapeDoesNotMatchOffsets) {
