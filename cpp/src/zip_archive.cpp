@@ -40,6 +40,10 @@ constexpr std::size_t kLocalSize = 30;
 constexpr std::uint32_t kMarker32 = 0xFFFFFFFF;
 // Deflate cannot expand data by more than about 1032:1; a larger claim is a bomb.
 constexpr std::uint64_t kMaxDeflateRatio = 1032;
+// The first buffer a deflated member inflates into, before it doubles as data arrives: a few
+// times the compressed size (data.pkl deflates about 3:1), at least 64 KiB, at most 64 MiB.
+constexpr std::uint64_t kInitialInflate = std::uint64_t{64} << 10;
+constexpr std::uint64_t kMaxInitialInflate = std::uint64_t{64} << 20;
 
 // Refuses the file with a message that already says what to do.
 [[noreturn]] void refuse(std::string_view file, std::string_view message) {
@@ -304,8 +308,14 @@ std::shared_ptr<Storage> ZipArchive::read(const ZipEntry& entry) const {
     return std::make_shared<Storage>(Storage{file_->bytes().data() + entry.data_offset, entry.size,
                                              file_, file_->is_mapped() ? file_.get() : nullptr});
   }
-  // Raw deflate (no zlib header), inflated in chunks that fit zlib's 32-bit counters.
-  auto inflated = std::make_shared<std::vector<std::byte>>(entry.size);
+  // Raw deflate (no zlib header), inflated in chunks that fit zlib's 32-bit counters, into a
+  // buffer that grows with what actually comes out: the directory's size is only a claim, and
+  // a member claiming a gigabyte that holds a few kilobytes must cost a few kilobytes. The
+  // buffer never grows past the claim, which open() held to the deflate ratio and to the
+  // archive's total (ReadLimits::max_inflated_bytes).
+  auto inflated = std::make_shared<std::vector<std::byte>>();
+  inflated->resize(std::min(
+      {entry.size, std::max(kInitialInflate, 4 * entry.compressed_size), kMaxInitialInflate}));
   z_stream stream{};
   if (inflateInit2(&stream, -MAX_WBITS) != Z_OK)
     refuse(file_->name(), "cannot start inflating (out of memory?)");
@@ -318,11 +328,15 @@ std::shared_ptr<Storage> ZipArchive::read(const ZipEntry& entry) const {
   std::byte spare{};
   int status = Z_OK;
   while (status == Z_OK && produced <= entry.size) {
+    if (produced == inflated->size() && produced < entry.size) {
+      inflated->resize(std::min(entry.size, 2 * inflated->size()));
+    }
     const bool room = produced < entry.size;
     const auto in_chunk =
         static_cast<uInt>(std::min<std::uint64_t>(entry.compressed_size - consumed, 1U << 30));
     const auto out_chunk =
-        room ? static_cast<uInt>(std::min<std::uint64_t>(entry.size - produced, 1U << 30)) : 1U;
+        room ? static_cast<uInt>(std::min<std::uint64_t>(inflated->size() - produced, 1U << 30))
+             : 1U;
     stream.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(input + consumed));
     stream.avail_in = in_chunk;
     stream.next_out = reinterpret_cast<Bytef*>(room ? inflated->data() + produced : &spare);
