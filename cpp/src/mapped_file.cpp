@@ -17,14 +17,27 @@ namespace torch2mlx {
 std::shared_ptr<MappedFile> MappedFile::open(const std::filesystem::path& path) {
   std::shared_ptr<MappedFile> file(new MappedFile());
   file->name_ = path.string();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, forever; the
+  // fstat below then refuses it (for a regular file the flag changes nothing).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     fail("file", fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
   }
   struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+  if (::fstat(fd, &info) != 0) {
+    const int saved = errno;
     ::close(fd);
-    fail("file", fmt::format("{} is not a regular file", path.string()));
+    fail("file", fmt::format("cannot stat {}: {}", path.string(), std::strerror(saved)));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    const char* kind = S_ISDIR(info.st_mode)    ? "a folder"
+                       : S_ISFIFO(info.st_mode) ? "a FIFO"
+                       : S_ISSOCK(info.st_mode) ? "a socket"
+                                                : "a device";
+    fail("file", fmt::format("{} is not a regular file ({}); only regular files are read: "
+                             "point at the checkpoint file itself",
+                             path.string(), kind));
   }
   file->size_ = static_cast<std::size_t>(info.st_size);
   if (file->size_ > 0) {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,18 +19,41 @@ _PACKAGE_HINT = (
 )
 
 
+def _not_regular(path: Path) -> Torch2MLXError:
+    return Torch2MLXError(
+        f"[load] {path}: is not a regular file (a FIFO, a device or a folder); only regular "
+        f"files are read: {_PACKAGE_HINT}"
+    )
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of ``path``, refusing anything but a regular file (a FIFO would block)."""
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise _not_regular(path)
+        return file.read()
+
+
 def _weight_files(directory: Path) -> list[Path]:
     single = directory / "model.safetensors"
-    if single.exists():
-        return [single]
     index = directory / "model.safetensors.index.json"
-    if index.exists():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return [directory / name for name in sorted(set(weight_map.values()))]
-    raise Torch2MLXError(
-        f"[load] {directory}: no model.safetensors or model.safetensors.index.json, so this is "
-        f"not a complete package; {_PACKAGE_HINT}"
-    )
+    if single.exists():
+        files = [single]
+    elif index.exists():
+        weight_map = json.loads(_read_regular(index))["weight_map"]
+        files = [directory / name for name in sorted(set(weight_map.values()))]
+    else:
+        raise Torch2MLXError(
+            f"[load] {directory}: no model.safetensors or model.safetensors.index.json, so this "
+            f"is not a complete package; {_PACKAGE_HINT}"
+        )
+    for path in files:
+        # mx.load opens the file itself; a FIFO there would block it.
+        if path.exists() and not path.is_file():
+            raise _not_regular(path)
+    return files
 
 
 def load_model_class(directory: Path) -> type:
@@ -39,7 +64,7 @@ def load_model_class(directory: Path) -> type:
             f"[load] {directory}: no model.py, so this is not a package written by "
             f"torch2mlx convert; {_PACKAGE_HINT}"
         )
-    digest = hashlib.sha1(source.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha1(_read_regular(source)).hexdigest()[:12]
     name = f"torch2mlx_package_{digest}"
     module = sys.modules.get(name)
     if module is None:
