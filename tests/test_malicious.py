@@ -261,9 +261,31 @@ def test_safetensors_truncated_data(tmp_path: Path) -> None:
 
 
 def test_safetensors_unknown_dtype(tmp_path: Path) -> None:
-    header = {"x": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [0, 4]}}
-    path = write_safetensors_by_hand(tmp_path / "fp8.safetensors", header, bytes(4))
-    assert_clear_error(path, "safetensors", "'x'", "F8_E4M3", "supported")
+    header = {"x": {"dtype": "C64", "shape": [4], "data_offsets": [0, 32]}}
+    path = write_safetensors_by_hand(tmp_path / "complex.safetensors", header, bytes(32))
+    assert_clear_error(path, "safetensors", "'x'", "C64", "supported")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "torch_name"),
+    [
+        ("F8_E4M3", "float8_e4m3fn"),
+        ("F8_E5M2", "float8_e5m2"),
+        ("F8_E4M3FNUZ", "float8_e4m3fnuz"),
+        ("F8_E5M2FNUZ", "float8_e5m2fnuz"),
+    ],
+)
+def test_safetensors_float8_names_tensor_dtype_and_what_to_do(
+    tmp_path: Path, dtype: str, torch_name: str
+) -> None:
+    # Written by the safetensors package itself, as a real fp8 checkpoint is.
+    from safetensors.torch import save_file
+
+    path = tmp_path / "fp8.safetensors"
+    save_file({"w": torch.zeros(4).to(getattr(torch, torch_name))}, str(path))
+    message = assert_clear_error(path, "safetensors", "'w'", f"'{dtype}'", torch_name)
+    assert "MLX has no dtype for" in message
+    assert "cast it to bfloat16 in torch before saving" in message
 
 
 def test_unknown_pickle_opcode(tmp_path: Path, genuine: Path) -> None:

@@ -735,9 +735,16 @@ class Machine {
         expect_args(args, 7, 8, global.name);
         const AllowedGlobal* dtype =
             args[6]->kind == Value::Kind::Global ? find_global(args[6]->text) : nullptr;
+        if (args.size() == 8) check_tensor_metadata(args[7]);
+        if (dtype != nullptr && dtype->meaning == Meaning::Unsupported && dtype->why == kNoDType) {
+          // A dtype torch2mlx lacks (float8, complex32): refused by flatten, which knows the
+          // tensor's name. Its bytes are viewed as uint8 meanwhile and never read.
+          Value* tensor = rebuild_tensor(args, DType::U8);
+          tensor->text = dtype->name.substr(dtype->name.find('.') + 1);
+          return tensor;
+        }
         if (dtype == nullptr || dtype->meaning != Meaning::DType)
           error_at("_rebuild_tensor_v3 without a dtype");
-        if (args.size() == 8) check_tensor_metadata(args[7]);
         return rebuild_tensor(args, dtype->dtype);
       }
       case Meaning::RebuildParameter:
@@ -927,6 +934,18 @@ struct Flattener {
     return short_repr(key);
   }
 
+  // A tensor whose dtype (torch's name, e.g. "float8_e4m3fn") torch2mlx has no DType for.
+  [[noreturn]] void refuse_dtype(const std::string& path, std::string_view dtype) const {
+    if (dtype.starts_with("float8") || dtype.starts_with("float4")) {
+      fail(kComponent, fmt::format("{}: tensor '{}' is {}, which MLX has no dtype for; cast it to "
+                                   "bfloat16 in torch before saving",
+                                   name, path, dtype));
+    }
+    fail(kComponent, fmt::format("{}: tensor '{}' is {}, which torch2mlx does not convert; cast "
+                                 "it to a real dtype in torch before saving",
+                                 name, path, dtype));
+  }
+
   void visit(const Value& value, const std::string& path, std::size_t depth) {
     if (depth > limits.max_depth) {
       fail(kComponent, fmt::format("{}: '{}' nests deeper than the limit of {}; {}", name, path,
@@ -945,6 +964,7 @@ struct Flattener {
     const bool container = value.kind == Value::Kind::Dict || value.kind == Value::Kind::List ||
                            value.kind == Value::Kind::Tuple;
     if (value.kind == Value::Kind::Tensor) {
+      if (!value.text.empty()) refuse_dtype(path, value.text);
       if (value.tensor.shape.size() > kMaxDims) {
         fail(kComponent,
              fmt::format("{}: tensor '{}' has {} dims, more than the {} numpy and MLX support; "

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+#include <cstdint>
 #include <cstring>
+#include <system_error>
 #include <unordered_map>
 
 #include "torch2mlx/error.h"
@@ -13,6 +16,11 @@ namespace torch2mlx {
 namespace {
 
 constexpr std::string_view kComponent = "torch";
+// The archive format versions torch 2.13 reads: kMinSupportedFileFormatVersion and
+// kMaxSupportedFileFormatVersion in caffe2/serialize/versions.h.
+constexpr std::int64_t kMinFormatVersion = 1;
+constexpr std::int64_t kMaxFormatVersion = 10;
+constexpr std::uint64_t kMaxVersionBytes = 64;
 
 [[noreturn]] void reject(std::string_view file, std::string_view message) {
   fail(kComponent, fmt::format("{}: {}", file, message));
@@ -29,6 +37,49 @@ std::string find_root(const ZipArchive& archive) {
     }
   }
   return root;
+}
+
+// Refuses what torch's PyTorchStreamReader refuses: a format version outside what torch
+// 2.13 reads (caffe2/serialize/versions.h), which may lay the archive out in ways that would
+// otherwise be misread without a word. (torch also requires the record; an archive without
+// one is still read here, as the torch.save layout it holds leaves no doubt.)
+void check_version(const ZipArchive& archive, const std::string& root) {
+  const std::string& name = archive.file().name();
+  const ZipEntry* entry = archive.find(root + "/.data/version");
+  if (entry == nullptr) entry = archive.find(root + "/version");
+  if (entry == nullptr) return;
+  // Checked before reading: a deflated member may claim to inflate to a gigabyte.
+  if (entry->size > kMaxVersionBytes) {
+    reject(name, fmt::format("{} is {} bytes; it should hold a format version such as '3'",
+                             entry->name, entry->size));
+  }
+  const std::string text = archive.read_text(*entry);
+  // As torch parses it (std::stoull): leading blanks skipped, digits up to the first other
+  // character; "-1" wraps around and counts as negative, as torch's int64 version does.
+  const auto first = text.find_first_not_of(" \t\r\n\f\v");
+  std::int64_t version = 0;
+  const char* begin = text.data() + (first == std::string::npos ? text.size() : first);
+  const char* end = text.data() + text.size();
+  if (begin != end && *begin == '+') ++begin;
+  const auto [stop, error] = std::from_chars(begin, end, version);
+  if (error != std::errc{} || stop == begin) {
+    reject(name, fmt::format("{} holds '{}', not a format version torch can read; the archive "
+                             "is damaged: download or save it again",
+                             entry->name, text));
+  }
+  if (version < kMinFormatVersion) {
+    reject(name, fmt::format("{} says format version {}, but torch reads only versions {} to {} "
+                             "and refuses it too; the archive is damaged or not from "
+                             "torch.save: download or save it again",
+                             entry->name, version, kMinFormatVersion, kMaxFormatVersion));
+  }
+  if (version > kMaxFormatVersion) {
+    reject(name, fmt::format("{} says format version {}, but torch 2.13 reads at most version "
+                             "{} and refuses it too: a newer torch wrote it; load it with that "
+                             "torch and save its state_dict() with torch 2.13, or upgrade "
+                             "torch2mlx",
+                             entry->name, version, kMaxFormatVersion));
+  }
 }
 
 }  // namespace
@@ -51,6 +102,8 @@ Checkpoint read_torch_zip(const std::shared_ptr<MappedFile>& file, const ReadOpt
     if (text != "little" && text != "big") reject(name, fmt::format("byteorder is '{}'", text));
     big_endian = text == "big";
   }
+
+  check_version(archive, root);
 
   const ZipEntry* program = archive.find(root + "/data.pkl");
   if (program->size > options.limits.max_pickle_bytes) {

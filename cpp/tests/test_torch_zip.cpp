@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <string>
 #include <vector>
@@ -398,6 +402,193 @@ TEST_F(TorchZip, LegacyTorchSaveIsDetectedAndRefused) {
   const std::string message = error_of([&] { (void)read_checkpoint(path); });
   EXPECT_TRUE(StartsWith(message, "[checkpoint] " + path.string() + ": "));
   EXPECT_TRUE(Contains(message, "legacy"));
+}
+
+TEST_F(TorchZip, ShardIndexOfAHundredThousandTensorsParses) {
+  // The callback parser this replaced rescanned the weight map after every member.
+  constexpr std::size_t kCount = 100000;
+  std::string json = R"({"metadata": {"total_size": 400000}, "weight_map": {)";
+  for (std::size_t i = 0; i < kCount; ++i) {
+    json += (i == 0 ? "\"t" : ", \"t") + std::to_string(i) + "\": \"model-0000" +
+            std::to_string(i % 3) + ".safetensors\"";
+  }
+  json += "}}";
+  const ShardIndex index = parse_shard_index(json, "model.safetensors.index.json");
+  ASSERT_EQ(index.shards.size(), 3U);
+  EXPECT_EQ(index.shards.at("model-00000.safetensors").size(), 33334U);
+  EXPECT_TRUE(index.shards.at("model-00002.safetensors").contains("t99998"));
+  EXPECT_EQ(index.metadata.at("total_size"), "400000");
+}
+
+/// The archive of torch_members with `version` as its archive/version record.
+std::vector<ZipMember> with_version(std::string_view version) {
+  auto members = torch_members("little", test::raw_bytes(kValues));
+  for (auto& member : members) {
+    if (member.name == "archive/version") member.data = test::bytes_of(version);
+  }
+  return members;
+}
+
+TEST_F(TorchZip, FormatVersionsTorchReadsAreRead) {
+  for (const std::string_view version : {"1", "3\n", "10", " 7x"}) {
+    EXPECT_EQ(
+        floats_of(
+            read_torch_zip(MappedFile::open(write(with_version(version)))).tensors.at(0).tensor),
+        kValues)
+        << version;
+  }
+  // torch finds the version in .data/version first.
+  auto members = with_version("3");
+  members.push_back({"archive/.data/version", test::bytes_of("11\n")});
+  EXPECT_TRUE(Contains(error_of([&] { (void)read_torch_zip(MappedFile::open(write(members))); }),
+                       "archive/.data/version says format version 11"));
+}
+
+TEST_F(TorchZip, FormatVersionsTorchRefusesAreRefused) {
+  // torch.load: "Attempted to read a PyTorch file with version 11, but the maximum supported
+  // version for reading is 10"; found reviewing the reader, which read such files silently.
+  const auto path = write(with_version("11\n"));
+  std::string message = error_of([&] { (void)read_torch_zip(MappedFile::open(path)); });
+  EXPECT_TRUE(StartsWith(message, "[torch] " + path.string() + ": "));
+  EXPECT_TRUE(Contains(message,
+                       "archive/version says format version 11, but torch 2.13 reads at "
+                       "most version 10 and refuses it too"));
+  EXPECT_TRUE(Contains(message, "upgrade torch2mlx"));
+  for (const std::string_view version : {"0", "-1"}) {
+    message =
+        error_of([&] { (void)read_torch_zip(MappedFile::open(write(with_version(version)))); });
+    EXPECT_TRUE(Contains(message, "says format version " + std::string(version) +
+                                      ", but torch reads only versions 1 to 10"))
+        << message;
+  }
+  message = error_of([&] { (void)read_torch_zip(MappedFile::open(write(with_version("abc")))); });
+  EXPECT_TRUE(Contains(message, "archive/version holds 'abc', not a format version"));
+  message = error_of(
+      [&] { (void)read_torch_zip(MappedFile::open(write(with_version(std::string(65, '1'))))); });
+  EXPECT_TRUE(Contains(message, "archive/version is 65 bytes"));
+}
+
+TEST_F(TorchZip, Float8TensorIsRefusedByNameAndDType) {
+  // torch.save writes float8 tensors with _rebuild_tensor_v3 and an untyped storage; this
+  // was refused as "_rebuild_tensor_v3 without a dtype".
+  for (const std::string_view dtype :
+       {"float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu"}) {
+    PickleBuilder program;
+    program.proto().empty_dict().binput(0).binunicode("layer.w");
+    program.global("torch._utils", "_rebuild_tensor_v3").mark();
+    program.storage("torch.storage", "UntypedStorage", "0", 4)
+        .integer(0)
+        .int_tuple({4})
+        .int_tuple({1});
+    program.newfalse().ordered_dict().global("torch", dtype).tuple().reduce();
+    program.setitem().stop();
+    const auto path = write({{"archive/data.pkl", program.bytes()},
+                             {"archive/byteorder", test::bytes_of("little")},
+                             {"archive/data/0", std::vector<std::byte>(4)},
+                             {"archive/version", test::bytes_of("3\n")}});
+    const std::string message = error_of([&] { (void)read_checkpoint(path); });
+    EXPECT_TRUE(StartsWith(message, "[pickle] " + path.string() + " (archive/data.pkl): "))
+        << message;
+    EXPECT_TRUE(Contains(message, "tensor 'layer.w' is " + std::string(dtype) +
+                                      ", which MLX has no dtype for; cast it to bfloat16 in "
+                                      "torch before saving"));
+    ReadOptions headers;
+    headers.headers_only = true;
+    EXPECT_TRUE(Contains(error_of([&] { (void)read_checkpoint(path, headers); }),
+                         "tensor 'layer.w' is " + std::string(dtype)));
+  }
+}
+
+/// Peak resident memory of this process so far, in bytes.
+std::uint64_t peak_rss() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;
+}
+
+TEST_F(TorchZip, AMemberClaimingMoreThanItHoldsCostsWhatItHolds) {
+  // Found reviewing the reader: a member was inflated into a zero-filled buffer of the size
+  // the directory claims, so 1 MB claiming 1 GB cost 1 GB before it was refused.
+  std::vector<std::byte> random(std::size_t{1} << 20);
+  std::uint32_t state = 12345;
+  for (auto& byte : random) {
+    state = state * 1103515245U + 12345U;
+    byte = static_cast<std::byte>(state >> 24);
+  }
+  const auto path = dir_ / "claims.zip";
+  test::write_zip(path, {{"a/x", random}}, /*deflated=*/true);
+  std::vector<std::byte> bytes = test::read_file(path);
+  const std::vector<std::byte> signature = test::bytes_of("PK\x01\x02");
+  const auto central = static_cast<std::size_t>(
+      std::search(bytes.begin(), bytes.end(), signature.begin(), signature.end()) - bytes.begin());
+  ASSERT_LT(central, bytes.size());
+  constexpr std::uint32_t kClaim = 1000000000;  // under deflate's 1032:1 for ~1 MB
+  for (const std::size_t field : {std::size_t{22}, central + 24}) {
+    for (std::size_t i = 0; i < 4; ++i)
+      bytes[field + i] = static_cast<std::byte>(kClaim >> (8 * i));
+  }
+  const auto file = MappedFile::from_bytes(bytes, "claims.zip");
+  const ZipArchive archive = ZipArchive::open(file);
+  const std::uint64_t before = peak_rss();
+  const std::string message = error_of([&] { (void)archive.read(*archive.find("a/x")); });
+  EXPECT_TRUE(StartsWith(message, "[zip] claims.zip: "));
+  EXPECT_TRUE(Contains(message,
+                       "entry 'a/x' is corrupt: its data inflates to 1048576 bytes where "
+                       "the directory declares 1000000000"));
+  EXPECT_LT(peak_rss(), before + (std::uint64_t{100} << 20));
+}
+
+TEST_F(TorchZip, AnEntryThatGrowsItsBufferIsReadWhole) {
+  // Highly compressible: the buffer starts at 64 KiB and doubles to 8 MiB on the way.
+  std::vector<std::byte> data(std::size_t{8} << 20);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::byte>((i / 1000) % 7);
+  const auto path = dir_ / "grows.zip";
+  test::write_zip(path, {{"a/x", data}}, /*deflated=*/true);
+  const ZipArchive archive = ZipArchive::open(MappedFile::open(path));
+  ASSERT_LT(archive.find("a/x")->compressed_size * 100, data.size());
+  const auto storage = archive.read(*archive.find("a/x"));
+  ASSERT_EQ(storage->nbytes, data.size());
+  EXPECT_EQ(std::memcmp(storage->data, data.data(), data.size()), 0);
+}
+
+/// Fails the test (SIGALRM ends the process) instead of hanging when `seconds` pass.
+class Deadline {
+ public:
+  explicit Deadline(unsigned seconds) { alarm(seconds); }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+  Deadline(Deadline&&) = delete;
+  Deadline& operator=(Deadline&&) = delete;
+  ~Deadline() { alarm(0); }
+};
+
+TEST_F(TorchZip, AFifoIsRefusedAtOnce) {
+  // Found reviewing the reader: open() waited forever for a writer before the regular-file
+  // check. A FIFO as a single file and as a shard of a sharded folder.
+  const Deadline deadline(20);
+  const auto fifo = dir_ / "model.safetensors";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string message = error_of([&] { (void)read_checkpoint(fifo); });
+  EXPECT_TRUE(StartsWith(message, "[file] " + fifo.string() + " is not a regular file (a FIFO)"))
+      << message;
+  EXPECT_TRUE(Contains(message, "only regular files are read"));
+  EXPECT_TRUE(Contains(error_of([&] { (void)detect_format(fifo); }), "not a regular file"));
+
+  const auto folder = dir_ / "sharded";
+  std::filesystem::create_directory(folder);
+  test::write_zip(folder / "pytorch_model-00001.bin",
+                  torch_members("little", test::raw_bytes(kValues)));
+  ASSERT_EQ(mkfifo((folder / "pytorch_model-00002.bin").c_str(), 0600), 0);
+  ASSERT_NO_FATAL_FAILURE(
+      test::write_file(folder / "pytorch_model.bin.index.json",
+                       test::bytes_of(R"({"weight_map": {"w": "pytorch_model-00001.bin",)"
+                                      R"( "v": "pytorch_model-00002.bin"}})")));
+  message = error_of([&] { (void)read_checkpoint(folder); });
+  EXPECT_TRUE(Contains(
+      message, (folder / "pytorch_model-00002.bin").string() + " is not a regular file (a FIFO)"))
+      << message;
+  EXPECT_TRUE(Contains(error_of([&] { (void)MappedFile::open(dir_.path()); }),
+                       "is not a regular file (a folder)"));
 }
 
 TEST_F(TorchZip, MissingPathIsRefused) {

@@ -54,7 +54,9 @@ struct Value {
   bool boolean = false;
   std::int64_t integer = 0;
   double number = 0.0;
-  std::string text;                  // String, Bytes, BigInt (decimal), Global ("module.name")
+  // String, Bytes, BigInt (decimal), Global ("module.name"); for a Tensor, the torch dtype
+  // MLX lacks (e.g. "float8_e4m3fn"), which flatten refuses by the tensor's name.
+  std::string text;
   std::vector<Value*> items;         // Tuple, List, Set; Dict holds key, value, key, value...
   DType dtype = DType::U8;           // Storage
   std::shared_ptr<Storage> storage;  // Storage, Tensor
