@@ -7,6 +7,8 @@ space and 20 seconds. It must be refused with a Torch2MLXError that starts with
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import struct
 import subprocess
@@ -19,7 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import safetensors.numpy
 
 import torch2mlx
 from conftest import reduce_ops, write_safetensors_by_hand
@@ -250,6 +254,18 @@ def claimed_sizes(ratio: int) -> Callable[[bytearray, int, int], None]:
     return patch
 
 
+def claims_more_than_it_holds(path: Path) -> Path:
+    """A torch.save archive whose one storage holds 1 MB deflated but claims 1000 times more."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", state_dict(rebuild_tensor((16,), (1,))))
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr(
+            "archive/data/0", random.randbytes(1 << 20), compress_type=zipfile.ZIP_DEFLATED
+        )
+        archive.writestr("archive/version", "3\n")
+    return patched(path, "archive/data/0", claimed_sizes(1000))
+
+
 def zip_cases(folder: Path) -> dict[str, tuple[Path, str]]:
     program = state_dict(b"N")
 
@@ -301,6 +317,10 @@ def zip_cases(folder: Path) -> dict[str, tuple[Path, str]]:
         patched(budget, name, claimed_sizes(1000))
 
     return {
+        "claims_1000x_what_it_holds": (
+            claims_more_than_it_holds(folder / "claims_more.pt"),
+            "is corrupt: its data inflates to 1048576 bytes",
+        ),
         "inflation_budget_3gb": (budget, "deflated entries inflate to more than the limit"),
         "stored_size_lies": (
             patched(genuine("stored_lies.pt"), member, central_sizes(len(program) + 5, 7)),
@@ -374,7 +394,30 @@ def build_corpus(folder: Path) -> dict[str, tuple[Path, str]]:
         '{"weight_map": {}, "metadata": {"a": ' + "[" * 1_000_000 + "]" * 1_000_000 + "}}"
     )
     corpus["index:deep_metadata"] = (deep, "nests deeper")
+    for name, case in fifo_cases(folder).items():
+        corpus[f"fifo:{name}"] = case
     return corpus
+
+
+def fifo_cases(folder: Path) -> dict[str, tuple[Path, str]]:
+    """FIFOs where files belong: opening one for reading waited for a writer, forever."""
+    single = folder / "fifo.safetensors"
+    os.mkfifo(single)
+    sharded = folder / "fifo_shard"
+    sharded.mkdir()
+    safetensors.numpy.save_file({"a": np.ones(2, np.float32)}, str(sharded / "one.safetensors"))
+    os.mkfifo(sharded / "two.safetensors")
+    weight_map = {"a": "one.safetensors", "b": "two.safetensors"}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    index = folder / "fifo_index"
+    index.mkdir()
+    os.mkfifo(index / "model.safetensors.index.json")
+    fragment = "is not a regular file (a FIFO)"
+    return {
+        "single_file": (single, fragment),
+        "shard": (sharded, fragment),
+        "index": (index, fragment),
+    }
 
 
 SAFETENSORS_CASES = [
@@ -385,6 +428,7 @@ SAFETENSORS_CASES = [
     "header_length_2_63",
 ]
 ZIP_CASES = [
+    "claims_1000x_what_it_holds",
     "inflation_budget_3gb",
     "stored_size_lies",
     "sizes_past_the_end",
@@ -402,6 +446,9 @@ CASES = [
     *(f"safetensors:{name}" for name in SAFETENSORS_CASES),
     *(f"zip:{name}" for name in ZIP_CASES),
     "index:deep_metadata",
+    "fifo:single_file",
+    "fifo:shard",
+    "fifo:index",
 ]
 
 
@@ -458,3 +505,32 @@ def test_an_empty_deflated_storage_is_read(tmp_path: Path) -> None:
     assert torch.load(path, weights_only=True)["w"].shape == (0,)
     (array,) = torch2mlx.load_state_dict(path).values()
     assert array.shape == (0,) and array.dtype == "float32"
+
+
+PEAK_RSS_CHILD = """
+import sys
+import torch2mlx
+try:
+    torch2mlx.load_state_dict(sys.argv[1])
+except torch2mlx.Torch2MLXError as error:
+    print("REFUSED", error)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the forking process.
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if "VmHWM" in line))
+"""
+
+
+def test_a_member_claiming_more_than_it_holds_costs_what_it_holds(tmp_path: Path) -> None:
+    """Regression: the claimed 1 GB was allocated and zero-filled before the refusal."""
+    path = claims_more_than_it_holds(tmp_path / "claims_more.pt")
+    child = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    refusal, peak_kb = child.stdout.strip().splitlines()
+    assert refusal.startswith(f"REFUSED [zip] {path}: entry 'archive/data/0' is corrupt"), refusal
+    declared = int(refusal.split("where the directory declares ")[1].split(";")[0])
+    assert declared > 10**9, refusal
+    assert int(peak_kb) < 200 << 10, f"peak RSS {int(peak_kb) >> 10} MB"

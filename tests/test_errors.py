@@ -8,8 +8,11 @@ Fixtures are built here from torch's own output or by hand; nothing binary is co
 from __future__ import annotations
 
 import json
+import os
 import random
 import struct
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -278,3 +281,35 @@ def test_load_of_a_folder_that_is_not_a_package(tmp_path: Path) -> None:
     (tmp_path / "model.py").write_text("class Model:\n    pass\n")
     message = refusal(lambda: torch2mlx.load(tmp_path))
     check(message, "load", [str(tmp_path), "no model.safetensors"], "pass the folder that")
+
+
+LOAD_CHILD = """
+import sys
+import torch2mlx
+try:
+    torch2mlx.load(sys.argv[1])
+except torch2mlx.Torch2MLXError as error:
+    print("REFUSED", error)
+"""
+
+
+@pytest.mark.parametrize("fifo", ["model.py", "model.safetensors", "model.safetensors.index.json"])
+def test_load_refuses_a_fifo_in_a_package_at_once(tmp_path: Path, fifo: str) -> None:
+    # Found reviewing the readers: reading a FIFO waits for a writer, forever.
+    folder = tmp_path / "package"
+    folder.mkdir()
+    if fifo != "model.py":
+        (folder / "model.py").write_text(
+            "import mlx.nn as nn\n\n\nclass Model(nn.Module):\n    pass\n"
+        )
+    os.mkfifo(folder / fifo)
+    child = subprocess.run(
+        [sys.executable, "-c", LOAD_CHILD, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a regression fails here instead of hanging the suite
+        check=True,
+    )
+    assert child.stdout.startswith(
+        f"REFUSED [load] {folder / fifo}: is not a regular file (a FIFO, a device or a folder)"
+    ), child.stdout + child.stderr

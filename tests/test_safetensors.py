@@ -264,3 +264,25 @@ def test_overwrite_replaces_the_file_whole(folder_with_old_file: tuple[Path, Pat
     # Arrays still mapping the replaced file keep its old content.
     np.testing.assert_array_equal(reader["old"], np.arange(5, dtype=np.float32))
     assert (os.stat(old).st_mode & 0o777) == 0o644
+
+
+def test_a_header_of_a_hundred_thousand_tensors_is_read(tmp_path: Path) -> None:
+    """Regression: the header parser was quadratic; 100k tensors took minutes."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    count = 100_000
+    path = tmp_path / "many.safetensors"
+    save_file(
+        {f"layers.{i}.weight": np.full(1, i, np.float32) for i in range(count)},
+        str(path),
+        metadata={"format": "np"},
+    )
+    info = torch2mlx.inspect_checkpoint(path)
+    with safe_open(str(path), framework="numpy") as reference:
+        assert sorted(t.name for t in info.tensors) == sorted(reference.keys())
+    assert {(t.dtype, t.shape, t.nbytes) for t in info.tensors} == {("float32", (1,), 4)}
+    assert info.metadata == {"format": "np"}
+    arrays = torch2mlx.load_state_dict(path)
+    assert len(arrays) == count
+    assert all(arrays[f"layers.{i}.weight"][0] == i for i in (0, 1, 4242, count - 1))

@@ -193,3 +193,27 @@ def test_folder_without_weights(tmp_path: Path) -> None:
     message = str(caught.value)
     assert message.startswith(f"[checkpoint] {tmp_path}: folder holds none of")
     assert "model.safetensors" in message
+
+
+def test_an_index_of_a_hundred_thousand_tensors_is_read(tmp_path: Path) -> None:
+    """Regression: the index parser was quadratic in the number of tensors."""
+    import numpy as np
+    import safetensors.numpy
+
+    count = 100_000
+    folder = tmp_path / "many"
+    folder.mkdir()
+    weight_map = {}
+    for shard in range(2):
+        file = f"model-{shard + 1:05d}-of-00002.safetensors"
+        part = {f"layers.{i}.weight": np.full(1, i, np.float32) for i in range(shard, count, 2)}
+        safetensors.numpy.save_file(part, str(folder / file))
+        weight_map.update(dict.fromkeys(part, file))
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 4 * count}, "weight_map": weight_map}))
+    info = torch2mlx.inspect_checkpoint(folder)
+    assert info.format == "hf-sharded-safetensors"
+    assert sorted(t.name for t in info.tensors) == sorted(weight_map)
+    assert info.metadata["total_size"] == str(4 * count)
+    arrays = torch2mlx.load_state_dict(index)
+    assert arrays["layers.99999.weight"][0] == 99999

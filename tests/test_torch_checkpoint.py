@@ -396,3 +396,56 @@ def test_zip64_archives_are_read(tmp_path, monkeypatch):
     loaded = torch2mlx.load_state_dict(tmp_path / "zip64.pth", key="")
     for name, tensor in state.items():
         np.testing.assert_array_equal(loaded[name], tensor.numpy())
+
+
+FLOAT8 = ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu"]
+
+
+@pytest.mark.parametrize("dtype", FLOAT8)
+def test_float8_tensor_is_refused_by_name_and_dtype(tmp_path: Path, dtype: str) -> None:
+    # Was refused as "_rebuild_tensor_v3 without a dtype", naming neither.
+    state = {"fc.bias": torch.ones(2), "fc.weight": torch.ones(4).to(getattr(torch, dtype))}
+    path = torch_save(state, tmp_path / "fp8.pt")
+    assert torch.load(path, weights_only=True)["fc.weight"].dtype == getattr(torch, dtype)
+    for read in (torch2mlx.load_state_dict, torch2mlx.inspect_checkpoint):
+        with pytest.raises(torch2mlx.Torch2MLXError) as caught:
+            read(path)
+        message = str(caught.value)
+        assert message.startswith(f"[pickle] {path} (fp8/data.pkl): "), message
+        assert (
+            f"tensor 'fc.weight' is {dtype}, which MLX has no dtype for; cast it to bfloat16 "
+            "in torch before saving"
+        ) in message
+
+
+def _with_version(source: Path, destination: Path, version: bytes) -> Path:
+    return rewrite_zip(
+        source, destination, lambda name, data: version if name.endswith("/version") else data
+    )
+
+
+@pytest.mark.parametrize("version", [b"11\n", b"12", b"0\n", b"-1", b"abc"])
+def test_format_versions_torch_refuses_are_refused(tmp_path: Path, version: bytes) -> None:
+    genuine = torch_save({"w": torch.ones(3)}, tmp_path / "genuine.pt")
+    path = _with_version(genuine, tmp_path / "versioned.pt", version)
+    with pytest.raises(RuntimeError, match="version"):
+        torch.load(path, weights_only=True)
+    with pytest.raises(torch2mlx.Torch2MLXError) as caught:
+        torch2mlx.load_state_dict(path)
+    message = str(caught.value)
+    assert message.startswith(f"[torch] {path}: genuine/version "), message
+    number = version.strip().decode()
+    if number.lstrip("-").isdigit() and int(number) > 10:
+        assert f"says format version {number}, but torch 2.13 reads at most version 10" in message
+    elif number.lstrip("-").isdigit():
+        assert f"says format version {number}, but torch reads only versions 1 to 10" in message
+    else:
+        assert f"holds '{number}', not a format version torch can read" in message
+
+
+@pytest.mark.parametrize("version", [b"1", b"3\n", b"10\n"])
+def test_format_versions_torch_reads_are_read(tmp_path: Path, version: bytes) -> None:
+    genuine = torch_save({"w": torch.arange(3.0)}, tmp_path / "genuine.pt")
+    path = _with_version(genuine, tmp_path / "versioned.pt", version)
+    assert torch.load(path, weights_only=True)["w"].tolist() == [0.0, 1.0, 2.0]
+    assert torch2mlx.load_state_dict(path)["w"].tolist() == [0.0, 1.0, 2.0]
