@@ -92,6 +92,23 @@ def torch_checkpoints() -> dict[str, bytes]:
     found["big_endian"] = rewritten(
         found["one_tensor"], lambda n, d: b"big" if n.endswith("/byteorder") else d
     )
+    # float8 tensors (_rebuild_tensor_v3 over an untyped storage), refused by name.
+    found["float8"] = torch_bytes(
+        {"w": torch.ones(4).to(torch.float8_e4m3fn), "v": torch.ones(2).to(torch.float8_e5m2)}
+    )
+    # Format versions torch refuses (outside 1..10), and the .data/version torch reads first.
+    for name, version in (("version_11", b"11\n"), ("version_0", b"0\n"), ("version_text", b"x")):
+        found[name] = rewritten(
+            found["one_tensor"], lambda n, d, v=version: v if n.endswith("/version") else d
+        )
+    with zipfile.ZipFile(io.BytesIO(found["one_tensor"])) as zipped:
+        root = zipped.namelist()[0].split("/")[0]
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(found["one_tensor"])) as old, zipfile.ZipFile(out, "w") as new:
+        for info in old.infolist():
+            new.writestr(info.filename, old.read(info.filename))
+        new.writestr(f"{root}/.data/version", "12\n")
+    found["data_version_12"] = out.getvalue()
     return found
 
 
@@ -143,6 +160,22 @@ def safetensors_files() -> dict[str, bytes]:
         {"a": np.ones(2, dtype=np.float16)}, metadata={"format": "pt", "note": "seed"}
     )
     found["bfloat16"] = save_torch_safetensors({"b": torch.ones(2, dtype=torch.bfloat16)})
+    # A header of many members, read in one pass (the old parser was quadratic).
+    found["many_tensors"] = save_safetensors(
+        {f"layers.{i}.weight": np.ones(1, dtype=np.float32) for i in range(500)}
+    )
+    found["float8"] = save_torch_safetensors(
+        {"a": torch.ones(2).to(torch.float8_e4m3fn), "b": torch.ones(2).to(torch.float8_e5m2)}
+    )
+    # Members the format does not define (skipped) and nesting near the depth limit (512).
+    header = (
+        '{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"extra":'
+        + "[" * 500
+        + "]" * 500
+        + '},"__metadata__":{"k":"v"}}'
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    found["unknown_members"] = len(header).to_bytes(8, "little") + header + b"\x01\x02"
     return found
 
 
@@ -162,7 +195,32 @@ def zips(checkpoints: dict[str, bytes]) -> dict[str, bytes]:
     ):
         entry.write(b"zip64 member")
     found["zip64"] = out.getvalue()
+    # A deflated member whose directory claims 1000 times what it holds: refused once its
+    # data runs out, having cost only what it held.
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(
+            "a/claims", np.random.default_rng(0).bytes(1024), compress_type=zipfile.ZIP_DEFLATED
+        )
+    found["claims_more"] = claimed_sizes(out.getvalue(), 1000)
+    # A member that inflates far beyond its compressed size, so the buffer grows on the way.
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("a/grows", bytes(256 << 10), compress_type=zipfile.ZIP_DEFLATED)
+    found["grows"] = out.getvalue()
     return found
+
+
+def claimed_sizes(archive: bytes, ratio: int) -> bytes:
+    """The archive, its first member claiming `ratio` times its compressed size in both headers."""
+    data = bytearray(archive)
+    central = data.find(b"PK\x01\x02")
+    compressed = int.from_bytes(data[central + 20 : central + 24], "little")
+    claim = (compressed * ratio).to_bytes(4, "little")
+    data[central + 24 : central + 28] = claim
+    local = int.from_bytes(data[central + 42 : central + 46], "little")
+    data[local + 22 : local + 26] = claim
+    return bytes(data)
 
 
 def indexes() -> dict[str, bytes]:
@@ -182,6 +240,15 @@ def indexes() -> dict[str, bytes]:
             }
         ).encode(),
         "empty": b'{"weight_map": {}}',
+        # Many entries (the old parser was quadratic) and metadata nested near the limit.
+        "many_entries": json.dumps(
+            {
+                "weight_map": {
+                    f"layers.{i}.weight": f"model-{i % 3:05d}.safetensors" for i in range(500)
+                }
+            }
+        ).encode(),
+        "deep_metadata": b'{"weight_map": {}, "metadata": {"a": ' + b"[" * 500 + b"]" * 500 + b"}}",
     }
 
 
@@ -249,7 +316,9 @@ def dictionaries() -> dict[str, list[bytes]]:
     pickle_tokens += [b"X\x07\x00\x00\x00storage", b"X\x03\x00\x00\x00cpu", b"\x80\x02"]
     zip_tokens = [b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07"]
     names = [b"archive/data.pkl", b"archive/byteorder", b"archive/data/0", b"little", b"big"]
+    names += [b"archive/version", b"archive/.data/version"]
     dtypes = [b"F64", b"F32", b"F16", b"BF16", b"I64", b"I32", b"I16", b"I8", b"U8", b"BOOL"]
+    dtypes += [b"F8_E4M3", b"F8_E5M2", b"F8_E8M0", b"F8_E4M3FNUZ", b"F8_E5M2FNUZ"]
     return {
         "pickle": pickle_tokens,
         "torch_zip": zip_tokens + names + pickle_tokens,
