@@ -3,11 +3,15 @@
 //   <root>/data.pkl            the pickled object, tensors as _rebuild_tensor_v2 calls
 //   <root>/data/<key>          raw bytes of each storage, stored uncompressed, 64-aligned
 //   <root>/byteorder           "little" or "big" (absent in old files: little)
-//   <root>/version, .format_version, .storage_alignment, .data/serialization_id
+//   <root>/version             the archive format version, "3\n" (torch reads 1 to 10;
+//                              <root>/.data/version, if present, is read instead)
+//   <root>/.format_version, .storage_alignment, .data/serialization_id
 //
 // A storage is referenced from data.pkl by the persistent id
 // ('storage', torch.FloatStorage, '<key>', 'cpu', numel); a tensor is
-// _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hooks[, meta]).
+// _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hooks[, meta]);
+// dtypes without a typed storage (float8, uint16...) use _rebuild_tensor_v3(..., dtype)
+// over a torch.storage.UntypedStorage.
 #pragma once
 
 #include <memory>
