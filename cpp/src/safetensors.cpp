@@ -44,7 +44,8 @@ std::string supported_dtypes() {
   return fmt::format("{}", fmt::join(names, ", "));
 }
 
-// What the safetensors dtype names MLX has no dtype for mean in torch, for the message.
+// torch's names for the safetensors float8 dtypes, which MLX has no array dtype for: the
+// message names both, so that the user knows what to cast in torch.
 constexpr std::array<std::pair<std::string_view, std::string_view>, 5> kFloat8Names{{
     {"F8_E4M3", "float8_e4m3fn"},
     {"F8_E5M2", "float8_e5m2"},
@@ -73,8 +74,8 @@ struct RawEntry {
   std::size_t offsets_count = 0;
 };
 
-// A SAX handler that reads the header straight into RawEntrys, in one pass and without a
-// DOM: {name: {"dtype": str, "shape": [uint...], "data_offsets": [uint, uint]}, ...,
+// A SAX handler that reads the header straight into RawEntry values, in one pass and
+// without a DOM: {name: {"dtype": str, "shape": [uint...], "data_offsets": [uint, uint]}, ...,
 // "__metadata__": {str: str}}. Members it does not know are skipped.
 class HeaderParser {
  public:
