@@ -282,6 +282,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Torch2MLXError, OSError, KeyError, ValueError, ImportError, TypeError) as error:
         print(f"torch2mlx: error: {error}", file=sys.stderr)
         return 1
+    except MemoryError as error:
+        # The core names the tensor where it can (see [tensor] and [convert] errors); this
+        # is the last line for an allocation in Python code.
+        source = next(
+            (
+                getattr(args, name)
+                for name in ("source", "checkpoint", "path")
+                if hasattr(args, name)
+            ),
+            "the input",
+        )
+        print(
+            f"torch2mlx: error: [{args.command}] out of memory reading {source} "
+            f"({error or 'an allocation failed'}); free memory or convert a smaller model",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

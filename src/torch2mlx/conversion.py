@@ -260,15 +260,22 @@ def convert(
 
 
 def _module_from_archive(archive: Path, example_inputs: Any) -> tuple[Any, Any]:
-    """torch's own run of a .pt2 archive and its sample inputs, when torch is installed."""
+    """torch's own run of a .pt2 archive and its sample inputs, when torch is installed.
+
+    Built by pt2_reference from the archive's JSON and our reader's tensors: torch never
+    deserializes the file itself (torch.export.load would unpickle parts of it).
+    """
     try:
-        import torch
+        import torch  # noqa: F401
     except ImportError:
         return None, example_inputs
-    program = torch.export.load(str(archive))
+    from torch2mlx.pt2_reference import reference_module, sample_inputs
+
+    module = reference_module(archive)
     if example_inputs is None:
-        if program.example_inputs is None:
+        found = sample_inputs(archive)
+        if found is None:
             return None, None
-        args, kwargs = program.example_inputs
+        args, kwargs = found
         example_inputs = dict(kwargs) if kwargs and not args else tuple(args)
-    return program.module(), example_inputs
+    return module, example_inputs
