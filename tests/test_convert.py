@@ -55,6 +55,8 @@ def test_package_layout(tmp_path):
     assert output["max_abs_error"] < 1e-5 and output["cosine_similarity"] > 0.999999
     config = json.loads((tmp_path / "pkg/config.json").read_text())
     assert config["versions"]["mlx"] and config["versions"]["torch2mlx"]
+    # The weights are named as they are in the package, not where they were staged.
+    assert config["weights"] == ["model.safetensors"]
     # No sibling staging directories are left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
 

@@ -176,7 +176,8 @@ def _config(info: dict, source: str, dtype: str | None) -> dict:
             if not dynamic
             else "dimensions listed in dynamic_dims may vary within their range"
         ),
-        "weights": info["weight_files"],
+        # Names inside the package: the files were written in a staging folder.
+        "weights": [Path(name).name for name in info["weight_files"]],
         "layout_transposes": info["transposes"],
         "notes": info["notes"],
         "versions": {
