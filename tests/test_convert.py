@@ -220,3 +220,25 @@ def test_sigkill_midway_leaves_the_previous_package(tmp_path):
     process.wait()
     after = {p.name: p.read_bytes() for p in (tmp_path / "pkg").iterdir()}
     assert after == before
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "expected"),
+    [
+        (lambda source: source + "\ndef broken(:\n", "does not compile"),
+        (lambda source: "import torch\n" + source, "imports torch"),
+        (lambda source: source.replace("self.", "self.renamed_", 1), "parameters without a weight"),
+    ],
+    ids=["syntax", "import", "parameters"],
+)
+def test_a_package_that_does_not_fit_is_refused(tmp_path, corrupt, expected):
+    """check_package, which convert runs on the staging folder before moving it into place."""
+    from torch2mlx.runtime import check_package
+
+    torch2mlx.convert(make_convnet(), (torch.randn(2, 3, 8, 8),), tmp_path / "pkg", verify=False)
+    check_package(tmp_path / "pkg")  # as written
+    model_py = tmp_path / "pkg/model.py"
+    model_py.write_text(corrupt(model_py.read_text()))
+    with pytest.raises(torch2mlx.Torch2MLXError, match=expected) as caught:
+        check_package(tmp_path / "pkg")
+    assert str(caught.value).startswith("[codegen] model.py")

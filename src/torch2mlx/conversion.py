@@ -21,6 +21,7 @@ from typing import Any
 
 from torch2mlx import _core
 from torch2mlx.checkpoint import Torch2MLXError
+from torch2mlx.runtime import check_package
 from torch2mlx.verify import TOLERANCES, as_dicts, compare, summary_lines
 
 _DTYPES = ("float32", "float16", "bfloat16")
@@ -231,6 +232,7 @@ def convert(
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
             info = _core.write_package(str(archive), str(staging), dtype, shard_size)
+            check_package(staging)  # whatever verify says: a broken package is never written
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)
         config = _config(info, source, dtype)
