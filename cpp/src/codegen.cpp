@@ -619,11 +619,18 @@ void Generator::build_module_tree() {
   ModuleNode& root = modules_.at("");
   root_layers_ = root.is_list;
   root.is_list = false;
+  // An index stays an index only inside a list (as module_access writes it); a child named
+  // "0" of an ordinary module is an attribute, in the code and in the weights alike.
   for (auto& [path, module] : modules_) {
     for (const auto& [attribute, source] : module.params) {
       std::string key = root_layers_ ? "layers." : "";
+      std::string parent;
       for (const std::string& segment : split_path(path)) {
-        key += (is_index(segment) ? segment : attribute_name(segment)) + ".";
+        const auto found = modules_.find(parent);
+        const bool in_list =
+            parent.empty() ? root_layers_ : found != modules_.end() && found->second.is_list;
+        key += (in_list ? segment : attribute_name(segment)) + ".";
+        parent = parent.empty() ? segment : parent + "." + segment;
       }
       weight_attribute_[source] = key + attribute;
     }
@@ -1039,6 +1046,10 @@ std::vector<std::string> Generator::list_items(const ModuleNode& list) const {
     const ModuleNode& item = modules_.at(path);
     if (!needed(path)) {
       items.emplace_back("nn.Module()");
+    } else if (item.is_list) {
+      // A container inside a container (Sequential of Sequentials): a list in the list,
+      // which MLX names "blocks.2.0.weight" just as torch does.
+      items.push_back(fmt::format("[{}]", fmt::join(list_items(item), ", ")));
     } else {
       items.push_back(item.leaf_constructor.empty() ? item.constructor : item.leaf_constructor);
     }
