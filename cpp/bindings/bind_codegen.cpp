@@ -74,8 +74,10 @@ void bind_codegen(nb::module_& m) {
         torch2mlx::ExportedProgram program;
         {
           nb::gil_scoped_release release;
-          program = torch2mlx::read_pt2(pt2);
-          result = torch2mlx::write_package(program, directory, options);
+          torch2mlx::bindings::naming_file_when_out_of_memory(pt2, [&] {
+            program = torch2mlx::read_pt2(pt2);
+            result = torch2mlx::write_package(program, directory, options);
+          });
         }
         nb::dict info = model_dict(result.model);
         info["weight_files"] = result.weight_files;

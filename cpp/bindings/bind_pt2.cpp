@@ -74,7 +74,8 @@ nb::dict read_pt2(const std::filesystem::path& path, bool headers_only) {
   torch2mlx::ExportedProgram program;
   {
     const nb::gil_scoped_release release;
-    program = torch2mlx::read_pt2(path, options);
+    program = torch2mlx::bindings::naming_file_when_out_of_memory(
+        path, [&] { return torch2mlx::read_pt2(path, options); });
   }
   nb::list nodes;
   for (const auto& node : program.nodes) nodes.append(node_dict(node));
