@@ -242,3 +242,22 @@ def test_a_package_that_does_not_fit_is_refused(tmp_path, corrupt, expected):
     with pytest.raises(torch2mlx.Torch2MLXError, match=expected) as caught:
         check_package(tmp_path / "pkg")
     assert str(caught.value).startswith("[codegen] model.py")
+
+
+def test_cli_dumps_the_ir_after_a_pass(tmp_path, capfd):
+    class WithNoops(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(x.clone() + 0).view(x.shape)
+
+    program = torch.export.export(WithNoops(), (torch.randn(2, 3),))
+    torch.export.save(program, tmp_path / "noops.pt2")
+    archive, out = str(tmp_path / "noops.pt2"), str(tmp_path / "pkg")
+    assert main(["convert", archive, "-o", out, "--no-verify", "--dump-ir", "input"]) == 0
+    before = capfd.readouterr().err
+    assert "aten.clone.default" in before and "input  %x : float32[2, 3]  (user input)" in before
+    assert main(["convert", archive, "-o", out, "--no-verify", "--dump-ir", "noops"]) == 0
+    after = capfd.readouterr().err
+    assert "aten.clone" not in after and "aten.add" not in after and "aten.view" not in after
+    assert "= aten.relu.default(self=%x) : float32[2, 3]" in after, after
+    assert main(["convert", archive, "-o", out, "--no-verify", "--dump-ir", "fusion"]) == 1
+    assert "there is no pass 'fusion'" in capfd.readouterr().err

@@ -25,6 +25,7 @@
 #include "ops/call.h"
 #include "torch2mlx/error.h"
 #include "torch2mlx/op_mapping.h"
+#include "torch2mlx/passes.h"
 #include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
@@ -199,33 +200,6 @@ const Arg* data_input(const Node& node) {
   return node.inputs.empty() ? nullptr : &node.inputs[0].arg;
 }
 
-// The innermost frame of a stack trace outside torch itself: "file.py:12: code".
-std::string source_line(const std::string& trace) {
-  std::string result;
-  std::istringstream lines(trace);
-  std::string line;
-  std::string location;
-  while (std::getline(lines, line)) {
-    const std::size_t file = line.find("File \"");
-    if (file != std::string::npos) {
-      const std::size_t end = line.find('"', file + 6);
-      const std::string path = line.substr(file + 6, end - file - 6);
-      const std::size_t number = line.find("line ", end);
-      const std::size_t comma = line.find(',', number);
-      location.clear();
-      if (path.find("/torch/") != std::string::npos || number == std::string::npos) continue;
-      const std::size_t slash = path.rfind('/');
-      location = fmt::format("{}:{}", path.substr(slash == std::string::npos ? 0 : slash + 1),
-                             line.substr(number + 5, comma - number - 5));
-    } else if (!location.empty()) {
-      const std::size_t code = line.find_first_not_of(' ');
-      if (code != std::string::npos) result = fmt::format("{}: {}", location, line.substr(code));
-      location.clear();
-    }
-  }
-  return result;
-}
-
 // ---------------------------------------------------------------------------------------
 // Generator state.
 
@@ -392,7 +366,7 @@ void Generator::plan_layouts() {
       const std::string_view reason = unsupported_reason(node.target);
       const std::string where =
           node.module_stack.empty() ? "the model" : node.module_stack.back().path;
-      const std::string line = source_line(node.stack_trace);
+      const std::string line = user_source_line(node.stack_trace);
       errors_.push_back(fmt::format(
           "node '{}' ({}) in {}{}: {}", node.name, node.target, where,
           line.empty() ? "" : " at " + line,
@@ -630,7 +604,7 @@ void Generator::build_module_tree() {
         const bool in_list =
             parent.empty() ? root_layers_ : found != modules_.end() && found->second.is_list;
         key += (in_list ? segment : attribute_name(segment)) + ".";
-        parent = parent.empty() ? segment : parent + "." + segment;
+        parent = parent.empty() ? segment : fmt::format("{}.{}", parent, segment);
       }
       weight_attribute_[source] = key + attribute;
     }
@@ -932,7 +906,7 @@ void Generator::emit_items(Region& region, const std::string& method_path, Metho
   for (const Region::Item& item : region.items) {
     if (item.child == nullptr) {
       const Node& node = program_.nodes[static_cast<std::size_t>(item.node)];
-      const std::string line = source_line(node.stack_trace);
+      const std::string line = user_source_line(node.stack_trace);
       const std::size_t before = method.lines.size();
       emit_node(item.node, method_path, method);
       // Where the code came from, once per source line, for code that is not a plain layer.
@@ -1625,8 +1599,10 @@ std::string Generator::emit_root() {
 
 }  // namespace
 
-GeneratedModel generate_model(const ExportedProgram& program) {
-  Generator generator(program);
+GeneratedModel generate_model(const ExportedProgram& program, const CodegenOptions& options) {
+  ExportedProgram rewritten = program;
+  run_passes(rewritten, default_passes(), options.dump_ir_after, options.dump);
+  Generator generator(rewritten);
   return generator.run();
 }
 

@@ -27,6 +27,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -669,6 +670,32 @@ void check_defined_before_use(const ExportedProgram& program, const Reader& read
 }
 
 }  // namespace
+
+std::string user_source_line(const std::string& trace) {
+  std::string result;
+  std::istringstream lines(trace);
+  std::string line;
+  std::string location;
+  while (std::getline(lines, line)) {
+    const std::size_t file = line.find("File \"");
+    if (file != std::string::npos) {
+      const std::size_t end = line.find('"', file + 6);
+      const std::string path = line.substr(file + 6, end - file - 6);
+      const std::size_t number = line.find("line ", end);
+      const std::size_t comma = line.find(',', number);
+      location.clear();
+      if (path.find("/torch/") != std::string::npos || number == std::string::npos) continue;
+      const std::size_t slash = path.rfind('/');
+      location = fmt::format("{}:{}", path.substr(slash == std::string::npos ? 0 : slash + 1),
+                             line.substr(number + 5, comma - number - 5));
+    } else if (!location.empty()) {
+      const std::size_t code = line.find_first_not_of(' ');
+      if (code != std::string::npos) result = fmt::format("{}: {}", location, line.substr(code));
+      location.clear();
+    }
+  }
+  return result;
+}
 
 std::optional<std::string> scalar_type_name(std::int64_t code) {
   for (const auto& [known, name] : kScalarTypes) {

@@ -201,6 +201,7 @@ def convert(
     tolerance: tuple[float, float] | None = None,
     shard_size: int = 5_000_000_000,
     quiet: bool = False,
+    dump_ir: str | None = None,
 ) -> ConversionResult:
     """Converts a model to an MLX package in ``out_dir`` and (by default) verifies it.
 
@@ -208,7 +209,8 @@ def convert(
     a tensor, a tuple of them, or a dict of keyword inputs) or the path of a ``.pt2`` archive.
     ``dynamic_shapes`` goes to ``torch.export``. ``dtype`` casts the weights ("float16",
     "bfloat16", "float32"). When verification fails the package is still written, with
-    ``report.json`` saying so, and ``result.passed`` is False.
+    ``report.json`` saying so, and ``result.passed`` is False. ``dump_ir`` names a pass
+    (``"input"`` for none yet) after which the graph IR is printed to stderr.
     """
     from torch2mlx.capture import export_model, save_program, split_inputs
 
@@ -231,7 +233,7 @@ def convert(
                 archive = save_program(program, Path(scratch) / "model.pt2")
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
-            info = _core.write_package(str(archive), str(staging), dtype, shard_size)
+            info = _core.write_package(str(archive), str(staging), dtype, shard_size, dump_ir or "")
             check_package(staging)  # whatever verify says: a broken package is never written
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)

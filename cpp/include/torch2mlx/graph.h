@@ -156,6 +156,10 @@ inline constexpr std::pair<int, int> kSupportedSchemaMajor{5, 8};
 /// Whether `text` is a value name as torch.fx writes them: an ASCII identifier.
 [[nodiscard]] bool is_value_name(std::string_view text);
 
+/// "file.py:12: code" for the innermost frame of `trace` (a node's stack_trace) that is the
+/// user's code rather than torch's, or "" when there is none.
+[[nodiscard]] std::string user_source_line(const std::string& trace);
+
 /// The numpy dtype name for a torch.export ScalarType code, or nullopt for an unknown code.
 [[nodiscard]] std::optional<std::string> scalar_type_name(std::int64_t code);
 
