@@ -55,6 +55,8 @@ def test_package_layout(tmp_path):
     assert output["max_abs_error"] < 1e-5 and output["cosine_similarity"] > 0.999999
     config = json.loads((tmp_path / "pkg/config.json").read_text())
     assert config["versions"]["mlx"] and config["versions"]["torch2mlx"]
+    # The weights are named as they are in the package, not where they were staged.
+    assert config["weights"] == ["model.safetensors"]
     # No sibling staging directories are left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
 
@@ -218,3 +220,44 @@ def test_sigkill_midway_leaves_the_previous_package(tmp_path):
     process.wait()
     after = {p.name: p.read_bytes() for p in (tmp_path / "pkg").iterdir()}
     assert after == before
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "expected"),
+    [
+        (lambda source: source + "\ndef broken(:\n", "does not compile"),
+        (lambda source: "import torch\n" + source, "imports torch"),
+        (lambda source: source.replace("self.", "self.renamed_", 1), "parameters without a weight"),
+    ],
+    ids=["syntax", "import", "parameters"],
+)
+def test_a_package_that_does_not_fit_is_refused(tmp_path, corrupt, expected):
+    """check_package, which convert runs on the staging folder before moving it into place."""
+    from torch2mlx.runtime import check_package
+
+    torch2mlx.convert(make_convnet(), (torch.randn(2, 3, 8, 8),), tmp_path / "pkg", verify=False)
+    check_package(tmp_path / "pkg")  # as written
+    model_py = tmp_path / "pkg/model.py"
+    model_py.write_text(corrupt(model_py.read_text()))
+    with pytest.raises(torch2mlx.Torch2MLXError, match=expected) as caught:
+        check_package(tmp_path / "pkg")
+    assert str(caught.value).startswith("[codegen] model.py")
+
+
+def test_cli_dumps_the_ir_after_a_pass(tmp_path, capfd):
+    class WithNoops(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(x.clone() + 0).view(x.shape)
+
+    program = torch.export.export(WithNoops(), (torch.randn(2, 3),))
+    torch.export.save(program, tmp_path / "noops.pt2")
+    archive, out = str(tmp_path / "noops.pt2"), str(tmp_path / "pkg")
+    assert main(["convert", archive, "-o", out, "--no-verify", "--dump-ir", "input"]) == 0
+    before = capfd.readouterr().err
+    assert "aten.clone.default" in before and "input  %x : float32[2, 3]  (user input)" in before
+    assert main(["convert", archive, "-o", out, "--no-verify", "--dump-ir", "noops"]) == 0
+    after = capfd.readouterr().err
+    assert "aten.clone" not in after and "aten.add" not in after and "aten.view" not in after
+    assert "= aten.relu.default(self=%x) : float32[2, 3]" in after, after
+    assert main(["convert", archive, "-o", out, "--no-verify", "--dump-ir", "fusion"]) == 1
+    assert "there is no pass 'fusion'" in capfd.readouterr().err

@@ -5,6 +5,9 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdio>
+#include <string>
+
 #include "bindings.h"
 #include "torch2mlx/codegen.h"
 #include "torch2mlx/error.h"
@@ -52,30 +55,46 @@ std::optional<torch2mlx::DType> parse_dtype(const std::optional<std::string>& na
 void bind_codegen(nb::module_& m) {
   m.def(
       "generate_model",
-      [](const std::string& json, const std::string& name) {
+      [](const std::string& json, const std::string& name, const std::string& dump_ir_after) {
         torch2mlx::GeneratedModel model;
+        std::string dump;
         {
           nb::gil_scoped_release release;
-          model = torch2mlx::generate_model(torch2mlx::parse_exported_program(json, name));
+          model = torch2mlx::generate_model(
+              torch2mlx::parse_exported_program(json, name),
+              {dump_ir_after, [&](const std::string& text) { dump = text; }});
         }
-        return model_dict(model);
+        nb::dict result = model_dict(model);
+        result["ir_dump"] = dump;
+        return result;
       },
-      "json"_a, "name"_a = "model.json",
+      "json"_a, "name"_a = "model.json", "dump_ir_after"_a = "",
       "Generates model.py from the JSON of an ExportedProgram: a dict of source, weights "
-      "(name, source, layout, groups), inputs, notes and transposes.");
+      "(name, source, layout, groups), inputs, notes, transposes and ir_dump (the IR after the "
+      "pass dump_ir_after names, if any).");
   m.def(
       "write_package",
       [](const std::filesystem::path& pt2, const std::filesystem::path& directory,
-         const std::optional<std::string>& dtype, std::uint64_t shard_bytes) {
+         const std::optional<std::string>& dtype, std::uint64_t shard_bytes,
+         const std::string& dump_ir_after) {
         torch2mlx::PackageOptions options;
         options.dtype = parse_dtype(dtype);
         options.shard_bytes = shard_bytes;
+        options.codegen.dump_ir_after = dump_ir_after;
+        // Straight to stderr, before code generation can fail: the dump is for debugging
+        // the conversions that do.
+        options.codegen.dump = [](const std::string& text) {
+          std::fputs(text.c_str(), stderr);
+          std::fflush(stderr);
+        };
         torch2mlx::PackageResult result;
         torch2mlx::ExportedProgram program;
         {
           nb::gil_scoped_release release;
-          program = torch2mlx::read_pt2(pt2);
-          result = torch2mlx::write_package(program, directory, options);
+          torch2mlx::bindings::naming_file_when_out_of_memory(pt2, [&] {
+            program = torch2mlx::read_pt2(pt2);
+            result = torch2mlx::write_package(program, directory, options);
+          });
         }
         nb::dict info = model_dict(result.model);
         info["weight_files"] = result.weight_files;
@@ -92,6 +111,7 @@ void bind_codegen(nb::module_& m) {
         return info;
       },
       "pt2"_a, "directory"_a, "dtype"_a = nb::none(), "shard_bytes"_a = 5'000'000'000ULL,
+      "dump_ir_after"_a = "",
       "Reads a .pt2 archive and writes model.py and the MLX weights into an existing "
       "directory.");
   m.def("supported_ops", &torch2mlx::supported_ops, "Every ATen overload the registry maps.");

@@ -17,6 +17,7 @@
 #include "bindings.h"
 #include "torch2mlx/checkpoint.h"
 #include "torch2mlx/graph.h"
+#include "torch2mlx/op_mapping.h"
 #include "torch2mlx/pt2.h"
 
 namespace nb = nanobind;
@@ -73,7 +74,8 @@ nb::dict read_pt2(const std::filesystem::path& path, bool headers_only) {
   torch2mlx::ExportedProgram program;
   {
     const nb::gil_scoped_release release;
-    program = torch2mlx::read_pt2(path, options);
+    program = torch2mlx::bindings::naming_file_when_out_of_memory(
+        path, [&] { return torch2mlx::read_pt2(path, options); });
   }
   nb::list nodes;
   for (const auto& node : program.nodes) nodes.append(node_dict(node));
@@ -111,6 +113,8 @@ nb::dict read_pt2(const std::filesystem::path& path, bool headers_only) {
   result["out_spec"] = program.out_spec;
   result["weights"] = weights;
   result["storages"] = storages;
+  result["torch_hazard"] = torch2mlx::torch_loading_hazard(program);
+  result["program_json"] = nb::bytes(program.source_json.data(), program.source_json.size());
   return result;
 }
 
@@ -122,5 +126,6 @@ void bind_pt2(nb::module_& m) {
         "schema_version, torch_version, nodes (name, target, module_stack, stack_trace, inputs, "
         "outputs), inputs (kind, name, target, persistent), outputs (kind, names, target), "
         "ranges ({symbol: (min, max)}), in_spec, out_spec, weights (name, dtype, shape, "
-        "strides, offset, storage index, storage bytes) and storages.");
+        "strides, offset, storage index, storage bytes), storages, program_json (the JSON text "
+        "torch's loader reads) and torch_hazard (why torch must not load it, or '').");
 }

@@ -39,7 +39,8 @@ nb::dict read_checkpoint(const std::filesystem::path& path, bool headers_only) {
   torch2mlx::Checkpoint checkpoint;
   {
     nb::gil_scoped_release release;
-    checkpoint = torch2mlx::read_checkpoint(path, options);
+    checkpoint = torch2mlx::bindings::naming_file_when_out_of_memory(
+        path, [&] { return torch2mlx::read_checkpoint(path, options); });
   }
   // Storages are numbered in order of first use; tensors refer to them by number.
   const auto [tensors, storages] =
@@ -86,7 +87,8 @@ void save_safetensors(const std::filesystem::path& path, const std::vector<Entry
     tensors.push_back({name, std::move(tensor)});
   }
   nb::gil_scoped_release release;
-  torch2mlx::write_safetensors(path, tensors, metadata);
+  torch2mlx::bindings::naming_file_when_out_of_memory(
+      path, [&] { torch2mlx::write_safetensors(path, tensors, metadata); });
 }
 
 nb::list layer_registry() {
@@ -146,7 +148,8 @@ nb::dict convert_weights(
   std::vector<std::string> files;
   {
     const nb::gil_scoped_release release;
-    const torch2mlx::Checkpoint checkpoint = torch2mlx::read_checkpoint(source);
+    const torch2mlx::Checkpoint checkpoint = torch2mlx::bindings::naming_file_when_out_of_memory(
+        source, [&] { return torch2mlx::read_checkpoint(source); });
     if (!options.digest_key.empty() && !options.digest) {
       // Every file the checkpoint was read from: a folder's index and each of its shards.
       options.digest = std::make_shared<torch2mlx::FileDigest>(

@@ -3,8 +3,9 @@ safetensors library at test time, so that no binary file is ever committed.
 
     .venv/bin/python cpp/fuzz/make_seeds.py [build/fuzz-seeds]
 
-writes <out>/<target>/<name> for the targets safetensors, zip, pickle, torch_zip, index and
-pt2, and a libFuzzer dictionary <out>/<target>.dict of the tokens each format is built from.
+writes <out>/<target>/<name> for the targets safetensors, zip, pickle, torch_zip, index,
+pt2 and codegen, and a libFuzzer dictionary <out>/<target>.dict of the tokens each format
+is built from.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from safetensors.torch import save as save_torch_safetensors
 
 import torch2mlx
 
-TARGETS = ("safetensors", "zip", "pickle", "torch_zip", "index", "pt2")
+TARGETS = ("safetensors", "zip", "pickle", "torch_zip", "index", "pt2", "codegen")
 
 
 def torch_bytes(obj: object) -> bytes:
@@ -300,6 +301,48 @@ def pt2_archives() -> dict[str, bytes]:
     return found
 
 
+class _StringArgs(torch.nn.Module):
+    """A conv with padding="same", an einsum equation and a scatter reduce: the graph's
+    string arguments, which the code generator writes into model.py."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding="same")
+        self.norm = torch.nn.LayerNorm(4)
+
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        y = self.norm(self.conv(x).mean((2, 3)))
+        z = torch.einsum("ij,jk->ik", y, y.t())
+        return {"out": torch.zeros(2, 2).scatter_reduce(0, index, z, reduce="sum"), "y": y}
+
+
+def codegen_programs() -> dict[str, bytes]:
+    """Program JSON for the parser and the code generator together: as torch writes it,
+    and with hostile strings where graphs hold strings (module types, stack traces, string
+    arguments) for the fuzzer to mutate from."""
+    from torch._export.serde.serialize import serialize
+
+    torch.manual_seed(0)
+    programs = {
+        "pt2_model": torch.export.export(_Pt2Model().eval(), (torch.randn(4, 3),)),
+        "string_args": torch.export.export(
+            _StringArgs().eval(), (torch.randn(2, 3, 5, 5), torch.tensor([[0, 1], [1, 0]]))
+        ),
+    }
+    found = {name: serialize(program).exported_program for name, program in programs.items()}
+    hostile = json.loads(found["string_args"])
+    for node in hostile["graph_module"]["graph"]["nodes"]:
+        metadata = node.setdefault("metadata", {})
+        metadata["stack_trace"] = 'File "m.py", line 1, in f\n    x\rimport os\u2028y'
+        if metadata.get("nn_module_stack"):
+            metadata["nn_module_stack"] = metadata["nn_module_stack"] + '\nimport os;"'
+        for item in node["inputs"]:
+            if "as_string" in item["arg"]:
+                item["arg"]["as_string"] += '"\\\r'
+    found["hostile"] = json.dumps(hostile).encode()
+    return found
+
+
 def dictionary_line(token: bytes) -> str:
     """One libFuzzer dictionary entry: printable ASCII as is, everything else as \\xNN."""
     return (
@@ -356,6 +399,21 @@ def dictionaries() -> dict[str, list[bytes]]:
             b'"parameter"',
             b'"tensor_constant"',
         ],
+        "codegen": [
+            b'"nn_module_stack"',
+            b'"stack_trace"',
+            b'"as_string"',
+            b'"as_expr"',
+            b'"expr_str"',
+            b'"torch_version"',
+            b'"out_spec"',
+            b"\\r",
+            b"\\u2028",
+            b"\\u0085",
+            b'\\"',
+            b"\\\\",
+            b"Symbol('s0', positive=True, integer=True)",
+        ],
     }
 
 
@@ -372,6 +430,7 @@ def main() -> None:
         "safetensors": safetensors_files(),
         "index": indexes(),
         "pt2": pt2_archives(),
+        "codegen": codegen_programs(),
     }
     assert set(corpora) == set(TARGETS)
     for target, seeds in corpora.items():

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 build=${1:-build/asan}
 seeds=${2:-build/fuzz-seeds}
 seconds=${FUZZ_SECONDS:-30}
-targets=(safetensors zip pickle torch_zip index pt2)
+targets=(safetensors zip pickle torch_zip index pt2 codegen)
 work=build/fuzz
 if [ "$seconds" = 0 ]; then
   echo "fuzz: skipped (FUZZ_SECONDS=0)"

@@ -25,6 +25,8 @@
 #include "ops/call.h"
 #include "torch2mlx/error.h"
 #include "torch2mlx/op_mapping.h"
+#include "torch2mlx/passes.h"
+#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -149,6 +151,8 @@ std::string short_type(std::string_view type) {
     if (std::isalnum(static_cast<unsigned char>(c)) == 0) c = '_';
   }
   if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0])) != 0) name = "M" + name;
+  // A class named "None" or "mx" would not parse, or would hide the module the code uses.
+  if (!is_python_identifier(name) || python_keywords().contains(name)) name += "_";
   return name;
 }
 
@@ -194,33 +198,6 @@ std::string converted_name(const std::string& value, const Perm& from, const Per
 const Arg* data_input(const Node& node) {
   if (node.target == "aten.embedding.default") return node.input("indices");
   return node.inputs.empty() ? nullptr : &node.inputs[0].arg;
-}
-
-// The innermost frame of a stack trace outside torch itself: "file.py:12: code".
-std::string source_line(const std::string& trace) {
-  std::string result;
-  std::istringstream lines(trace);
-  std::string line;
-  std::string location;
-  while (std::getline(lines, line)) {
-    const std::size_t file = line.find("File \"");
-    if (file != std::string::npos) {
-      const std::size_t end = line.find('"', file + 6);
-      const std::string path = line.substr(file + 6, end - file - 6);
-      const std::size_t number = line.find("line ", end);
-      const std::size_t comma = line.find(',', number);
-      location.clear();
-      if (path.find("/torch/") != std::string::npos || number == std::string::npos) continue;
-      const std::size_t slash = path.rfind('/');
-      location = fmt::format("{}:{}", path.substr(slash == std::string::npos ? 0 : slash + 1),
-                             line.substr(number + 5, comma - number - 5));
-    } else if (!location.empty()) {
-      const std::size_t code = line.find_first_not_of(' ');
-      if (code != std::string::npos) result = fmt::format("{}: {}", location, line.substr(code));
-      location.clear();
-    }
-  }
-  return result;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -389,7 +366,7 @@ void Generator::plan_layouts() {
       const std::string_view reason = unsupported_reason(node.target);
       const std::string where =
           node.module_stack.empty() ? "the model" : node.module_stack.back().path;
-      const std::string line = source_line(node.stack_trace);
+      const std::string line = user_source_line(node.stack_trace);
       errors_.push_back(fmt::format(
           "node '{}' ({}) in {}{}: {}", node.name, node.target, where,
           line.empty() ? "" : " at " + line,
@@ -616,11 +593,18 @@ void Generator::build_module_tree() {
   ModuleNode& root = modules_.at("");
   root_layers_ = root.is_list;
   root.is_list = false;
+  // An index stays an index only inside a list (as module_access writes it); a child named
+  // "0" of an ordinary module is an attribute, in the code and in the weights alike.
   for (auto& [path, module] : modules_) {
     for (const auto& [attribute, source] : module.params) {
       std::string key = root_layers_ ? "layers." : "";
+      std::string parent;
       for (const std::string& segment : split_path(path)) {
-        key += (is_index(segment) ? segment : attribute_name(segment)) + ".";
+        const auto found = modules_.find(parent);
+        const bool in_list =
+            parent.empty() ? root_layers_ : found != modules_.end() && found->second.is_list;
+        key += (in_list ? segment : attribute_name(segment)) + ".";
+        parent = parent.empty() ? segment : fmt::format("{}.{}", parent, segment);
       }
       weight_attribute_[source] = key + attribute;
     }
@@ -922,13 +906,13 @@ void Generator::emit_items(Region& region, const std::string& method_path, Metho
   for (const Region::Item& item : region.items) {
     if (item.child == nullptr) {
       const Node& node = program_.nodes[static_cast<std::size_t>(item.node)];
-      const std::string line = source_line(node.stack_trace);
+      const std::string line = user_source_line(node.stack_trace);
       const std::size_t before = method.lines.size();
       emit_node(item.node, method_path, method);
       // Where the code came from, once per source line, for code that is not a plain layer.
       if (!line.empty() && line != method.last_source_line && method.lines.size() > before) {
         // Source lines can be long: cut them to fit 100 columns at 8 spaces of indent.
-        const std::string comment = line.size() > 90 ? line.substr(0, 87) + "..." : line;
+        const std::string comment = python_comment(line, 90);
         method.lines.insert(method.lines.begin() + static_cast<std::ptrdiff_t>(before),
                             "# " + comment);
         method.last_source_line = line;
@@ -1020,7 +1004,7 @@ std::string Generator::output_expression(const nlohmann::json& spec, std::size_t
   }
   std::vector<std::string> entries;
   for (std::size_t index = 0; index < keys.size(); ++index) {
-    entries.push_back(fmt::format("\"{}\": {}", keys[index], children[index]));
+    entries.push_back(fmt::format("{}: {}", python_string(keys[index]), children[index]));
   }
   return fmt::format("{{{}}}", fmt::join(entries, ", "));
 }
@@ -1036,6 +1020,10 @@ std::vector<std::string> Generator::list_items(const ModuleNode& list) const {
     const ModuleNode& item = modules_.at(path);
     if (!needed(path)) {
       items.emplace_back("nn.Module()");
+    } else if (item.is_list) {
+      // A container inside a container (Sequential of Sequentials): a list in the list,
+      // which MLX names "blocks.2.0.weight" just as torch does.
+      items.push_back(fmt::format("[{}]", fmt::join(list_items(item), ", ")));
     } else {
       items.push_back(item.leaf_constructor.empty() ? item.constructor : item.leaf_constructor);
     }
@@ -1372,11 +1360,12 @@ std::string Generator::assemble() {
   std::string source = fmt::format(
       "# Generated by torch2mlx from a torch.export program (torch {}).\n"
       "# It needs MLX only; edit it freely.\n",
-      program_.torch_version.empty() ? "unknown" : program_.torch_version);
+      program_.torch_version.empty() ? "unknown" : python_comment(program_.torch_version, 40));
   std::string code;
   for (const auto& [name, body] : classes) {
     code += "\n\n";
-    if (!class_origin[name].empty()) code += fmt::format("# torch: {}\n", class_origin[name]);
+    if (!class_origin[name].empty())
+      code += fmt::format("# torch: {}\n", python_comment(class_origin[name], 90));
     code += fmt::format("class {}(nn.Module):\n{}", name, body);
   }
   std::string helpers;
@@ -1610,8 +1599,10 @@ std::string Generator::emit_root() {
 
 }  // namespace
 
-GeneratedModel generate_model(const ExportedProgram& program) {
-  Generator generator(program);
+GeneratedModel generate_model(const ExportedProgram& program, const CodegenOptions& options) {
+  ExportedProgram rewritten = program;
+  run_passes(rewritten, default_passes(), options.dump_ir_after, options.dump);
+  Generator generator(rewritten);
   return generator.run();
 }
 

@@ -22,9 +22,12 @@
 // only inside brackets, so the split takes the first and the last comma of each entry.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 
@@ -69,6 +72,166 @@ constexpr std::pair<std::int64_t, std::string_view> kScalarTypes[] = {
     {35, "uint64"},
 };
 
+// A string from the file, quoted for an error message and cut to a readable length.
+std::string quoted_for_error(std::string_view text) {
+  constexpr std::size_t kShown = 60;
+  std::string shown(text.substr(0, kShown));
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F) c = '?';
+  }
+  return fmt::format("'{}{}'", shown, text.size() > kShown ? "..." : "");
+}
+
+bool is_word_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_word_char(char c) { return is_word_start(c) || is_digit(c); }
+
+// The functions a symbolic size may call: sympy's and torch.utils._sympy.functions', as
+// torch prints them, in str() form ("Max(1, s0)") and srepr() form ("Mul(Integer(2),
+// Symbol('s0', positive=True, integer=True))").
+constexpr std::string_view kSizeFunctions[] = {"Abs",
+                                               "Add",
+                                               "And",
+                                               "CeilDiv",
+                                               "CeilToInt",
+                                               "CleanDiv",
+                                               "Eq",
+                                               "Equality",
+                                               "ExprCondPair",
+                                               "Float",
+                                               "FloatPow",
+                                               "FloatTrueDiv",
+                                               "FloorDiv",
+                                               "FloorToInt",
+                                               "Ge",
+                                               "GreaterThan",
+                                               "Gt",
+                                               "Identity",
+                                               "IntTrueDiv",
+                                               "Integer",
+                                               "IsNonOverlappingAndDenseIndicator",
+                                               "LShift",
+                                               "Le",
+                                               "LessThan",
+                                               "Lt",
+                                               "Max",
+                                               "Min",
+                                               "Mod",
+                                               "ModularIndexing",
+                                               "Mul",
+                                               "Ne",
+                                               "Not",
+                                               "Or",
+                                               "Piecewise",
+                                               "Pow",
+                                               "PowByNatural",
+                                               "PythonMod",
+                                               "RShift",
+                                               "Rational",
+                                               "RoundDecimal",
+                                               "RoundToInt",
+                                               "StrictGreaterThan",
+                                               "StrictLessThan",
+                                               "Symbol",
+                                               "ToFloat",
+                                               "TruncToFloat",
+                                               "TruncToInt",
+                                               "Unequality",
+                                               "Where",
+                                               "ceiling",
+                                               "floor",
+                                               "sqrt"};
+
+// The keyword arguments srepr() writes (assumptions of a Symbol, a Float's precision).
+constexpr std::string_view kSizeKeywords[] = {"commutative", "finite",      "integer",
+                                              "negative",    "nonnegative", "nonpositive",
+                                              "positive",    "precision",   "real"};
+
+template <std::size_t N>
+bool listed(const std::string_view (&table)[N], std::string_view word) {
+  return std::find(std::begin(table), std::end(table), word) != std::end(table);
+}
+
+// Longer expressions and deeper nesting than any real graph has are refused before sympy
+// (or our own reading) could spend its time on them.
+constexpr std::size_t kMaxExpressionBytes = 4096;
+constexpr int kMaxExpressionDepth = 64;
+
+}  // namespace
+
+std::string expression_problem(std::string_view text) {
+  if (text.size() > kMaxExpressionBytes)
+    return fmt::format("longer than the {} bytes a size expression may take", kMaxExpressionBytes);
+  int depth = 0;
+  for (std::size_t at = 0; at < text.size();) {
+    const char c = text[at];
+    if (is_word_start(c)) {
+      std::size_t end = at;
+      while (end < text.size() && is_word_char(text[end])) ++end;
+      const std::string_view word = text.substr(at, end - at);
+      if (word.starts_with("_")) return fmt::format("whose name '{}' starts with '_'", word);
+      std::size_t next = end;
+      while (next < text.size() && text[next] == ' ') ++next;
+      const bool called = next < text.size() && text[next] == '(';
+      if (called && !word.starts_with("OpaqueUnaryFn_") && !listed(kSizeFunctions, word)) {
+        return fmt::format("which calls '{}', not a sympy function torch writes", word);
+      }
+      const bool keyword = next < text.size() && text[next] == '=' &&
+                           (next + 1 >= text.size() || text[next + 1] != '=');
+      if (keyword && (depth == 0 || !listed(kSizeKeywords, word)))
+        return fmt::format("which assigns '{}'", word);
+      at = keyword ? next + 1 : end;
+    } else if (is_digit(c)) {
+      while (at < text.size() && (is_digit(text[at]) || text[at] == '.')) ++at;
+      if (at < text.size() && (text[at] == 'e' || text[at] == 'E')) {
+        ++at;
+        if (at < text.size() && (text[at] == '+' || text[at] == '-')) ++at;
+        while (at < text.size() && is_digit(text[at])) ++at;
+      }
+      if (at < text.size() && is_word_start(text[at])) return "where a number runs into a name";
+    } else if (c == '\'') {
+      // A quoted symbol name or number (srepr's Symbol('s0'), Float('0.5', precision=53)):
+      // letters, digits and the marks of a number only, so it cannot close early.
+      const std::size_t end = text.find('\'', at + 1);
+      if (end == std::string_view::npos) return "whose quote does not close";
+      const std::string_view quoted = text.substr(at + 1, end - at - 1);
+      if (!std::all_of(quoted.begin(), quoted.end(),
+                       [](char q) { return is_word_char(q) || q == '.' || q == '-' || q == '+'; }))
+        return "which quotes something that is neither a name nor a number";
+      at = end + 1;
+    } else if (c == '(') {
+      if (++depth > kMaxExpressionDepth)
+        return fmt::format("nested deeper than {}", kMaxExpressionDepth);
+      ++at;
+    } else if (c == ')') {
+      if (--depth < 0) return "whose parentheses do not match";
+      ++at;
+    } else if (c == '=' || c == '!') {
+      // Only as part of ==, !=, <=, >=: never an assignment or a keyword argument.
+      if (at + 1 >= text.size() || text[at + 1] != '=') return "which assigns";
+      at += 2;
+    } else if (std::string_view(" +-*/%<>,&|~").find(c) != std::string_view::npos) {
+      if ((c == '<' || c == '>') && at + 1 < text.size() && text[at + 1] == '=') ++at;
+      ++at;
+    } else {
+      return fmt::format(
+          "which holds '{}', a character no size expression has",
+          static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F
+              ? std::string("?")
+              : std::string(1, c));
+    }
+  }
+  if (depth != 0) return "whose parentheses do not match";
+  return "";
+}
+
+bool is_value_name(std::string_view text) {
+  return !text.empty() && is_word_start(text[0]) &&
+         std::all_of(text.begin(), text.end(), is_word_char);
+}
+
+namespace {
+
 // Reads JSON for one file and reports errors against it.
 struct Reader {
   std::string_view file;
@@ -112,14 +275,37 @@ struct Reader {
       arg.names.emplace_back();
     } else if (value.is_object() && value.contains("as_name")) {
       arg.ints.push_back(0);
-      arg.names.push_back(string(value.at("as_name"), where));
+      arg.names.push_back(value_name(value.at("as_name"), where));
     } else {
       bad(fmt::format("{} is neither a literal nor a symbol", where));
     }
   }
 
   void tensor_name(const Json& value, Arg& arg, std::string_view where) const {
-    arg.names.push_back(string(field(value, "name", where), where));
+    arg.names.push_back(value_name(field(value, "name", where), where));
+  }
+
+  // The name of a graph value. torch.fx names every value with an identifier; anything else
+  // is a crafted file, and names reach generated code.
+  std::string value_name(const Json& value, std::string_view where) const {
+    std::string name = string(value, where);
+    if (!is_value_name(name)) {
+      bad(
+          fmt::format("{} names a value {}, which is not an identifier as torch.fx writes "
+                      "them",
+                      where, quoted_for_error(name)));
+    }
+    return name;
+  }
+
+  // A symbolic size as torch writes it (sympy's str of an expression over the shape
+  // symbols). torch's own loader hands these strings to sympy.sympify, which evaluates them
+  // as Python: only symbols, numbers, operators and calls of the sympy functions torch
+  // uses may pass, never a quote, an attribute, a subscript or another call.
+  void check_expression(const std::string& text, std::string_view where) const {
+    if (const std::string problem = expression_problem(text); !problem.empty()) {
+      bad(fmt::format("{} has the size expression {}, {}", where, quoted_for_error(text), problem));
+    }
   }
 
   Arg argument(const Json& value, std::string_view where) const {
@@ -181,7 +367,7 @@ struct Reader {
         arg.names.emplace_back();
       } else {
         arg.floats.push_back(0.0);
-        arg.names.push_back(string(field(body, "as_name", where), where));
+        arg.names.push_back(value_name(field(body, "as_name", where), where));
       }
     } else if (kind == "as_floats") {
       arg.kind = ArgKind::FloatList;
@@ -199,7 +385,7 @@ struct Reader {
         arg.names.emplace_back();
       } else {
         arg.ints.push_back(0);
-        arg.names.push_back(string(field(body, "as_name", where), where));
+        arg.names.push_back(value_name(field(body, "as_name", where), where));
       }
     } else if (kind == "as_bools") {
       arg.kind = ArgKind::BoolList;
@@ -272,7 +458,7 @@ struct Reader {
     constexpr std::string_view kPrefix = "torch.ops.";
     if (result.target.starts_with(kPrefix)) result.target.erase(0, kPrefix.size());
     if (value.contains("name") && value.at("name").is_string()) {
-      result.name = value.at("name").get<std::string>();
+      result.name = value_name(value.at("name"), where);
     } else {
       result.name = fmt::format("node_{}", index);
     }
@@ -319,6 +505,7 @@ struct Reader {
       } else if (size.contains("as_expr")) {
         const Json& expr = size.at("as_expr");
         dim.symbol = string(field(expr, "expr_str", where), where);
+        check_expression(dim.symbol, where);
         // sympy's repr of a plain symbol: Symbol('s77', positive=True, integer=True).
         if (dim.symbol.starts_with("Symbol('")) {
           dim.symbol = dim.symbol.substr(8, dim.symbol.find('\'', 8) - 8);
@@ -347,7 +534,7 @@ struct Reader {
     if (kind == "constant_input") {
       spec.kind = InputKind::UserInput;
       spec.constant = true;
-      spec.name = string(field(body, "name", where), where);
+      spec.name = value_name(field(body, "name", where), where);
       spec.value = argument(field(body, "value", where), where);
       return spec;
     }
@@ -368,9 +555,9 @@ struct Reader {
       if (kind != key) continue;
       spec.kind = info.first;
       if (body.contains("arg") && body.at("arg").contains("name")) {
-        spec.name = string(body.at("arg").at("name"), where);
+        spec.name = value_name(body.at("arg").at("name"), where);
       } else if (body.contains("name")) {
-        spec.name = string(body.at("name"), where);
+        spec.name = value_name(body.at("name"), where);
       }
       spec.value.kind = ArgKind::Tensor;
       spec.value.names.push_back(spec.name);
@@ -410,11 +597,39 @@ struct Reader {
       spec.value = argument(arg, where);
     } else if (arg.contains("name")) {
       spec.value.kind = ArgKind::Tensor;
-      spec.value.names.push_back(string(arg.at("name"), where));
+      spec.value.names.push_back(value_name(arg.at("name"), where));
     }
     return spec;
   }
 };
+
+// Every "expr_str" anywhere in the document (tensor sizes, symbolic int, float and bool
+// values, whatever a newer schema adds): torch's loader evaluates each with sympy, so one
+// that is not a plain size expression is refused even where this reader does not use it.
+// The walk keeps its own stack: no recursion, however deep the file nests.
+void check_every_expression(const Json& root, const Reader& reader) {
+  constexpr std::size_t kMaxDepth = 512;
+  std::vector<std::pair<const Json*, std::size_t>> pending{{&root, 0}};
+  while (!pending.empty()) {
+    const auto [value, depth] = pending.back();
+    pending.pop_back();
+    if (depth > kMaxDepth) reader.bad(fmt::format("the JSON nests deeper than {}", kMaxDepth));
+    if (value->is_object()) {
+      for (auto item = value->begin(); item != value->end(); ++item) {
+        if (item.key() == "expr_str") {
+          if (!item.value().is_string()) reader.bad("an expr_str is not a string");
+          reader.check_expression(item.value().get<std::string>(), "a symbolic value");
+        } else if (item.value().is_structured()) {
+          pending.emplace_back(&item.value(), depth + 1);
+        }
+      }
+    } else if (value->is_array()) {
+      for (const Json& item : *value) {
+        if (item.is_structured()) pending.emplace_back(&item, depth + 1);
+      }
+    }
+  }
+}
 
 // Every value a node reads must be a graph input or the output of an earlier node: this
 // rejects references to missing tensors and, since nodes are in order, cycles.
@@ -456,6 +671,32 @@ void check_defined_before_use(const ExportedProgram& program, const Reader& read
 
 }  // namespace
 
+std::string user_source_line(const std::string& trace) {
+  std::string result;
+  std::istringstream lines(trace);
+  std::string line;
+  std::string location;
+  while (std::getline(lines, line)) {
+    const std::size_t file = line.find("File \"");
+    if (file != std::string::npos) {
+      const std::size_t end = line.find('"', file + 6);
+      const std::string path = line.substr(file + 6, end - file - 6);
+      const std::size_t number = line.find("line ", end);
+      const std::size_t comma = line.find(',', number);
+      location.clear();
+      if (path.find("/torch/") != std::string::npos || number == std::string::npos) continue;
+      const std::size_t slash = path.rfind('/');
+      location = fmt::format("{}:{}", path.substr(slash == std::string::npos ? 0 : slash + 1),
+                             line.substr(number + 5, comma - number - 5));
+    } else if (!location.empty()) {
+      const std::size_t code = line.find_first_not_of(' ');
+      if (code != std::string::npos) result = fmt::format("{}: {}", location, line.substr(code));
+      location.clear();
+    }
+  }
+  return result;
+}
+
 std::optional<std::string> scalar_type_name(std::int64_t code) {
   for (const auto& [known, name] : kScalarTypes) {
     if (known == code) return std::string(name);
@@ -471,7 +712,9 @@ ExportedProgram parse_exported_program(std::string_view json, std::string_view n
   } catch (const Json::exception& error) {
     reader.bad(fmt::format("not valid JSON ({})", error.what()));
   }
+  check_every_expression(root, reader);
   ExportedProgram program;
+  program.source_json = std::string(json);
   if (root.contains("schema_version") && root.at("schema_version").is_object()) {
     const Json& version = root.at("schema_version");
     program.schema_version = {
@@ -492,6 +735,7 @@ ExportedProgram parse_exported_program(std::string_view json, std::string_view n
   }
   if (root.contains("range_constraints") && root.at("range_constraints").is_object()) {
     for (const auto& [symbol, range] : root.at("range_constraints").items()) {
+      reader.check_expression(symbol, "range_constraints");
       SymbolRange bounds;
       if (range.contains("min_val") && range.at("min_val").is_number_integer()) {
         bounds.min = range.at("min_val").get<std::int64_t>();
@@ -511,8 +755,14 @@ ExportedProgram parse_exported_program(std::string_view json, std::string_view n
     program.nodes.push_back(reader.node(nodes[index], index));
   }
   if (graph.contains("tensor_values") && graph.at("tensor_values").is_object()) {
-    for (const auto& [value_name, meta] : graph.at("tensor_values").items()) {
-      program.tensors.emplace(value_name, reader.tensor_meta(value_name, meta));
+    for (const auto& [value, meta] : graph.at("tensor_values").items()) {
+      if (!is_value_name(value)) {
+        reader.bad(
+            fmt::format("tensor_values names a value {}, which is not an identifier as "
+                        "torch.fx writes them",
+                        quoted_for_error(value)));
+      }
+      program.tensors.emplace(value, reader.tensor_meta(value, meta));
     }
   }
   const Json& signature = reader.field(module, "signature", "graph_module");

@@ -30,7 +30,7 @@ Transform transform_of(const std::string& layout) {
 PackageResult write_package(const ExportedProgram& program, const std::filesystem::path& directory,
                             const PackageOptions& options) {
   PackageResult result;
-  result.model = generate_model(program);
+  result.model = generate_model(program, options.codegen);
   std::map<std::string, const Tensor*> weights;
   for (const NamedTensor& weight : program.weights) weights.emplace(weight.name, &weight.tensor);
   ConversionPlan plan;

@@ -483,6 +483,7 @@ void write_safetensors(const std::filesystem::path& path, std::span<const NamedT
     if (tensor.is_contiguous()) {
       out.write({tensor.data(), tensor.nbytes()});
     } else {
+      check_expansion(tensor, fmt::format("{}: tensor '{}'", path.string(), tensors[index].name));
       scratch.resize(tensor.nbytes());
       copy_contiguous(tensor, scratch.data());
       out.write(scratch);

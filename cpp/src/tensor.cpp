@@ -1,6 +1,7 @@
 #include "torch2mlx/tensor.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <array>
@@ -101,6 +102,19 @@ std::vector<std::int64_t> contiguous_strides(std::span<const std::int64_t> shape
     running *= std::max<std::int64_t>(shape[i], 1);
   }
   return strides;
+}
+
+void check_expansion(const Tensor& tensor, std::string_view what) {
+  const std::uint64_t stored = tensor.storage ? tensor.storage->nbytes : 0;
+  const std::uint64_t written = tensor.nbytes();
+  if (written > stored && written > kMaxExpandedBytes) {
+    fail("tensor",
+         fmt::format("{}: an expanded view of {} stored bytes that would take {} bytes written out "
+                     "(shape [{}], strides [{}]), over the limit of {} for expanded views; if that "
+                     "is meant, save tensor.contiguous() in torch",
+                     what, stored, written, fmt::join(tensor.shape, ", "),
+                     fmt::join(tensor.strides, ", "), kMaxExpandedBytes));
+  }
 }
 
 void check_view_in_bounds(const Tensor& tensor, std::size_t storage_bytes, std::string_view what) {

@@ -276,6 +276,7 @@ ConversionPlan plan_conversion(const Checkpoint& checkpoint, std::span<const Mod
   std::vector<std::string> unknown;
 
   for (auto& [name, tensor] : tensors) {
+    check_expansion(tensor, fmt::format("tensor '{}'", name));
     PlannedTensor planned;
     planned.source = name;
     planned.input = tensor;
@@ -559,6 +560,15 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
             // writing overlaps converting and the fsync before the rename has little left.
             file->start_writeback(offset, layout.sizes[i]);
             if (planned.input.storage) release_pages(*planned.input.storage);
+          } catch (const std::bad_alloc&) {
+            const std::lock_guard lock(failure_mutex);
+            if (!failure) {
+              failure = std::make_exception_ptr(
+                  Error(kComponent, fmt::format("out of memory converting tensor '{}' ({} bytes); "
+                                                "free memory, or convert with fewer threads",
+                                                planned.source, layout.sizes[i])));
+            }
+            next = layout.order.size();
           } catch (...) {
             const std::lock_guard lock(failure_mutex);
             if (!failure) failure = std::current_exception();

@@ -195,6 +195,7 @@ def save_safetensors(
     for name, value in tensors.items():
         array = np.asarray(value)
         if not array.flags.c_contiguous:
+            _check_expansion(path, name, array)
             array = array.copy(order="C")  # not np.ascontiguousarray: it turns 0-d into 1-d
         if array.dtype.name not in _NUMPY_DTYPES:
             raise Torch2MLXError(
@@ -206,6 +207,24 @@ def save_safetensors(
             (name, array.dtype.name, list(array.shape), array.reshape(-1).view(np.uint8))
         )
     _core.save_safetensors(os.fspath(path), entries, dict(metadata or {}))
+
+
+# The core's kMaxExpandedBytes: an expanded or broadcast view is written out in full only
+# up to this size, so that a tiny file cannot stand for a terabyte.
+_MAX_EXPANDED_BYTES = 1 << 30
+
+
+def _check_expansion(path: str | os.PathLike[str], name: str, array: np.ndarray) -> None:
+    if array.nbytes <= _MAX_EXPANDED_BYTES or array.size == 0:
+        return
+    low, high = np.lib.array_utils.byte_bounds(array)
+    if high - low < array.nbytes:
+        raise Torch2MLXError(
+            f"[tensor] {os.fspath(path)}: tensor '{name}': an expanded view of {high - low} "
+            f"bytes in memory that would take {array.nbytes} bytes written out (shape "
+            f"{list(array.shape)}, strides {list(array.strides)}), over the limit of "
+            f"{_MAX_EXPANDED_BYTES} for expanded views; pass a contiguous copy if that is meant"
+        )
 
 
 def _itemsize(dtype: str) -> int:

@@ -187,6 +187,7 @@ def _convert(args: argparse.Namespace) -> int:
             tolerance=tolerance,
             shard_size=parse_size(args.shard_size),
             quiet=True,
+            dump_ir=args.dump_ir,
         )
     seconds = time.perf_counter() - start
     print(
@@ -265,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
     convert.add_argument("--shard-size", default="5GB", help="largest weight shard (5GB)")
     convert.add_argument("--no-verify", action="store_true", help="skip the torch comparison")
+    convert.add_argument(
+        "--dump-ir",
+        metavar="PASS",
+        help="print the graph IR to stderr after this pass (input, noops, cse, dead-code)",
+    )
     convert.add_argument("--atol", type=float, help="absolute tolerance (1e-4; 1e-2 for float16)")
     convert.add_argument("--rtol", type=float, help="relative tolerance (1e-4; 1e-2 for float16)")
     convert.set_defaults(run=_convert)
@@ -281,6 +287,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (Torch2MLXError, OSError, KeyError, ValueError, ImportError, TypeError) as error:
         print(f"torch2mlx: error: {error}", file=sys.stderr)
+        return 1
+    except MemoryError as error:
+        # The core names the tensor where it can (see [tensor] and [convert] errors); this
+        # is the last line for an allocation in Python code.
+        source = next(
+            (
+                getattr(args, name)
+                for name in ("source", "checkpoint", "path")
+                if hasattr(args, name)
+            ),
+            "the input",
+        )
+        print(
+            f"torch2mlx: error: [{args.command}] out of memory reading {source} "
+            f"({error or 'an allocation failed'}); free memory or convert a smaller model",
+            file=sys.stderr,
+        )
         return 1
 
 

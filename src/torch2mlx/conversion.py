@@ -21,6 +21,7 @@ from typing import Any
 
 from torch2mlx import _core
 from torch2mlx.checkpoint import Torch2MLXError
+from torch2mlx.runtime import check_package
 from torch2mlx.verify import TOLERANCES, as_dicts, compare, summary_lines
 
 _DTYPES = ("float32", "float16", "bfloat16")
@@ -176,7 +177,8 @@ def _config(info: dict, source: str, dtype: str | None) -> dict:
             if not dynamic
             else "dimensions listed in dynamic_dims may vary within their range"
         ),
-        "weights": info["weight_files"],
+        # Names inside the package: the files were written in a staging folder.
+        "weights": [Path(name).name for name in info["weight_files"]],
         "layout_transposes": info["transposes"],
         "notes": info["notes"],
         "versions": {
@@ -199,6 +201,7 @@ def convert(
     tolerance: tuple[float, float] | None = None,
     shard_size: int = 5_000_000_000,
     quiet: bool = False,
+    dump_ir: str | None = None,
 ) -> ConversionResult:
     """Converts a model to an MLX package in ``out_dir`` and (by default) verifies it.
 
@@ -206,7 +209,8 @@ def convert(
     a tensor, a tuple of them, or a dict of keyword inputs) or the path of a ``.pt2`` archive.
     ``dynamic_shapes`` goes to ``torch.export``. ``dtype`` casts the weights ("float16",
     "bfloat16", "float32"). When verification fails the package is still written, with
-    ``report.json`` saying so, and ``result.passed`` is False.
+    ``report.json`` saying so, and ``result.passed`` is False. ``dump_ir`` names a pass
+    (``"input"`` for none yet) after which the graph IR is printed to stderr.
     """
     from torch2mlx.capture import export_model, save_program, split_inputs
 
@@ -229,7 +233,8 @@ def convert(
                 archive = save_program(program, Path(scratch) / "model.pt2")
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
-            info = _core.write_package(str(archive), str(staging), dtype, shard_size)
+            info = _core.write_package(str(archive), str(staging), dtype, shard_size, dump_ir or "")
+            check_package(staging)  # whatever verify says: a broken package is never written
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)
         config = _config(info, source, dtype)
@@ -260,15 +265,22 @@ def convert(
 
 
 def _module_from_archive(archive: Path, example_inputs: Any) -> tuple[Any, Any]:
-    """torch's own run of a .pt2 archive and its sample inputs, when torch is installed."""
+    """torch's own run of a .pt2 archive and its sample inputs, when torch is installed.
+
+    Built by pt2_reference from the archive's JSON and our reader's tensors: torch never
+    deserializes the file itself (torch.export.load would unpickle parts of it).
+    """
     try:
-        import torch
+        import torch  # noqa: F401
     except ImportError:
         return None, example_inputs
-    program = torch.export.load(str(archive))
+    from torch2mlx.pt2_reference import reference_module, sample_inputs
+
+    module = reference_module(archive)
     if example_inputs is None:
-        if program.example_inputs is None:
+        found = sample_inputs(archive)
+        if found is None:
             return None, None
-        args, kwargs = program.example_inputs
+        args, kwargs = found
         example_inputs = dict(kwargs) if kwargs and not args else tuple(args)
-    return program.module(), example_inputs
+    return module, example_inputs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from torch2mlx.checkpoint import Torch2MLXError
+from torch2mlx.checkpoint import Torch2MLXError, inspect_checkpoint
 
 _PACKAGE_HINT = (
     "pass the folder that `torch2mlx convert -o` or torch2mlx.convert wrote "
@@ -95,3 +96,68 @@ def load(directory: str | Path) -> Any:
     model.eval()
     mx.eval(model.parameters())
     return model
+
+
+_BUG = "this is a torch2mlx bug: please report it with the model that caused it"
+
+
+def _imported_modules(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." if node.level else (node.module or "").partition(".")[0])
+    return names
+
+
+def check_package(directory: str | Path) -> None:
+    """Refuses a package that must not be written: model.py does not compile, imports more
+    than mlx and the standard library, or its parameters differ from its weights.
+
+    The parameter check builds the model, so it needs mlx; without it, the first two hold.
+    """
+    directory = Path(directory)
+    path = directory / "model.py"
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        compile(tree, str(path), "exec")
+    except SyntaxError as error:
+        raise Torch2MLXError(
+            f"[codegen] {path.name}:{error.lineno}: the generated code does not compile "
+            f"({error.msg}); {_BUG}"
+        ) from None
+    foreign = sorted(_imported_modules(tree) - {"mlx"} - set(sys.stdlib_module_names))
+    if foreign:
+        raise Torch2MLXError(
+            f"[codegen] {path.name} imports {', '.join(foreign)}, but a package may import only "
+            f"mlx and the standard library; {_BUG}"
+        )
+    try:
+        from mlx.utils import tree_flatten
+    except ImportError:
+        return
+    model = load_model_class(directory)()
+    parameters = {name: tuple(value.shape) for name, value in tree_flatten(model.parameters())}
+    weights: dict[str, tuple[int, ...]] = {}
+    for weight_file in _weight_files(directory):
+        weights.update({t.name: t.shape for t in inspect_checkpoint(weight_file).tensors})
+    missing = sorted(set(parameters) - set(weights))
+    unexpected = sorted(set(weights) - set(parameters))
+    misshapen = sorted(n for n in set(parameters) & set(weights) if parameters[n] != weights[n])
+    problems = [
+        f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+        for label, names in (
+            ("parameters without a weight", missing),
+            ("weights no parameter takes", unexpected),
+            (
+                "shapes that differ",
+                [f"{n} {parameters[n]} vs {weights[n]}" for n in misshapen],
+            ),
+        )
+        if names
+    ]
+    if problems:
+        raise Torch2MLXError(
+            f"[codegen] {path.name} does not fit its weights ({'; '.join(problems)}); {_BUG}"
+        )

@@ -274,6 +274,65 @@ class RecurrentClassifier(nn.Module):
         return self.head(h[-1])
 
 
+class ConvBNAct(nn.Sequential):
+    """A Sequential subclass, as EfficientNet and MobileNetV3 write their conv blocks."""
+
+    def __init__(self, cin, cout, kernel=3, stride=1, groups=1):
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.SiLU(),
+        )
+
+
+class MBConv(nn.Module):
+    def __init__(self, cin, cout, stride, expand=2):
+        super().__init__()
+        mid = cin * expand
+        self.block = nn.Sequential(
+            ConvBNAct(cin, mid, 1),
+            ConvBNAct(mid, mid, 3, stride, groups=mid),
+            nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout)),
+        )
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class NestedEfficientNet(nn.Module):
+    """Stages of blocks in Sequentials of Sequentials (the layout that once rendered as
+    `self.blocks = [, , ]`)."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.stem = ConvBNAct(3, 8, 3, 2)
+        self.blocks = nn.Sequential(
+            nn.Sequential(MBConv(8, 8, 1), MBConv(8, 8, 1)),
+            nn.Sequential(MBConv(8, 16, 2)),
+        )
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class OddChildNames(nn.Module):
+    """Children named "-1" and "0" on an ordinary module, as some downsample blocks are."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Module()
+        self.down.add_module("-1", nn.Conv2d(3, 4, 3, 2, 1))
+        self.down.add_module("0", nn.BatchNorm2d(4))
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = getattr(self.down, "0")(getattr(self.down, "-1")(x))
+        return self.fc(y.mean((2, 3)))
+
+
 def _seeded(factory):
     def build():
         torch.manual_seed(0)
@@ -332,4 +391,26 @@ def recurrent():
     return RecurrentClassifier().eval(), (torch.randint(0, 64, (3, 10)),), None
 
 
-ZOO = [mlp, cnn_batchnorm, resnet18, mobilenet, unet, vit, gpt, bert, recurrent]
+@_seeded
+def nested_efficientnet():
+    return _randomise_norms(NestedEfficientNet()), (torch.randn(2, 3, 32, 32),), None
+
+
+@_seeded
+def odd_child_names():
+    return _randomise_norms(OddChildNames()), (torch.randn(2, 3, 16, 16),), None
+
+
+ZOO = [
+    mlp,
+    cnn_batchnorm,
+    resnet18,
+    mobilenet,
+    unet,
+    vit,
+    gpt,
+    bert,
+    recurrent,
+    nested_efficientnet,
+    odd_child_names,
+]

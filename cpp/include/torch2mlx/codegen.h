@@ -3,6 +3,7 @@
 // each weight must be stored for it.
 //
 // The steps, in order:
+//   0. passes (passes.h): no-ops, common subexpressions and dead code go;
 //   1. layout: walk the nodes once, deciding for every value the axis order it is stored in
 //      (channels-last after a convolution, torch's order elsewhere), and where a transpose
 //      is unavoidable;
@@ -12,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,8 +46,15 @@ struct GeneratedModel {
   std::size_t transposes = 0;      // layout transposes the generated code performs
 };
 
-/// Generates model.py for `program`. Throws Error listing every node it cannot translate,
-/// each with its op, module path and source line.
-[[nodiscard]] GeneratedModel generate_model(const ExportedProgram& program);
+/// How to generate.
+struct CodegenOptions {
+  std::string dump_ir_after;  // a pass name (or "input"): print the IR after it ...
+  std::function<void(const std::string&)> dump;  // ... to this, before code is generated
+};
+
+/// Generates model.py for `program`, after the default passes. Throws Error listing every
+/// node it cannot translate, each with its op, module path and source line.
+[[nodiscard]] GeneratedModel generate_model(const ExportedProgram& program,
+                                            const CodegenOptions& options = {});
 
 }  // namespace torch2mlx

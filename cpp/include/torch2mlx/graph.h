@@ -137,6 +137,7 @@ struct ExportedProgram {
   std::pair<int, int> schema_version{0, 0};
   std::string torch_version;
   std::vector<NamedTensor> weights;  // parameters, buffers and constants, by target name
+  std::string source_json;           // the JSON it was read from, as torch's loader reads it
 };
 
 /// The schema major versions this reader understands.
@@ -147,6 +148,17 @@ inline constexpr std::pair<int, int> kSupportedSchemaMajor{5, 8};
 /// the schema version and that every value a node reads is defined before it (which also
 /// rules out cycles). Weights are left empty.
 [[nodiscard]] ExportedProgram parse_exported_program(std::string_view json, std::string_view name);
+
+/// Why `text` is not a symbolic size expression as torch writes them (symbols, numbers,
+/// operators, the sympy functions torch uses), or "" when it is one.
+[[nodiscard]] std::string expression_problem(std::string_view text);
+
+/// Whether `text` is a value name as torch.fx writes them: an ASCII identifier.
+[[nodiscard]] bool is_value_name(std::string_view text);
+
+/// "file.py:12: code" for the innermost frame of `trace` (a node's stack_trace) that is the
+/// user's code rather than torch's, or "" when there is none.
+[[nodiscard]] std::string user_source_line(const std::string& trace);
 
 /// The numpy dtype name for a torch.export ScalarType code, or nullopt for an unknown code.
 [[nodiscard]] std::optional<std::string> scalar_type_name(std::int64_t code);

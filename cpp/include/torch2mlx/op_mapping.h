@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "torch2mlx/graph.h"
+
 namespace torch2mlx {
 
 class Call;  // what an emitter sees of a node: cpp/src/ops/call.h
@@ -52,6 +54,10 @@ struct UnsupportedOp {
 
 /// Overloads that are deliberately not supported, with reasons, sorted.
 [[nodiscard]] std::vector<UnsupportedOp> unsupported_ops();
+
+/// Why torch's own loader must not be handed `program` (a node whose op this registry does
+/// not know, an argument kind it cannot read, a custom object), or "" when it may be.
+[[nodiscard]] std::string torch_loading_hazard(const ExportedProgram& program);
 
 /// The reason `target` is unsupported, or "" if the registry does not list it as such.
 [[nodiscard]] std::string_view unsupported_reason(std::string_view target);

@@ -20,6 +20,7 @@ struct PackageOptions {
   std::optional<DType> dtype;  // cast floating-point weights; integer and bool ones are kept
   std::uint64_t shard_bytes = 5'000'000'000;
   unsigned threads = 0;  // 0: one per core
+  CodegenOptions codegen;
 };
 
 /// What was written.

@@ -74,6 +74,15 @@ inline constexpr std::size_t kMaxDims = 64;
 /// Validates that the view lies inside `storage_bytes`, naming `what` in the error.
 void check_view_in_bounds(const Tensor& tensor, std::size_t storage_bytes, std::string_view what);
 
+/// The most bytes an expanded view (one whose elements overlap in storage, as
+/// `zeros(1).expand(2**38)` does) may take once written out in full: a 1 kB file must not
+/// make torch2mlx allocate or write a terabyte.
+inline constexpr std::uint64_t kMaxExpandedBytes = std::uint64_t{1} << 30;
+
+/// Refuses, naming `what`, a view that written out would exceed both its storage and
+/// kMaxExpandedBytes.
+void check_expansion(const Tensor& tensor, std::string_view what);
+
 /// Copies the elements in row-major order into `out`, which holds tensor.nbytes().
 void copy_contiguous(const Tensor& tensor, std::byte* out);
 

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "torch2mlx/error.h"
+#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -156,7 +157,7 @@ std::string Call::literal(std::string_view name, std::string_view fallback) cons
       return fmt::format("({})", fmt::join(items, ", "));
     }
     case ArgKind::String:
-      return fmt::format("\"{}\"", found->strings[0]);
+      return python_string(found->strings[0]);
     case ArgKind::ScalarType: {
       const auto mlx = mlx_dtype(found->strings[0]);
       if (!mlx) unsupported(fmt::format("MLX has no dtype {}", found->strings[0]));

@@ -14,6 +14,7 @@
 #include "call.h"
 #include "emit_util.h"
 #include "torch2mlx/error.h"
+#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -139,7 +140,7 @@ std::string convolve(Call& call, bool transposed_conv) {
   if (!transposed_conv && padding != nullptr && padding->kind == ArgKind::String) {
     // padding="same"/"valid": torch pads "same" asymmetrically when the window is even.
     function = call.helper("conv_padded");
-    options.push_back(fmt::format("padding=\"{}\"", padding->strings[0]));
+    options.push_back(fmt::format("padding={}", python_string(padding->strings[0])));
     options.push_back(fmt::format("dilation={}", spatial(call, "dilation", dims, 1)));
   } else {
     function = fmt::format("mx.conv{}{}d", transposed_conv ? "_transpose" : "", dims);
@@ -240,8 +241,8 @@ std::string upsample(Call& call) {
   const std::string size = call.has("output_size") ? call.literal("output_size", "None") : "None";
   const std::string align = call.flag("align_corners", false) ? "True" : "False";
   call.helper("cubic_along");  // the upsample helper names it, whatever the mode
-  return fmt::format("{}({}, {}, {}, \"{}\", {})", call.helper("upsample"), input.input, size,
-                     upsample_scales(call, Dims), Mode.view(), align);
+  return fmt::format("{}({}, {}, {}, {}, {})", call.helper("upsample"), input.input, size,
+                     upsample_scales(call, Dims), python_string(Mode.view()), align);
 }
 
 template <Text Mode>
@@ -249,8 +250,8 @@ std::string pad_spatial(Call& call) {
   const auto padding = call.ints("padding");
   const ChannelsLastInput input =
       channels_last_input(call, "self", static_cast<int>(padding.size() / 2));
-  return input.output(fmt::format("{}({}, {}, \"{}\")", call.helper("pad_spatial"), input.input,
-                                  int_tuple(padding), Mode.view()));
+  return input.output(fmt::format("{}({}, {}, {})", call.helper("pad_spatial"), input.input,
+                                  int_tuple(padding), python_string(Mode.view())));
 }
 
 std::string pixel_shuffle(Call& call) {

@@ -7,6 +7,7 @@
 
 #include "call.h"
 #include "emit_util.h"
+#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -69,8 +70,9 @@ std::string gather(Call& call) {
 // 'amax', 'amin') all go to one helper; no reduce means replace.
 std::string scatter(Call& call) {
   const std::string source = call.has("src") ? call.tensor("src") : operand(call, "value");
-  return fmt::format("{}({}, {}, {}, {}, \"{}\", {})", call.helper("scatter"), call.tensor("self"),
-                     call.axis("dim", 0), call.tensor("index"), source, call.text("reduce", "none"),
+  return fmt::format("{}({}, {}, {}, {}, {}, {})", call.helper("scatter"), call.tensor("self"),
+                     call.axis("dim", 0), call.tensor("index"), source,
+                     python_string(call.text("reduce", "none")),
                      py_bool(call.flag("include_self", true)));
 }
 

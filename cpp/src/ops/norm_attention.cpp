@@ -7,6 +7,7 @@
 
 #include "call.h"
 #include "emit_util.h"
+#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -141,7 +142,7 @@ std::string addmm(Call& call) {
 }
 
 std::string einsum(Call& call) {
-  return fmt::format("mx.einsum(\"{}\", {})", call.text("equation", ""),
+  return fmt::format("mx.einsum({}, {})", python_string(call.text("equation", "")),
                      fmt::join(call.tensors("tensors"), ", "));
 }
 
@@ -208,10 +209,11 @@ std::string fft_r2c(Call& call) {
   const std::string self = call.tensor("self");
   const std::string axes = int_tuple(call.axes("dim"));
   if (call.flag("onesided", true)) {
-    return fmt::format("mx.fft.rfftn({}, axes={}, norm=\"{}\")", self, axes, fft_norm(call, false));
+    return fmt::format("mx.fft.rfftn({}, axes={}, norm={})", self, axes,
+                       python_string(fft_norm(call, false)));
   }
-  return fmt::format("mx.fft.fftn({}.astype(mx.complex64), axes={}, norm=\"{}\")", self, axes,
-                     fft_norm(call, false));
+  return fmt::format("mx.fft.fftn({}.astype(mx.complex64), axes={}, norm={})", self, axes,
+                     python_string(fft_norm(call, false)));
 }
 
 std::string fft_c2r(Call& call) {
@@ -223,14 +225,15 @@ std::string fft_c2r(Call& call) {
     sizes.push_back(fmt::format("{}.shape[{}]", call.tensor("self"), axes[index]));
   }
   sizes.push_back(call.literal("last_dim_size", "None"));
-  return fmt::format("mx.fft.irfftn({}, s=({},), axes={}, norm=\"{}\")", call.tensor("self"),
-                     fmt::join(sizes, ", "), int_tuple(axes), fft_norm(call, true));
+  return fmt::format("mx.fft.irfftn({}, s=({},), axes={}, norm={})", call.tensor("self"),
+                     fmt::join(sizes, ", "), int_tuple(axes), python_string(fft_norm(call, true)));
 }
 
 std::string fft_c2c(Call& call) {
   const bool forward = call.flag("forward", true);
-  return fmt::format("mx.fft.{}({}, axes={}, norm=\"{}\")", forward ? "fftn" : "ifftn",
-                     call.tensor("self"), int_tuple(call.axes("dim")), fft_norm(call, !forward));
+  return fmt::format("mx.fft.{}({}, axes={}, norm={})", forward ? "fftn" : "ifftn",
+                     call.tensor("self"), int_tuple(call.axes("dim")),
+                     python_string(fft_norm(call, !forward)));
 }
 
 }  // namespace

@@ -90,4 +90,30 @@ std::string_view unsupported_reason(std::string_view target) {
   return {};
 }
 
+std::string torch_loading_hazard(const ExportedProgram& program) {
+  // torch's loader resolves a node's target by attribute lookup from the torch module
+  // ("torch.os.system" resolves too) and the graph module calls it: only the ops this
+  // registry knows may reach it. Arguments this reader cannot see into (subgraphs, custom
+  // objects, opaque objects) would be deserialized by torch, possibly by unpickling.
+  for (const Node& node : program.nodes) {
+    if (find_op(node.target) == nullptr) {
+      return fmt::format("node '{}' calls '{}', which is not an op torch2mlx knows", node.name,
+                         node.target);
+    }
+    for (const NamedArg& input : node.inputs) {
+      if (input.arg.kind == ArgKind::Unsupported) {
+        return fmt::format("node '{}' ({}) takes '{}' as {}, which torch2mlx does not read",
+                           node.name, node.target, input.name,
+                           input.arg.strings.empty() ? "?" : input.arg.strings[0]);
+      }
+    }
+  }
+  for (const InputSpec& input : program.inputs) {
+    if (input.kind == InputKind::CustomObject) {
+      return fmt::format("input '{}' is a custom object, which torch would unpickle", input.name);
+    }
+  }
+  return {};
+}
+
 }  // namespace torch2mlx

@@ -5,6 +5,7 @@
 
 #include "call.h"
 #include "emit_util.h"
+#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -34,9 +35,9 @@ std::string lstm(Call& call) {
 template <Text Cell>
 std::string single_state(Call& call) {
   call.helper("recurrent_layers");
-  return fmt::format("{}({}, {}, [{}], {}, \"{}\")", call.helper("gru_or_rnn"),
-                     call.tensor("input"), state(call), fmt::join(call.tensors("params"), ", "),
-                     flags(call), Cell.view());
+  return fmt::format("{}({}, {}, [{}], {}, {})", call.helper("gru_or_rnn"), call.tensor("input"),
+                     state(call), fmt::join(call.tensors("params"), ", "), flags(call),
+                     python_string(Cell.view()));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "call.h"
 #include "emit_util.h"
+#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -243,8 +244,8 @@ std::string pad(Call& call) {
   if (mode != "reflect" && mode != "replicate" && mode != "circular") {
     call.unsupported(fmt::format("pad mode '{}'", mode));
   }
-  return fmt::format("{}({}, {}, \"{}\")", call.helper("pad_mode"), call.tensor("self"),
-                     call.literal("pad", "()"), mode);
+  return fmt::format("{}({}, {}, {})", call.helper("pad_mode"), call.tensor("self"),
+                     call.literal("pad", "()"), python_string(mode));
 }
 
 // MLX's as_strided reads the row-contiguous data, which is what torch's storage is for any

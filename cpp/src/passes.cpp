@@ -1,0 +1,341 @@
+#include "torch2mlx/passes.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <bit>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "torch2mlx/error.h"
+#include "torch2mlx/python_text.h"
+
+namespace torch2mlx {
+namespace {
+
+// --- Shared by the passes.
+
+// Every later read of `from` (node inputs after `node_index`, and the graph's outputs)
+// reads `to` instead.
+void replace_uses(ExportedProgram& program, std::size_t node_index, const std::string& from,
+                  const std::string& to) {
+  const auto rename = [&](Arg& arg) { std::replace(arg.names.begin(), arg.names.end(), from, to); };
+  for (std::size_t index = node_index + 1; index < program.nodes.size(); ++index) {
+    for (NamedArg& input : program.nodes[index].inputs) rename(input.arg);
+  }
+  for (OutputSpec& output : program.outputs) rename(output.value);
+}
+
+// Removes the nodes whose flag is set, keeping the order of the others.
+std::size_t remove_nodes(ExportedProgram& program, const std::vector<bool>& remove) {
+  std::size_t index = 0;
+  const std::size_t before = program.nodes.size();
+  std::erase_if(program.nodes, [&](const Node&) { return remove[index++]; });
+  return before - program.nodes.size();
+}
+
+const TensorMeta* meta_of(const ExportedProgram& program, const Arg* arg) {
+  if (arg == nullptr || arg->kind != ArgKind::Tensor || arg->names.empty()) return nullptr;
+  const auto found = program.tensors.find(arg->names[0]);
+  return found == program.tensors.end() ? nullptr : &found->second;
+}
+
+bool same_dims(const std::vector<Dim>& a, const std::vector<Dim>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const Dim& x, const Dim& y) {
+    return x.hint == y.hint && x.symbol == y.symbol;
+  });
+}
+
+// --- No-ops.
+
+// The output equals the input: same dtype and same shape (so no broadcast either).
+bool same_value_type(const Node& node, const ExportedProgram& program, std::string_view input) {
+  const TensorMeta* in = meta_of(program, node.input(input));
+  const TensorMeta* out = node.outputs.size() == 1 ? meta_of(program, &node.outputs[0]) : nullptr;
+  return in != nullptr && out != nullptr && in->dtype == out->dtype &&
+         same_dims(in->shape, out->shape);
+}
+
+// A literal argument (not a tensor, not a symbol) equal to `value`.
+bool literal_is(const Node& node, std::string_view name, double value) {
+  const Arg* arg = node.input(name);
+  if (arg == nullptr) return false;
+  if (!arg->names.empty() && !arg->names[0].empty()) return false;  // symbolic
+  if (arg->kind == ArgKind::Float && arg->floats.size() == 1) return arg->floats[0] == value;
+  if (arg->kind == ArgKind::Int && arg->ints.size() == 1) {
+    return static_cast<double>(arg->ints[0]) == value;
+  }
+  return false;
+}
+
+bool absent_or(const Node& node, std::string_view name, double value) {
+  return node.input(name) == nullptr || literal_is(node, name, value);
+}
+
+// What makes a node of each target a no-op, beyond its output having its input's dtype and
+// shape; and the input it passes through.
+struct NoopRule {
+  std::string_view target;
+  std::string_view input;
+  bool (*holds)(const Node& node);
+};
+
+bool always(const Node& /*node*/) { return true; }
+bool adds_zero(const Node& node) {
+  return literal_is(node, "other", 0.0) && absent_or(node, "alpha", 1.0);
+}
+bool multiplies_by_one(const Node& node) { return literal_is(node, "other", 1.0); }
+bool starts_at_zero(const Node& node) { return absent_or(node, "start", 0.0); }
+bool not_training(const Node& node) {
+  const Arg* train = node.input("train");
+  return train != nullptr && train->kind == ArgKind::Bool && train->ints.size() == 1 &&
+         train->ints[0] == 0 && (train->names.empty() || train->names[0].empty());
+}
+
+constexpr NoopRule kNoopRules[] = {
+    {"aten.alias.default", "self", always},
+    {"aten.detach.default", "self", always},
+    {"aten.clone.default", "self", always},
+    {"aten.lift_fresh_copy.default", "self", always},
+    {"aten.view.default", "self", always},
+    {"aten.reshape.default", "self", always},
+    {"aten._unsafe_view.default", "self", always},
+    {"aten.expand.default", "self", always},
+    {"aten.slice.Tensor", "self", starts_at_zero},
+    {"aten._to_copy.default", "self", always},
+    {"aten.to.dtype", "self", always},
+    {"aten.to.dtype_layout", "self", always},
+    {"aten.type_as.default", "self", always},
+    {"aten.add.Tensor", "self", adds_zero},
+    {"aten.add.Scalar", "self", adds_zero},
+    {"aten.sub.Tensor", "self", adds_zero},
+    {"aten.sub.Scalar", "self", adds_zero},
+    {"aten.mul.Tensor", "self", multiplies_by_one},
+    {"aten.mul.Scalar", "self", multiplies_by_one},
+    {"aten.div.Tensor", "self", multiplies_by_one},
+    {"aten.div.Scalar", "self", multiplies_by_one},
+    {"aten.dropout.default", "input", not_training},
+};
+
+// --- Common subexpressions.
+
+// Ops whose every call gives a new value: never merged.
+bool is_random(std::string_view target) {
+  constexpr std::string_view kRandom[] = {"rand",    "normal",      "bernoulli",  "uniform",
+                                          "dropout", "multinomial", "poisson",    "exponential",
+                                          "cauchy",  "geometric",   "log_normal", "empty"};
+  return std::any_of(std::begin(kRandom), std::end(kRandom),
+                     [&](std::string_view word) { return target.find(word) != target.npos; });
+}
+
+// Everything that decides what a node computes, as one string: its op, its arguments and
+// the module call it belongs to (merging across module calls would move code between the
+// generated classes).
+std::string node_key(const Node& node) {
+  std::string key = node.target;
+  for (const ModuleFrame& frame : node.module_stack) key += fmt::format("|{}", frame.key);
+  for (const NamedArg& input : node.inputs) {
+    const Arg& arg = input.arg;
+    std::vector<std::uint64_t> float_bits;
+    for (const double value : arg.floats) float_bits.push_back(std::bit_cast<std::uint64_t>(value));
+    key += fmt::format("|{}={}:{}:{}:{}:{}", input.name, static_cast<int>(arg.kind),
+                       fmt::join(arg.names, ","), fmt::join(arg.ints, ","),
+                       fmt::join(float_bits, ","), fmt::join(arg.strings, "\x1f"));
+  }
+  return key;
+}
+
+std::vector<std::string> output_names(const Node& node) {
+  std::vector<std::string> names;
+  for (const Arg& output : node.outputs) {
+    for (const std::string& name : output.names) {
+      if (!name.empty()) names.push_back(name);
+    }
+  }
+  return names;
+}
+
+// --- Printing.
+
+std::string arg_text(const Arg& arg) {
+  const auto value = [&](std::size_t index, const std::string& literal) {
+    return index < arg.names.size() && !arg.names[index].empty() ? "%" + arg.names[index] : literal;
+  };
+  std::vector<std::string> items;
+  switch (arg.kind) {
+    case ArgKind::None:
+      return "None";
+    case ArgKind::Tensor:
+    case ArgKind::TensorList:
+      for (const std::string& name : arg.names) items.push_back(name.empty() ? "None" : "%" + name);
+      return arg.kind == ArgKind::Tensor && items.size() == 1
+                 ? items[0]
+                 : fmt::format("[{}]", fmt::join(items, ", "));
+    case ArgKind::Int:
+    case ArgKind::Bool:
+      return value(0, arg.ints.empty() ? "?" : fmt::format("{}", arg.ints[0]));
+    case ArgKind::IntList:
+    case ArgKind::BoolList:
+      for (std::size_t i = 0; i < arg.ints.size(); ++i)
+        items.push_back(value(i, fmt::format("{}", arg.ints[i])));
+      return fmt::format("[{}]", fmt::join(items, ", "));
+    case ArgKind::Float:
+      return value(0, arg.floats.empty() ? "?" : fmt::format("{}", arg.floats[0]));
+    case ArgKind::FloatList:
+      return fmt::format("[{}]", fmt::join(arg.floats, ", "));
+    case ArgKind::String:
+    case ArgKind::StringList:
+    case ArgKind::ScalarType:
+    case ArgKind::Device:
+      for (const std::string& text : arg.strings) items.push_back(python_comment(text, 60));
+      return fmt::format("'{}'", fmt::join(items, "', '"));
+    default:
+      return fmt::format("<{}>", arg.strings.empty() ? "?" : python_comment(arg.strings[0], 40));
+  }
+}
+
+std::string type_text(const ExportedProgram& program, const std::string& name) {
+  const auto found = program.tensors.find(name);
+  if (found == program.tensors.end()) return "";
+  std::vector<std::string> dims;
+  for (const Dim& dim : found->second.shape) {
+    dims.push_back(dim.symbol.empty() ? fmt::format("{}", dim.hint) : dim.symbol);
+  }
+  return fmt::format(" : {}[{}]", found->second.dtype, fmt::join(dims, ", "));
+}
+
+constexpr std::string_view kInputKindNames[] = {"user input", "parameter", "buffer",
+                                                "constant",   "token",     "custom object"};
+constexpr std::string_view kOutputKindNames[] = {
+    "user output",        "buffer mutation", "user input mutation",
+    "parameter mutation", "token",           "other"};
+
+}  // namespace
+
+std::size_t eliminate_noops(ExportedProgram& program) {
+  std::vector<bool> remove(program.nodes.size(), false);
+  for (std::size_t index = 0; index < program.nodes.size(); ++index) {
+    const Node& node = program.nodes[index];
+    for (const NoopRule& rule : kNoopRules) {
+      if (node.target != rule.target || !rule.holds(node) ||
+          !same_value_type(node, program, rule.input)) {
+        continue;
+      }
+      replace_uses(program, index, node.outputs[0].names[0], node.input(rule.input)->names[0]);
+      remove[index] = true;
+      break;
+    }
+  }
+  return remove_nodes(program, remove);
+}
+
+std::size_t eliminate_dead_code(ExportedProgram& program) {
+  std::set<std::string> live;
+  for (const OutputSpec& output : program.outputs) {
+    for (const std::string& name : output.value.names) live.insert(name);
+  }
+  std::vector<bool> remove(program.nodes.size(), false);
+  for (std::size_t index = program.nodes.size(); index-- > 0;) {
+    const Node& node = program.nodes[index];
+    const std::vector<std::string> outputs = output_names(node);
+    // A node without outputs is there for its effect (the tracer's asserts): kept.
+    const bool used =
+        outputs.empty() || std::any_of(outputs.begin(), outputs.end(),
+                                       [&](const auto& n) { return live.contains(n); });
+    if (!used) {
+      remove[index] = true;
+      continue;
+    }
+    for (const NamedArg& input : node.inputs) {
+      for (const std::string& name : input.arg.names) {
+        if (!name.empty()) live.insert(name);
+      }
+    }
+  }
+  return remove_nodes(program, remove);
+}
+
+std::size_t eliminate_common_subexpressions(ExportedProgram& program) {
+  std::map<std::string, std::size_t> first;  // node key -> index of its first node
+  std::vector<bool> remove(program.nodes.size(), false);
+  for (std::size_t index = 0; index < program.nodes.size(); ++index) {
+    const Node& node = program.nodes[index];
+    if (is_random(node.target) || node.outputs.empty()) continue;
+    const auto [found, inserted] = first.emplace(node_key(node), index);
+    if (inserted) continue;
+    const std::vector<std::string> earlier = output_names(program.nodes[found->second]);
+    const std::vector<std::string> later = output_names(node);
+    if (earlier.size() != later.size()) continue;
+    for (std::size_t i = 0; i < later.size(); ++i)
+      replace_uses(program, index, later[i], earlier[i]);
+    remove[index] = true;
+  }
+  return remove_nodes(program, remove);
+}
+
+const std::vector<Pass>& default_passes() {
+  static const std::vector<Pass> kPasses = {
+      {"noops", eliminate_noops},
+      {"cse", eliminate_common_subexpressions},
+      {"dead-code", eliminate_dead_code},
+  };
+  return kPasses;
+}
+
+std::string print_ir(const ExportedProgram& program) {
+  std::string text;
+  for (const InputSpec& input : program.inputs) {
+    const auto kind = kInputKindNames[static_cast<std::size_t>(input.kind)];
+    text += fmt::format("input  %{}{}  ({}{}{})\n", input.name, type_text(program, input.name),
+                        kind, input.target.empty() ? "" : " ", input.target);
+  }
+  for (const Node& node : program.nodes) {
+    std::vector<std::string> outputs;
+    for (const Arg& output : node.outputs) outputs.push_back(arg_text(output));
+    std::vector<std::string> inputs;
+    for (const NamedArg& input : node.inputs) {
+      inputs.push_back(fmt::format("{}={}", input.name, arg_text(input.arg)));
+    }
+    const std::string type = node.outputs.size() == 1 && node.outputs[0].kind == ArgKind::Tensor
+                                 ? type_text(program, node.outputs[0].names[0])
+                                 : "";
+    std::string where;
+    if (!node.module_stack.empty()) {
+      where =
+          fmt::format("  # {} ({})", node.module_stack.back().path, node.module_stack.back().type);
+    }
+    if (const std::string line = user_source_line(node.stack_trace); !line.empty())
+      where += (where.empty() ? "  # " : " at ") + line;
+    text += fmt::format("{} = {}({}){}{}\n", fmt::join(outputs, ", "), node.target,
+                        fmt::join(inputs, ", "), type, python_comment(where, 200));
+  }
+  for (const OutputSpec& output : program.outputs) {
+    const auto kind = kOutputKindNames[static_cast<std::size_t>(output.kind)];
+    text += fmt::format("output {}  ({}{}{})\n", arg_text(output.value), kind,
+                        output.target.empty() ? "" : " ", output.target);
+  }
+  return text;
+}
+
+void run_passes(ExportedProgram& program, const std::vector<Pass>& passes,
+                std::string_view dump_after, const std::function<void(const std::string&)>& dump) {
+  const bool known = dump_after.empty() || dump_after == "input" ||
+                     std::any_of(passes.begin(), passes.end(),
+                                 [&](const Pass& pass) { return pass.name == dump_after; });
+  if (!known) {
+    std::vector<std::string_view> names{"input"};
+    for (const Pass& pass : passes) names.push_back(pass.name);
+    fail("passes", fmt::format("there is no pass '{}' to dump the IR after; the passes are: {}",
+                               python_comment(dump_after, 60), fmt::join(names, ", ")));
+  }
+  if (dump_after == "input" && dump) dump(print_ir(program));
+  for (const Pass& pass : passes) {
+    pass.run(program);
+    if (pass.name == dump_after && dump) dump(print_ir(program));
+  }
+}
+
+}  // namespace torch2mlx

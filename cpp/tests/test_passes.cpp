@@ -1,0 +1,195 @@
+// The passes of passes.h, each on small programs built here, and the pass manager's dump.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "torch2mlx/error.h"
+#include "torch2mlx/graph.h"
+#include "torch2mlx/passes.h"
+
+namespace torch2mlx {
+namespace {
+
+Arg tensor(const std::string& name) {
+  Arg arg;
+  arg.kind = ArgKind::Tensor;
+  arg.names = {name};
+  return arg;
+}
+
+Arg number(double value) {
+  Arg arg;
+  arg.kind = ArgKind::Float;
+  arg.floats = {value};
+  return arg;
+}
+
+Arg integers(std::vector<std::int64_t> values) {
+  Arg arg;
+  arg.kind = ArgKind::IntList;
+  arg.ints = values;
+  arg.names.resize(values.size());
+  return arg;
+}
+
+TensorMeta meta(std::vector<std::int64_t> shape, std::string dtype = "float32") {
+  TensorMeta result;
+  result.dtype = std::move(dtype);
+  for (const std::int64_t size : shape) result.shape.push_back({size, ""});
+  return result;
+}
+
+// A program with one user input x (float32 [2, 3]) whose output is `output`.
+struct Builder {
+  ExportedProgram program;
+
+  Builder() {
+    InputSpec x;
+    x.name = "x";
+    x.value = tensor("x");
+    program.inputs.push_back(x);
+    program.tensors["x"] = meta({2, 3});
+  }
+
+  Builder& node(const std::string& out, const std::string& target, std::vector<NamedArg> inputs,
+                TensorMeta type = meta({2, 3}), const std::string& module_key = "") {
+    Node node;
+    node.name = out;
+    node.target = target;
+    node.inputs = std::move(inputs);
+    node.outputs.push_back(tensor(out));
+    if (!module_key.empty()) node.module_stack.push_back({module_key, "block", "pkg.Block"});
+    program.nodes.push_back(node);
+    program.tensors[out] = std::move(type);
+    return *this;
+  }
+
+  ExportedProgram returning(const std::vector<std::string>& names) {
+    for (const std::string& name : names) {
+      OutputSpec output;
+      output.value = tensor(name);
+      program.outputs.push_back(output);
+    }
+    return program;
+  }
+};
+
+std::vector<std::string> targets(const ExportedProgram& program) {
+  std::vector<std::string> result;
+  for (const Node& node : program.nodes) result.push_back(node.target);
+  return result;
+}
+
+std::string reads(const Node& node, const std::string& input) {
+  return node.input(input)->names[0];
+}
+
+TEST(EliminateNoops, DropsIdentitiesAndRewiresTheirUses) {
+  ExportedProgram program =
+      Builder()
+          .node("alias", "aten.alias.default", {{"self", tensor("x")}})
+          .node("add", "aten.add.Tensor", {{"self", tensor("alias")}, {"other", number(0)}})
+          .node("mul", "aten.mul.Tensor", {{"self", tensor("add")}, {"other", number(1)}})
+          .node("view", "aten.view.default", {{"self", tensor("mul")}, {"size", integers({2, 3})}})
+          .node("relu", "aten.relu.default", {{"self", tensor("view")}})
+          .node("clone", "aten.clone.default", {{"self", tensor("relu")}})
+          .returning({"clone"});
+  EXPECT_EQ(eliminate_noops(program), 5U);
+  EXPECT_EQ(targets(program), std::vector<std::string>{"aten.relu.default"});
+  EXPECT_EQ(reads(program.nodes[0], "self"), "x");
+  EXPECT_EQ(program.outputs[0].value.names[0], "relu");
+}
+
+TEST(EliminateNoops, KeepsWhatChangesTheValue) {
+  ExportedProgram program =
+      Builder()
+          // + 1, * 2: not identities.
+          .node("add", "aten.add.Tensor", {{"self", tensor("x")}, {"other", number(1)}})
+          .node("mul", "aten.mul.Tensor", {{"self", tensor("add")}, {"other", number(2)}})
+          // A reshape that changes the shape, a broadcast, a cast to another dtype.
+          .node("view", "aten.view.default", {{"self", tensor("mul")}, {"size", integers({3, 2})}},
+                meta({3, 2}))
+          .node("expand", "aten.expand.default",
+                {{"self", tensor("view")}, {"size", integers({2, 3, 2})}}, meta({2, 3, 2}))
+          .node("cast", "aten._to_copy.default", {{"self", tensor("expand")}},
+                meta({2, 3, 2}, "float16"))
+          // + 0 that promotes float16 to float32 changes the dtype: kept.
+          .node("add0", "aten.add.Tensor", {{"self", tensor("cast")}, {"other", number(0)}},
+                meta({2, 3, 2}, "float32"))
+          .returning({"add0"});
+  EXPECT_EQ(eliminate_noops(program), 0U);
+  EXPECT_EQ(program.nodes.size(), 6U);
+}
+
+TEST(EliminateDeadCode, DropsWhatNoOutputReads) {
+  ExportedProgram program =
+      Builder()
+          .node("unused", "aten.exp.default", {{"self", tensor("x")}})
+          .node("unused_too", "aten.neg.default", {{"self", tensor("unused")}})
+          .node("relu", "aten.relu.default", {{"self", tensor("x")}})
+          .returning({"relu"});
+  // An assert computes nothing but stays: it is there for its effect.
+  Node check;
+  check.target = "aten._assert_scalar.default";
+  program.nodes.insert(program.nodes.begin(), check);
+  EXPECT_EQ(eliminate_dead_code(program), 2U);
+  EXPECT_EQ(targets(program),
+            (std::vector<std::string>{"aten._assert_scalar.default", "aten.relu.default"}));
+}
+
+TEST(EliminateCommonSubexpressions, MergesTheSameOpOnTheSameInputs) {
+  ExportedProgram program =
+      Builder()
+          .node("exp", "aten.exp.default", {{"self", tensor("x")}}, meta({2, 3}), "m0")
+          .node("exp_1", "aten.exp.default", {{"self", tensor("x")}}, meta({2, 3}), "m0")
+          .node("add", "aten.add.Tensor", {{"self", tensor("exp")}, {"other", tensor("exp_1")}},
+                meta({2, 3}), "m0")
+          .returning({"add"});
+  EXPECT_EQ(eliminate_common_subexpressions(program), 1U);
+  ASSERT_EQ(program.nodes.size(), 2U);
+  EXPECT_EQ(reads(program.nodes[1], "other"), "exp");
+}
+
+TEST(EliminateCommonSubexpressions, KeepsRandomOpsAndOtherModuleCalls) {
+  ExportedProgram program =
+      Builder()
+          .node("exp", "aten.exp.default", {{"self", tensor("x")}}, meta({2, 3}), "m0")
+          .node("exp_1", "aten.exp.default", {{"self", tensor("x")}}, meta({2, 3}), "m1")
+          .node("r", "aten.rand_like.default", {{"self", tensor("x")}})
+          .node("r_1", "aten.rand_like.default", {{"self", tensor("x")}})
+          .returning({"exp", "exp_1", "r", "r_1"});
+  EXPECT_EQ(eliminate_common_subexpressions(program), 0U);
+}
+
+TEST(PassManager, DumpsTheIrAfterTheNamedPass) {
+  ExportedProgram program = Builder()
+                                .node("alias", "aten.alias.default", {{"self", tensor("x")}})
+                                .node("relu", "aten.relu.default", {{"self", tensor("alias")}})
+                                .returning({"relu"});
+  std::string before;
+  std::string after;
+  ExportedProgram copy = program;
+  run_passes(copy, default_passes(), "input", [&](const std::string& text) { before = text; });
+  run_passes(program, default_passes(), "noops", [&](const std::string& text) { after = text; });
+  EXPECT_NE(before.find("%alias = aten.alias.default(self=%x) : float32[2, 3]"), std::string::npos)
+      << before;
+  EXPECT_EQ(after.find("aten.alias"), std::string::npos) << after;
+  EXPECT_NE(after.find("%relu = aten.relu.default(self=%x)"), std::string::npos) << after;
+  EXPECT_NE(after.find("output %relu  (user output)"), std::string::npos) << after;
+  EXPECT_NE(after.find("input  %x : float32[2, 3]  (user input)"), std::string::npos) << after;
+}
+
+TEST(PassManager, AnUnknownPassNameListsThePasses) {
+  ExportedProgram program = Builder().returning({"x"});
+  try {
+    run_passes(program, default_passes(), "fusion", [](const std::string&) {});
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("input, noops, cse, dead-code"), std::string::npos)
+        << error.what();
+  }
+}
+
+}  // namespace
+}  // namespace torch2mlx
