@@ -43,6 +43,60 @@ def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
         ) from error
 
 
+# How many rounds of decomposition to try: a decomposition may itself use an op that needs
+# decomposing (cdist -> _cdist_forward is one round; none seen needs more than two).
+_MAX_DECOMPOSITION_ROUNDS = 4
+
+
+def _untranslated_ops(program: Any, supported: set[str]) -> set[Any]:
+    import torch
+
+    return {
+        node.target
+        for node in program.graph.nodes
+        if node.op == "call_function"
+        and isinstance(node.target, torch._ops.OpOverload)
+        and str(node.target) not in supported
+    }
+
+
+def decompose_untranslated(program: Any) -> tuple[Any, list[str]]:
+    """Decomposes, with torch's own tables, the ops torch2mlx has no translation for.
+
+    Only those ops are decomposed (``run_decompositions`` with a table restricted to them),
+    so attention, norms and convolutions that translate directly stay whole. Returns the
+    program and the names of the ops that were decomposed, in order. Ops with no
+    decomposition are left for the code generator to refuse by name.
+    """
+    import torch
+
+    from torch2mlx import _core
+
+    supported = set(_core.supported_ops())
+    defaults = torch.export.default_decompositions()
+    decomposed: list[str] = []
+    for _ in range(_MAX_DECOMPOSITION_ROUNDS):
+        missing = _untranslated_ops(program, supported)
+        table = {op: defaults[op] for op in missing if op in defaults}
+        # Composite ops outside the default table (reshape_as, swapaxes, ...) decompose
+        # through their own implementation whenever run_decompositions runs at all.
+        implicit = {
+            op
+            for op in missing
+            if op not in table
+            and op.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd)
+        }
+        if not table and not implicit:
+            break
+        program = program.run_decompositions(table)
+        left = _untranslated_ops(program, supported)
+        done = sorted(str(op) for op in missing - left)
+        if not done:
+            break
+        decomposed += done
+    return program, decomposed
+
+
 def save_program(program: Any, path: Path) -> Path:
     """Writes an ExportedProgram as a .pt2 archive."""
     import torch

@@ -196,6 +196,9 @@ def _convert(args: argparse.Namespace) -> int:
     )
     for note in result.config["notes"]:
         print(f"  note: {note}")
+    if result.config.get("decomposed_ops"):
+        ops = ", ".join(result.config["decomposed_ops"])
+        print(f"  decomposed with torch's tables (no direct translation): {ops}")
     if result.summary:
         print("verification against torch:")
         print("\n".join(result.summary))

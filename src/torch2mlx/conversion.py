@@ -212,7 +212,12 @@ def convert(
     ``report.json`` saying so, and ``result.passed`` is False. ``dump_ir`` names a pass
     (``"input"`` for none yet) after which the graph IR is printed to stderr.
     """
-    from torch2mlx.capture import export_model, save_program, split_inputs
+    from torch2mlx.capture import (
+        decompose_untranslated,
+        export_model,
+        save_program,
+        split_inputs,
+    )
 
     if dtype is not None and dtype not in _DTYPES:
         raise Torch2MLXError(f"[convert] dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
@@ -222,6 +227,7 @@ def convert(
     staging = Path(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
     )
+    decomposed: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="torch2mlx-") as scratch:
             if isinstance(model, (str, Path)):
@@ -230,6 +236,7 @@ def convert(
                 module = None
             else:
                 program = export_model(model, example_inputs, dynamic_shapes)
+                program, decomposed = decompose_untranslated(program)
                 archive = save_program(program, Path(scratch) / "model.pt2")
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
@@ -238,12 +245,15 @@ def convert(
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)
         config = _config(info, source, dtype)
+        config["decomposed_ops"] = decomposed
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         report: dict = {"verified": False, "passed": None}
         lines: list[str] = []
+        report["decomposed_ops"] = decomposed
         if verify and module is not None:
             args, kwargs = split_inputs(example_inputs)
             report, lines = _verify(module, args, kwargs, staging, dtype, tolerance)
+            report["decomposed_ops"] = decomposed
         elif verify:
             report["reason"] = "torch is not installed, so there is nothing to compare against"
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
