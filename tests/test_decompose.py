@@ -82,3 +82,87 @@ def test_decomposed_outer_in_a_rotary_embedding(tmp_path, seed):
     np.testing.assert_allclose(
         np.array(mlx_model(mx.array(x.numpy()))), Rotary()(x).numpy(), atol=1e-5
     )
+
+
+class _Dropout2d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.drop = nn.Dropout2d(0.5)
+
+    def forward(self, x):
+        return self.drop(self.conv(x))
+
+
+class _InPlaceDropout(nn.Module):
+    """torchvision's classifier heads: F.dropout(..., inplace=True) in eval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return nn.functional.dropout(self.fc(x), 0.2, training=False, inplace=True)
+
+
+class _WeightNorm(nn.Module):
+    """wav2vec2's positional convolution: a weight-normed Conv1d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(4, 4, 3, padding=1))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class _GridSample(nn.Module):
+    def forward(self, x, grid):
+        return nn.functional.grid_sample(x, grid, align_corners=False)
+
+
+class _Video(nn.Module):
+    """A 5-D BatchNorm3d, which mlx.nn.BatchNorm does not take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3)
+        self.norm = nn.BatchNorm3d(4)
+
+    def forward(self, x):
+        return self.norm(self.conv(x))
+
+
+def _randomised(model: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.normal_(1, 0.2)
+                module.bias.normal_(0, 0.2)
+    return model.eval()
+
+
+CASES = {
+    "dropout2d": (_Dropout2d, lambda: (torch.randn(2, 3, 8, 8),), "aten.feature_dropout.default"),
+    "inplace_dropout": (_InPlaceDropout, lambda: (torch.randn(2, 4),), "aten.dropout_.default"),
+    "weight_norm": (_WeightNorm, lambda: (torch.randn(2, 4, 8),), "aten._weight_norm.default"),
+    "grid_sample": (
+        _GridSample,
+        lambda: (torch.randn(1, 3, 8, 8), torch.rand(1, 5, 5, 2) * 2 - 1),
+        "aten.grid_sampler.default",
+    ),
+    "batchnorm3d": (_Video, lambda: (torch.randn(2, 3, 6, 6, 6),), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_ops_torch_decomposes_convert(tmp_path, name):
+    factory, inputs, decomposed_op = CASES[name]
+    torch.manual_seed(0)
+    model = _randomised(factory())
+    result = torch2mlx.convert(model, inputs(), tmp_path / "pkg", tolerance=(1e-5, 0.0), quiet=True)
+    assert result.passed is True, result.summary
+    if decomposed_op:
+        assert decomposed_op in result.config["decomposed_ops"]

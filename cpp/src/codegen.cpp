@@ -745,7 +745,9 @@ void Generator::decide_leaf_layers(Region& region) {
   } else if (type == "Embedding" && target == "aten.embedding.default" && owned("weight", true)) {
     const auto& w = shape("weight");
     constructor = fmt::format("nn.Embedding({}, {})", w[0].hint, w[1].hint);
-  } else if ((type == "BatchNorm1d" || type == "BatchNorm2d" || type == "BatchNorm3d") &&
+  } else if ((type == "BatchNorm1d" || type == "BatchNorm2d") &&
+             // Not BatchNorm3d: mlx.nn.BatchNorm takes at most 4-D input, so video models'
+             // 5-D norms are written out as the op (which any rank takes).
              target == "aten.batch_norm.default" && owned("weight", true) && owned("bias", true) &&
              owned("running_mean", true) && owned("running_var", true)) {
     const Arg* training = node.input("training");
