@@ -250,6 +250,8 @@ class Generator {
   }
 
   GeneratedModel run();
+  /// The node being translated, as errors name it: "node 'x' (op) in path (type) at line".
+  [[nodiscard]] std::string current_node() const;
 
  private:
   void index_inputs();
@@ -294,6 +296,7 @@ class Generator {
   std::vector<std::string> notes_;
   std::set<int> relabel_;     // nodes whose output is their input in another axis order
   bool root_layers_ = false;  // the model is an nn.Sequential: children live in self.layers
+  int current_ = -1;          // the node being planned or emitted, for internal errors
 };
 
 // ---------------------------------------------------------------------------------------
@@ -360,6 +363,7 @@ void Generator::plan_layouts() {
   };
   needs_.resize(program_.nodes.size());
   for (std::size_t index = 0; index < program_.nodes.size(); ++index) {
+    current_ = static_cast<int>(index);
     const Node& node = program_.nodes[index];
     const OpEntry* entry = find_op(node.target);
     if (entry == nullptr) {
@@ -872,6 +876,7 @@ void Generator::convert_inputs(int index, const std::string& method_path, Method
 }
 
 void Generator::emit_node(int index, const std::string& method_path, Method& method) {
+  current_ = index;
   const Node& node = program_.nodes[static_cast<std::size_t>(index)];
   const OpEntry* entry = find_op(node.target);
   const std::vector<std::string> outputs = output_names(node);
@@ -1601,11 +1606,34 @@ std::string Generator::emit_root() {
 
 }  // namespace
 
+std::string Generator::current_node() const {
+  if (current_ < 0 || static_cast<std::size_t>(current_) >= program_.nodes.size())
+    return "the model's structure";
+  const Node& node = program_.nodes[static_cast<std::size_t>(current_)];
+  const std::string where =
+      node.module_stack.empty()
+          ? std::string("the model")
+          : fmt::format("{} ({})", node.module_stack.back().path, node.module_stack.back().type);
+  const std::string line = user_source_line(node.stack_trace);
+  return fmt::format("node '{}' ({}) in {}{}", node.name, node.target, where,
+                     line.empty() ? "" : " at " + line);
+}
+
 GeneratedModel generate_model(const ExportedProgram& program, const CodegenOptions& options) {
   ExportedProgram rewritten = program;
   run_passes(rewritten, default_passes(), options.dump_ir_after, options.dump);
   Generator generator(rewritten);
-  return generator.run();
+  try {
+    return generator.run();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& error) {
+    // A bug of ours (a missing map entry, an index out of range): still name the node,
+    // its module and its line, so the user knows what to report or rewrite.
+    fail("codegen", fmt::format("internal error ({}) translating {}; this is a torch2mlx bug: "
+                                "please report it with the model",
+                                error.what(), generator.current_node()));
+  }
 }
 
 }  // namespace torch2mlx
