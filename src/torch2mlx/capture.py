@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,30 @@ def split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
     return (example_inputs,), {}
 
 
+def _mask_as_given(mask: Any, is_causal: bool | None = None, size: int | None = None) -> bool:
+    """torch's _detect_is_causal_mask without the look at the mask's values."""
+    return is_causal is True
+
+
+@contextlib.contextmanager
+def export_workarounds() -> Iterator[None]:
+    """Works around torch.export's own blockers in torch.nn while a model is captured.
+
+    - nn.Transformer and nn.TransformerEncoder/Decoder detect whether a mask is causal by
+      comparing its values (``_detect_is_causal_mask``): a data-dependent guard export
+      cannot trace. During capture the mask is used as given (``is_causal=False``), which
+      torch documents as always correct (the hint only selects a faster kernel).
+    """
+    from torch.nn.modules import transformer
+
+    original = transformer._detect_is_causal_mask
+    transformer._detect_is_causal_mask = _mask_as_given
+    try:
+        yield
+    finally:
+        transformer._detect_is_causal_mask = original
+
+
 def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
     """``torch.export.export`` of ``model`` in eval mode; errors name what to change."""
     import torch
@@ -30,7 +55,7 @@ def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
     model.eval()
     args, kwargs = split_inputs(example_inputs)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), export_workarounds():
             return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes)
     except Exception as error:  # torch raises many types here; keep its message
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
