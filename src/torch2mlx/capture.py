@@ -25,6 +25,23 @@ def _mask_as_given(mask: Any, is_causal: bool | None = None, size: int | None = 
 
 
 @contextlib.contextmanager
+def without_cache_outputs(model: Any, kwargs: dict) -> Iterator[None]:
+    """Hugging Face decoders return a DynamicCache when ``config.use_cache`` is on, which
+    torch.export cannot put in an output. Unless the caller passed ``use_cache``, the model
+    is captured with the cache off: the converted model computes logits for the whole
+    sequence (incremental decoding with a cache is a separate form of the model)."""
+    config = getattr(model, "config", None)
+    if "use_cache" in kwargs or not getattr(config, "use_cache", False):
+        yield
+        return
+    config.use_cache = False
+    try:
+        yield
+    finally:
+        config.use_cache = True
+
+
+@contextlib.contextmanager
 def export_workarounds() -> Iterator[None]:
     """Works around torch.export's own blockers in torch.nn while a model is captured.
 
@@ -55,7 +72,7 @@ def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
     model.eval()
     args, kwargs = split_inputs(example_inputs)
     try:
-        with torch.no_grad(), export_workarounds():
+        with torch.no_grad(), export_workarounds(), without_cache_outputs(model, kwargs):
             return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes)
     except Exception as error:  # torch raises many types here; keep its message
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)

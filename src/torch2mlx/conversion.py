@@ -7,6 +7,7 @@ the end, so a failed or killed conversion leaves the destination as it was.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -217,6 +218,7 @@ def convert(
         export_model,
         save_program,
         split_inputs,
+        without_cache_outputs,
     )
 
     if dtype is not None and dtype not in _DTYPES:
@@ -228,6 +230,10 @@ def convert(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
     )
     decomposed: list[str] = []
+    # Captured and verified alike without a KV cache in the outputs (Hugging Face decoders).
+    restore = contextlib.ExitStack()
+    if not isinstance(model, (str, Path)):
+        restore.enter_context(without_cache_outputs(model, split_inputs(example_inputs)[1]))
     try:
         with tempfile.TemporaryDirectory(prefix="torch2mlx-") as scratch:
             if isinstance(model, (str, Path)):
@@ -261,6 +267,8 @@ def convert(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        restore.close()
     result = ConversionResult(out_dir, report.get("passed"), config, report, lines)
     if not quiet and lines:
         print(f"torch2mlx: verified {out_dir} against torch:", file=sys.stderr)
