@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from tests.zoo.hf_models import llama
 from torch import nn
 
 import torch2mlx
@@ -42,24 +43,12 @@ def test_transformer_with_a_causal_tgt_mask_converts(tmp_path) -> None:
 
 def test_llama_for_causal_lm_as_it_comes_converts(tmp_path) -> None:
     """Its DynamicCache output stops torch.export; convert captures it with the cache off."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
+    model, inputs, _ = llama()  # the zoo's tiny Llama, here without its use_cache=False
+    del inputs["use_cache"]
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.02)  # no untouched init values
-    ids = torch.randint(0, 128, (1, 8))
-    result = torch2mlx.convert(model, (ids,), tmp_path / "pkg", tolerance=(1e-5, 0.0), quiet=True)
+    result = torch2mlx.convert(model, inputs, tmp_path / "pkg", tolerance=(1e-5, 0.0), quiet=True)
     assert result.passed is True, result.summary
     assert [output["path"] for output in result.report["outputs"]] == ["out['logits']"]
     assert model.config.use_cache is True  # the caller's model is left as it was

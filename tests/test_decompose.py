@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tests.zoo.models import _randomise_norms
 from torch import nn
 
 import torch2mlx
@@ -133,17 +134,6 @@ class _Video(nn.Module):
         return self.norm(self.conv(x))
 
 
-def _randomised(model: nn.Module) -> nn.Module:
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.running_mean.normal_(0, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.normal_(1, 0.2)
-                module.bias.normal_(0, 0.2)
-    return model.eval()
-
-
 CASES = {
     "dropout2d": (_Dropout2d, lambda: (torch.randn(2, 3, 8, 8),), "aten.feature_dropout.default"),
     "inplace_dropout": (_InPlaceDropout, lambda: (torch.randn(2, 4),), "aten.dropout_.default"),
@@ -161,7 +151,7 @@ CASES = {
 def test_ops_torch_decomposes_convert(tmp_path, name):
     factory, inputs, decomposed_op = CASES[name]
     torch.manual_seed(0)
-    model = _randomised(factory())
+    model = _randomise_norms(factory())
     result = torch2mlx.convert(model, inputs(), tmp_path / "pkg", tolerance=(1e-5, 0.0), quiet=True)
     assert result.passed is True, result.summary
     if decomposed_op:

@@ -80,21 +80,12 @@ std::string layout_suffix(const Perm& perm, std::size_t rank) {
 std::string converted_name(const std::string& value, const Perm& from, const Perm& to,
                            std::size_t rank);
 
-bool is_identifier(std::string_view text) {
-  if (text.empty() || (std::isdigit(static_cast<unsigned char>(text[0])) != 0)) return false;
-  return std::all_of(text.begin(), text.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
-  });
-}
-
-const std::set<std::string, std::less<>>& python_keywords() {
-  static const std::set<std::string, std::less<>> kKeywords = {
-      "False",   "None",     "True",     "and",    "as",   "assert", "async",  "await",
-      "break",   "class",    "continue", "def",    "del",  "elif",   "else",   "except",
-      "finally", "for",      "from",     "global", "if",   "import", "in",     "is",
-      "lambda",  "nonlocal", "not",      "or",     "pass", "raise",  "return", "try",
-      "while",   "with",     "yield",    "self",   "mx",   "nn",     "math"};
-  return kKeywords;
+// A name model.py cannot give a local, attribute or class: a Python keyword, or a name the
+// generated code itself uses.
+bool is_reserved(std::string_view name) {
+  constexpr std::array<std::string_view, 4> kUsedByTheCode = {"self", "mx", "nn", "math"};
+  return is_python_keyword(name) ||
+         std::find(kUsedByTheCode.begin(), kUsedByTheCode.end(), name) != kUsedByTheCode.end();
 }
 
 /// An attribute name MLX keeps as a parameter: an identifier not starting with "_".
@@ -104,7 +95,7 @@ std::string attribute_name(std::string_view segment) {
     if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '_') c = '_';
   }
   if (name.empty() || name[0] == '_' || std::isdigit(static_cast<unsigned char>(name[0])) != 0 ||
-      python_keywords().contains(name)) {
+      is_reserved(name)) {
     name = "p" + (name.empty() || name[0] != '_' ? "_" + name : name);
   }
   return name;
@@ -140,7 +131,7 @@ std::string base_name(const std::string& value) {
     name.erase(underscore);
     while (name.size() > 1 && name.back() == '_') name.pop_back();
   }
-  if (!is_identifier(name) || python_keywords().contains(name)) name = "v_" + attribute_name(name);
+  if (!is_value_name(name) || is_reserved(name)) name = "v_" + attribute_name(name);
   return name;
 }
 
@@ -152,7 +143,7 @@ std::string short_type(std::string_view type) {
   }
   if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0])) != 0) name = "M" + name;
   // A class named "None" or "mx" would not parse, or would hide the module the code uses.
-  if (!is_python_identifier(name) || python_keywords().contains(name)) name += "_";
+  if (!is_python_identifier(name) || is_reserved(name)) name += "_";
   return name;
 }
 
@@ -1315,7 +1306,7 @@ std::string Generator::assemble() {
         auto found = parameter_of.find(column);
         if (found == parameter_of.end()) {
           std::string name = literals[index].label;
-          for (int suffix = 2; taken.contains(name) || python_keywords().contains(name); ++suffix) {
+          for (int suffix = 2; taken.contains(name) || is_reserved(name); ++suffix) {
             name = fmt::format("{}{}", literals[index].label, suffix);
           }
           taken.insert(name);

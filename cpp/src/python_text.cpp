@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "torch2mlx/error.h"
+#include "torch2mlx/graph.h"
 
 namespace torch2mlx {
 namespace {
@@ -131,11 +132,7 @@ bool is_python_keyword(std::string_view text) {
 }
 
 bool is_python_identifier(std::string_view text) {
-  if (text.empty() || (text[0] >= '0' && text[0] <= '9')) return false;
-  const bool ascii_word = std::all_of(text.begin(), text.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-  });
-  return ascii_word && !is_python_keyword(text);
+  return is_value_name(text) && !is_python_keyword(text);
 }
 
 }  // namespace torch2mlx

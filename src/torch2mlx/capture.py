@@ -72,7 +72,7 @@ def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
     model.eval()
     args, kwargs = split_inputs(example_inputs)
     try:
-        with torch.no_grad(), export_workarounds(), without_cache_outputs(model, kwargs):
+        with torch.no_grad(), export_workarounds():
             return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes)
     except Exception as error:  # torch raises many types here; keep its message
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)

@@ -255,13 +255,12 @@ def convert(
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         report: dict = {"verified": False, "passed": None}
         lines: list[str] = []
-        report["decomposed_ops"] = decomposed
         if verify and module is not None:
             args, kwargs = split_inputs(example_inputs)
             report, lines = _verify(module, args, kwargs, staging, dtype, tolerance)
-            report["decomposed_ops"] = decomposed
         elif verify:
             report["reason"] = "torch is not installed, so there is nothing to compare against"
+        report["decomposed_ops"] = decomposed
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _move_into_place(staging, out_dir)
     except BaseException:
