@@ -188,3 +188,11 @@ def write_safetensors_by_hand(path: Path, header: dict[str, Any], data: bytes) -
     text += b" " * ((8 - len(text) % 8) % 8)
     path.write_bytes(struct.pack("<Q", len(text)) + text + data)
     return path
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from the generated code instead of comparing with it",
+    )

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +25,37 @@ from torch2mlx.conversion import convert
 
 FACTORIES = {f"zoo.{f.__name__}": f for f in ZOO} | {f"hf.{f.__name__}": f for f in HF_ZOO}
 
+# Models whose generated model.py is checked in (tests/golden/), to be read in review: a
+# change to the code generator shows up there as a diff. `pytest --update-golden`
+# rewrites them.
+GOLDEN = Path(__file__).parent / "golden"
+GOLDEN_MODELS = {
+    "zoo.mlp",
+    "zoo.resnet18",
+    "zoo.nested_efficientnet",
+    "hf.gpt2",
+    "hf.llama",
+    "hf.bert",
+    "hf.vit",
+}
+
+
+def check_golden(name: str, model_py: Path, update: bool) -> None:
+    golden = GOLDEN / f"{name.replace('.', '_')}.py"
+    source = model_py.read_text()
+    if update:
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(source)
+        return
+    assert golden.exists(), f"{golden} is missing: run pytest --update-golden and review it"
+    assert source == golden.read_text(), (
+        f"the generated model.py of {name} differs from {golden}; if the change is intended, "
+        "run pytest --update-golden and review the diff"
+    )
+
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
-def test_float32_matches_torch(name, tmp_path):
+def test_float32_matches_torch(name, tmp_path, request):
     model, inputs, dynamic = FACTORIES[name]()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -67,6 +96,8 @@ def test_float32_matches_torch(name, tmp_path):
         text=True,
     )
     assert lint.returncode == 0, lint.stdout
+    if name in GOLDEN_MODELS:
+        check_golden(name, Path(model_py), request.config.getoption("--update-golden"))
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
@@ -160,3 +191,36 @@ def test_outputs_keep_torch_structure(tmp_path):
         *[__import__("mlx.core").core.array(v.numpy()) for v in inputs.values()]
     )
     assert isinstance(out, dict) and list(out) == ["logits", "hidden_states"]
+
+
+def test_llama_uses_mlx_fast_kernels_with_fewer_kv_heads(tmp_path):
+    """The tiny Llama (4 query heads, 2 key/value heads) reads like an mlx-lm model file."""
+    import re
+
+    import mlx.core as mx
+    from tests.zoo.hf_models import llama
+
+    model, inputs, _ = llama()
+    result = convert(model, inputs, tmp_path / "pkg", tolerance=(1e-5, 0.0), quiet=True)
+    assert result.passed
+    source = result.model_py.read_text()
+    assert "mx.fast.rms_norm(" in source
+    assert "mx.fast.rope(" in source and "mx.concatenate" not in source  # no rotate_half
+    assert "def expand" not in source  # no repeat_kv
+    assert not re.findall(r"^class \w*\d\(", source, re.MULTILINE), "numbered class names"
+    # Attention runs with 2 key/value heads against 4 query heads.
+    shapes = []
+    fast_attention = mx.fast.scaled_dot_product_attention
+
+    def recording(q, k, v, **kwargs):
+        shapes.append((q.shape[1], k.shape[1], v.shape[1]))
+        return fast_attention(q, k, v, **kwargs)
+
+    mx.fast.scaled_dot_product_attention = recording
+    try:
+        mlx_model = torch2mlx.load(tmp_path / "pkg")
+        ids = mx.array(inputs["input_ids"].numpy())
+        mlx_model(ids, mx.array(inputs["attention_mask"].numpy()))
+    finally:
+        mx.fast.scaled_dot_product_attention = fast_attention
+    assert shapes == [(4, 2, 2), (4, 2, 2)]

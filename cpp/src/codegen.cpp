@@ -1252,7 +1252,46 @@ std::string Generator::assemble() {
   }
   std::map<std::string, int> name_count;
   std::vector<std::pair<std::string, std::string>> classes;  // name, source
-  std::map<std::string, std::string> class_origin;           // name -> "path (type)"
+  struct Origin {
+    std::string type, first_path;
+    std::size_t members = 0;
+  };
+  std::map<std::string, Origin> class_origin;  // by class name; the root class has none
+  // A class made at a deeper level, by group key: a module of the same type and code
+  // nearer the root (a model's final norm beside its layers' norms) reuses it, when the
+  // sizes the class fixes are its sizes too.
+  struct MadeClass {
+    std::string name;
+    std::vector<std::string> parameter;  // per literal: the parameter, or "" when fixed
+    std::vector<std::string> fixed;      // per literal: its value when fixed
+  };
+  std::map<std::string, MadeClass> made;
+  const auto reuse = [&](const std::string& key, const std::vector<std::string>& members,
+                         const std::vector<std::vector<std::string>>& columns) {
+    const auto found = made.find(key);
+    if (found == made.end()) return false;
+    const MadeClass& known = found->second;
+    for (std::size_t index = 0; index < columns.size(); ++index) {
+      if (!known.parameter[index].empty()) continue;
+      for (const std::string& value : columns[index]) {
+        if (value != known.fixed[index]) return false;
+      }
+    }
+    class_origin[known.name].members += members.size();
+    for (std::size_t member = 0; member < members.size(); ++member) {
+      ModuleNode& module = modules_.at(members[member]);
+      module.class_name = known.name;
+      std::vector<std::string> arguments;
+      std::set<std::string> passed;
+      for (std::size_t index = 0; index < columns.size(); ++index) {
+        const std::string& parameter = known.parameter[index];
+        if (parameter.empty() || !passed.insert(parameter).second) continue;
+        arguments.push_back(fmt::format("{}={}", parameter, columns[index][member]));
+      }
+      module.constructor = fmt::format("{}({})", known.name, fmt::join(arguments, ", "));
+    }
+    return true;
+  };
   for (const auto& [depth, paths] : levels) {
     // Group key: type and code with the integer literals of __init__ masked.
     std::map<std::string, std::vector<std::string>> groups;
@@ -1293,6 +1332,7 @@ std::string Generator::assemble() {
           columns[index].push_back(values[index].value);
         }
       }
+      if (reuse(key, members, columns)) continue;
       std::map<std::vector<std::string>, std::string> parameter_of;
       std::vector<std::string> parameters;
       std::vector<std::string> replacement(literals.size());
@@ -1334,13 +1374,10 @@ std::string Generator::assemble() {
       const int count = ++name_count[name];
       if (count > 1) name += fmt::format("{}", count);
       classes.emplace_back(name, source);
-      class_origin[name] =
-          first.path.empty()
-              ? std::string()
-              : fmt::format("{} ({})", first.type,
-                            members.size() == 1
-                                ? first.path
-                                : fmt::format("{} and {} more", first.path, members.size() - 1));
+      MadeClass record{name, replacement, {}};
+      for (const auto& column : columns) record.fixed.push_back(column.empty() ? "" : column[0]);
+      made.emplace(key, std::move(record));
+      if (!first.path.empty()) class_origin[name] = {first.type, first.path, members.size()};
       for (std::size_t member = 0; member < members.size(); ++member) {
         ModuleNode& module = modules_.at(members[member]);
         module.class_name = name;
@@ -1362,8 +1399,15 @@ std::string Generator::assemble() {
   std::string code;
   for (const auto& [name, body] : classes) {
     code += "\n\n";
-    if (!class_origin[name].empty())
-      code += fmt::format("# torch: {}\n", python_comment(class_origin[name], 90));
+    const auto origin = class_origin.find(name);
+    if (origin != class_origin.end()) {
+      const Origin& from = origin->second;
+      const std::string paths =
+          from.members == 1 ? from.first_path
+                            : fmt::format("{} and {} more", from.first_path, from.members - 1);
+      code += fmt::format("# torch: {}\n",
+                          python_comment(fmt::format("{} ({})", from.type, paths), 90));
+    }
     code += fmt::format("class {}(nn.Module):\n{}", name, body);
   }
   std::string helpers;

@@ -10,16 +10,14 @@
 #include <string>
 #include <utility>
 
+#include "pass_util.h"
 #include "torch2mlx/error.h"
 #include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
-namespace {
 
-// --- Shared by the passes.
+namespace pass_util {
 
-// Every later read of `from` (node inputs after `node_index`, and the graph's outputs)
-// reads `to` instead.
 void replace_uses(ExportedProgram& program, std::size_t node_index, const std::string& from,
                   const std::string& to) {
   const auto rename = [&](Arg& arg) { std::replace(arg.names.begin(), arg.names.end(), from, to); };
@@ -29,7 +27,6 @@ void replace_uses(ExportedProgram& program, std::size_t node_index, const std::s
   for (OutputSpec& output : program.outputs) rename(output.value);
 }
 
-// Removes the nodes whose flag is set, keeping the order of the others.
 std::size_t remove_nodes(ExportedProgram& program, const std::vector<bool>& remove) {
   std::size_t index = 0;
   const std::size_t before = program.nodes.size();
@@ -37,10 +34,14 @@ std::size_t remove_nodes(ExportedProgram& program, const std::vector<bool>& remo
   return before - program.nodes.size();
 }
 
+const TensorMeta* meta_of(const ExportedProgram& program, const std::string& value) {
+  const auto found = program.tensors.find(value);
+  return found == program.tensors.end() ? nullptr : &found->second;
+}
+
 const TensorMeta* meta_of(const ExportedProgram& program, const Arg* arg) {
   if (arg == nullptr || arg->kind != ArgKind::Tensor || arg->names.empty()) return nullptr;
-  const auto found = program.tensors.find(arg->names[0]);
-  return found == program.tensors.end() ? nullptr : &found->second;
+  return meta_of(program, arg->names[0]);
 }
 
 bool same_dims(const std::vector<Dim>& a, const std::vector<Dim>& b) {
@@ -48,6 +49,97 @@ bool same_dims(const std::vector<Dim>& a, const std::vector<Dim>& b) {
     return x.hint == y.hint && x.symbol == y.symbol;
   });
 }
+
+std::vector<std::string> output_names(const Node& node) {
+  std::vector<std::string> names;
+  for (const Arg& output : node.outputs) {
+    for (const std::string& name : output.names) {
+      if (!name.empty()) names.push_back(name);
+    }
+  }
+  return names;
+}
+
+std::string tensor_input(const Node& node, std::string_view name) {
+  const Arg* arg = node.input(name);
+  return arg != nullptr && arg->kind == ArgKind::Tensor && !arg->names.empty() ? arg->names[0]
+                                                                               : std::string();
+}
+
+std::optional<double> literal_number(const Node& node, std::string_view name) {
+  const Arg* arg = node.input(name);
+  if (arg == nullptr || (!arg->names.empty() && !arg->names[0].empty())) return std::nullopt;
+  if (arg->kind == ArgKind::Float && arg->floats.size() == 1) return arg->floats[0];
+  if ((arg->kind == ArgKind::Int || arg->kind == ArgKind::Bool) && arg->ints.size() == 1) {
+    return static_cast<double>(arg->ints[0]);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> literal_int(const Node& node, std::string_view name) {
+  const Arg* arg = node.input(name);
+  if (arg == nullptr || (!arg->names.empty() && !arg->names[0].empty())) return std::nullopt;
+  if ((arg->kind == ArgKind::Int || arg->kind == ArgKind::Bool) && arg->ints.size() == 1) {
+    return arg->ints[0];
+  }
+  return std::nullopt;
+}
+
+std::optional<std::vector<std::int64_t>> literal_ints(const Node& node, std::string_view name) {
+  const Arg* arg = node.input(name);
+  if (arg == nullptr || (arg->kind != ArgKind::IntList && arg->kind != ArgKind::Int)) {
+    return std::nullopt;
+  }
+  for (const std::string& symbol : arg->names) {
+    if (!symbol.empty()) return std::nullopt;
+  }
+  return arg->ints;
+}
+
+DefUse::DefUse(const ExportedProgram& program) : program_(program) {
+  for (std::size_t index = 0; index < program.nodes.size(); ++index) {
+    const Node& node = program.nodes[index];
+    for (const std::string& name : output_names(node)) producer_[name] = index;
+    for (const NamedArg& input : node.inputs) {
+      for (const std::string& name : input.arg.names) {
+        if (name.empty()) continue;
+        auto& list = readers_[name];
+        if (list.empty() || list.back() != index) list.push_back(index);
+      }
+    }
+  }
+  for (const OutputSpec& output : program.outputs) {
+    for (const std::string& name : output.value.names) ++graph_outputs_[name];
+  }
+}
+
+const Node* DefUse::producer(const std::string& value) const {
+  const auto found = producer_.find(value);
+  return found == producer_.end() ? nullptr : &program_.nodes[found->second];
+}
+
+std::vector<const Node*> DefUse::readers(const std::string& value) const {
+  std::vector<const Node*> nodes;
+  const auto found = readers_.find(value);
+  if (found == readers_.end()) return nodes;
+  for (const std::size_t index : found->second) nodes.push_back(&program_.nodes[index]);
+  return nodes;
+}
+
+bool DefUse::read_once(const std::string& value) const {
+  const auto found = readers_.find(value);
+  return found != readers_.end() && found->second.size() == 1 && !graph_outputs_.contains(value);
+}
+
+}  // namespace pass_util
+
+namespace {
+
+using pass_util::meta_of;
+using pass_util::output_names;
+using pass_util::remove_nodes;
+using pass_util::replace_uses;
+using pass_util::same_dims;
 
 // --- No-ops.
 
@@ -108,6 +200,7 @@ constexpr NoopRule kNoopRules[] = {
     {"aten._to_copy.default", "self", always},
     {"aten.to.dtype", "self", always},
     {"aten.to.dtype_layout", "self", always},
+    {"aten.to.device", "self", always},
     {"aten.type_as.default", "self", always},
     {"aten.add.Tensor", "self", adds_zero},
     {"aten.add.Scalar", "self", adds_zero},
@@ -146,16 +239,6 @@ std::string node_key(const Node& node) {
                        fmt::join(float_bits, ","), fmt::join(arg.strings, "\x1f"));
   }
   return key;
-}
-
-std::vector<std::string> output_names(const Node& node) {
-  std::vector<std::string> names;
-  for (const Arg& output : node.outputs) {
-    for (const std::string& name : output.names) {
-      if (!name.empty()) names.push_back(name);
-    }
-  }
-  return names;
 }
 
 // --- Printing.
@@ -215,10 +298,19 @@ constexpr std::string_view kOutputKindNames[] = {
 
 }  // namespace
 
+// Checks that the tracer recorded about dtypes and devices: they held when the program was
+// exported, and they constrain nothing in MLX.
+constexpr std::string_view kMetadataChecks[] = {"aten._assert_tensor_metadata.default"};
+
 std::size_t eliminate_noops(ExportedProgram& program) {
   std::vector<bool> remove(program.nodes.size(), false);
   for (std::size_t index = 0; index < program.nodes.size(); ++index) {
     const Node& node = program.nodes[index];
+    if (std::find(std::begin(kMetadataChecks), std::end(kMetadataChecks), node.target) !=
+        std::end(kMetadataChecks)) {
+      remove[index] = true;
+      continue;
+    }
     for (const NoopRule& rule : kNoopRules) {
       if (node.target != rule.target || !rule.holds(node) ||
           !same_value_type(node, program, rule.input)) {
@@ -280,6 +372,9 @@ const std::vector<Pass>& default_passes() {
   static const std::vector<Pass> kPasses = {
       {"noops", eliminate_noops},
       {"cse", eliminate_common_subexpressions},
+      {"fuse-rms-norm", fuse_rms_norm},
+      {"fuse-rope", fuse_rope},
+      {"fuse-gqa", fuse_grouped_query_attention},
       {"dead-code", eliminate_dead_code},
   };
   return kPasses;

@@ -272,7 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--dump-ir",
         metavar="PASS",
-        help="print the graph IR to stderr after this pass (input, noops, cse, dead-code)",
+        help=(
+            "print the graph IR to stderr after this pass (input, noops, cse, fuse-rms-norm, "
+            "fuse-rope, fuse-gqa, dead-code)"
+        ),
     )
     convert.add_argument("--atol", type=float, help="absolute tolerance (1e-4; 1e-2 for float16)")
     convert.add_argument("--rtol", type=float, help="relative tolerance (1e-4; 1e-2 for float16)")

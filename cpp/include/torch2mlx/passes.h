@@ -25,8 +25,8 @@ struct Pass {
 };
 
 /// Drops nodes that compute nothing: alias, detach, clone, a reshape, expand or full slice
-/// to the same shape, a cast to the same dtype, `x + 0`, `x - 0`, `x * 1`, `x / 1`. Uses of
-/// the output read the input instead.
+/// to the same shape, a cast to the same dtype, `x + 0`, `x - 0`, `x * 1`, `x / 1`, and the
+/// tracer's dtype and device checks. Uses of the output read the input instead.
 std::size_t eliminate_noops(ExportedProgram& program);
 
 /// Drops nodes none of whose outputs is read by a later node or by the graph's outputs.
@@ -35,6 +35,21 @@ std::size_t eliminate_dead_code(ExportedProgram& program);
 /// Merges nodes of one module call that apply the same op to the same inputs (random ops
 /// excepted): later uses read the first one's outputs.
 std::size_t eliminate_common_subexpressions(ExportedProgram& program);
+
+/// Fuses RMS normalisation written out as ops (`x * rsqrt(mean(x ** 2, -1) + eps) * w`, with
+/// or without the weight and the float32 round trip of half-precision models) into one
+/// aten.rms_norm node, which becomes mx.fast.rms_norm.
+std::size_t fuse_rms_norm(ExportedProgram& program);
+
+/// Fuses rotary position embeddings in the split-half form (`x * cos + rotate_half(x) * sin`,
+/// the tables computed from `arange` positions and an inverse-frequency buffer
+/// `base ** (-2i / d)`) into one mlx.fast.rope node. Other tables stay as they are.
+std::size_t fuse_rope(ExportedProgram& program);
+
+/// Attention whose keys and values are repeated across query heads (`repeat_kv`: unsqueeze,
+/// expand, reshape) reads the unrepeated keys and values instead, with enable_gqa:
+/// mx.fast.scaled_dot_product_attention groups heads natively.
+std::size_t fuse_grouped_query_attention(ExportedProgram& program);
 
 /// The passes code generation runs, in order.
 const std::vector<Pass>& default_passes();

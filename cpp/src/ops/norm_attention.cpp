@@ -146,19 +146,43 @@ std::string einsum(Call& call) {
                      fmt::join(call.tensors("tensors"), ", "));
 }
 
+// Whether queries and keys have the same length: then torch's causal mask (aligned to the
+// top left) and MLX's (aligned to the bottom right) are the same.
+bool equal_lengths(Call& call) {
+  const TensorMeta* query = call.meta("query");
+  const TensorMeta* key = call.meta("key");
+  if (query == nullptr || key == nullptr || query->shape.size() < 2 || key->shape.size() < 2) {
+    return false;
+  }
+  const Dim& q = query->shape[query->shape.size() - 2];
+  const Dim& k = key->shape[key->shape.size() - 2];
+  return q.hint == k.hint && q.symbol == k.symbol;
+}
+
 std::string attention(Call& call) {
   // dropout_p is ignored: exported inference graphs pass 0 (models gate it on self.training).
   const std::string query = call.tensor("query");
   const std::string scale = call.has("scale") ? float_literal(call.number("scale", 1.0))
                                               : fmt::format("{}.shape[-1] ** -0.5", query);
   std::string mask = "None";
-  if (call.flag("is_causal", false)) {
+  if (call.flag("is_causal", false) && call.rank("query") == 4 && equal_lengths(call)) {
+    mask = python_string("causal");  // mx.fast's own causal mask, equal to torch's here
+  } else if (call.flag("is_causal", false)) {
     mask = fmt::format("{}({}, {})", call.helper("causal_mask"), query, call.tensor("key"));
   } else if (call.has("attn_mask")) {
     mask = call.tensor("attn_mask");
   }
   return fmt::format("{}({}, {}, {}, {}, {})", call.helper("attention"), query, call.tensor("key"),
                      call.tensor("value"), scale, mask);
+}
+
+// A rotary embedding that the fuse-rope pass recognised (passes.h).
+std::string rope(Call& call) {
+  return fmt::format("mx.fast.rope({}, {}, traditional={}, base={}, scale={}, offset={})",
+                     call.tensor("input"), call.integer("dims", 0),
+                     call.flag("traditional", false) ? "True" : "False",
+                     float_literal(call.number("base", 10000.0)),
+                     float_literal(call.number("scale", 1.0)), call.integer("offset", 0));
 }
 
 std::string embedding(Call& call) {
@@ -259,6 +283,7 @@ std::vector<OpEntry> norm_attention_ops() {
       {"aten.baddbmm.default", addmm, kStandard},
       {"aten.einsum.default", einsum, kStandard},
       {"aten.scaled_dot_product_attention.default", attention, kStandard},
+      {"mlx.fast.rope", rope, kStandard},
       {"aten.embedding.default", embedding, kStandard},
       // Outputs 1-3 are None: see embedding_bag.
       {"aten._embedding_bag.default", embedding_bag, kStandard},
@@ -330,8 +355,9 @@ std::vector<Helper> norm_attention_helpers() {
     return mx.tril(mx.ones((q.shape[-2], k.shape[-2]), dtype=mx.bool_))
 )"},
 {"attention", R"(def attention(q, k, v, scale, mask):
-    # F.scaled_dot_product_attention: boolean masks keep True, float masks are added. Key and
-    # value may have fewer heads than the query (enable_gqa): mx.fast groups them the same way.
+    # F.scaled_dot_product_attention: boolean masks keep True, float masks are added, and
+    # "causal" is mx.fast's own. Key and value may have fewer heads than the query
+    # (enable_gqa): mx.fast groups them the same way.
     # Inputs of any rank (..., L, E) go through mx.fast as (B, H, L, E).
     lead = q.shape[:-2]
     if q.ndim != 4:
@@ -341,7 +367,7 @@ std::vector<Helper> norm_attention_helpers() {
         if mask is not None:
             mask = mx.broadcast_to(mask, (*lead, q.shape[-2], k.shape[-2]))
             mask = mask.reshape(-1, 1, q.shape[-2], k.shape[-2])
-    if mask is not None and mask.dtype != mx.bool_:
+    if isinstance(mask, mx.array) and mask.dtype != mx.bool_:
         mask = mask.astype(q.dtype)
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     return out.reshape(*lead, *out.shape[-2:])
