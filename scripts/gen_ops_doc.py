@@ -40,7 +40,7 @@ def collect_test_counts() -> Counter:
         check=False,
     ).stdout
     counts: Counter = Counter()
-    pattern = re.compile(r"(?:aten|_operator|torch|math)\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?")
+    pattern = re.compile(r"(?:aten|_operator|torch|math|mlx)\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?")
     for line in output.splitlines():
         if "::" not in line:
             continue

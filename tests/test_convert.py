@@ -48,7 +48,7 @@ class NonZero(nn.Module):
 def test_package_layout(tmp_path):
     result = torch2mlx.convert(make_convnet(), (torch.randn(2, 3, 8, 8),), tmp_path / "pkg")
     names = sorted(p.name for p in (tmp_path / "pkg").iterdir())
-    assert names == ["config.json", "model.py", "model.safetensors", "report.json"]
+    assert names == ["config.json", "model.py", "model.safetensors", "modules.json", "report.json"]
     report = json.loads((tmp_path / "pkg/report.json").read_text())
     assert report["passed"] is True and result.passed is True
     (output,) = report["outputs"]

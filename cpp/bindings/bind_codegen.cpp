@@ -40,6 +40,19 @@ nb::dict model_dict(const torch2mlx::GeneratedModel& model) {
   result["inputs"] = inputs;
   result["notes"] = model.notes;
   result["transposes"] = model.transposes;
+  nb::list modules;
+  for (const auto& boundary : model.modules) {
+    nb::dict entry;
+    entry["path"] = boundary.path;
+    entry["mlx_path"] = boundary.mlx_path;
+    entry["type"] = boundary.type;
+    entry["ops"] = boundary.ops;
+    entry["source_line"] = boundary.source_line;
+    entry["input_perm"] = boundary.input_perm;
+    entry["output_perms"] = boundary.output_perms;
+    modules.append(entry);
+  }
+  result["modules"] = modules;
   return result;
 }
 
@@ -70,7 +83,8 @@ void bind_codegen(nb::module_& m) {
       },
       "json"_a, "name"_a = "model.json", "dump_ir_after"_a = "",
       "Generates model.py from the JSON of an ExportedProgram: a dict of source, weights "
-      "(name, source, layout, groups), inputs, notes, transposes and ir_dump (the IR after the "
+      "(name, source, layout, groups), inputs, notes, transposes, modules (the module calls "
+      "verification observes) and ir_dump (the IR after the "
       "pass dump_ir_after names, if any).");
   m.def(
       "write_package",

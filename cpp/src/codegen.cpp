@@ -247,6 +247,10 @@ class Generator {
  private:
   void index_inputs();
   void drop_dead_uses();
+  void name_from_source();
+  [[nodiscard]] std::vector<ModuleBoundary> boundaries() const;
+  [[nodiscard]] std::string mlx_path(const std::string& path) const;
+  [[nodiscard]] std::string source_name(const std::string& value) const;
   void plan_layouts();
   void build_regions();
   void build_module_tree();
@@ -277,6 +281,7 @@ class Generator {
   std::vector<std::map<std::string, Perm>> needs_;  // per node: input -> perm
   std::map<std::string, std::vector<int>> uses_;    // value -> node indices
   std::set<std::string> graph_outputs_;
+  std::map<std::string, std::string> source_names_;  // value -> the name its line assigns
   std::vector<std::string> user_inputs_;
   std::map<std::string, std::string> weight_attribute_;  // weight source -> MLX key
   std::vector<std::unique_ptr<Region>> regions_;
@@ -889,7 +894,7 @@ void Generator::emit_node(int index, const std::string& method_path, Method& met
   std::vector<std::string> targets;
   for (const std::string& name : outputs) {
     const bool live = !name.empty() && (uses_.contains(name) || graph_outputs_.contains(name));
-    targets.push_back(live ? local_name(method, name) : "_");
+    targets.push_back(live ? local_name(method, name, source_name(name)) : "_");
   }
   const bool list_output = node.outputs.size() == 1 && node.outputs[0].kind == ArgKind::TensorList;
   if (targets.size() == 1 && !list_output) {
@@ -935,7 +940,9 @@ void Generator::emit_items(Region& region, const std::string& method_path, Metho
       }
     }
     std::vector<std::string> targets;
-    for (const std::string& output : child.outputs) targets.push_back(local_name(method, output));
+    for (const std::string& output : child.outputs) {
+      targets.push_back(local_name(method, output, source_name(output)));
+    }
     if (targets.empty()) continue;
     method.lines.push_back(fmt::format("{} = {}({})", fmt::join(targets, ", "),
                                        module_access(child.path, method_path),
@@ -1433,6 +1440,132 @@ std::string Generator::assemble() {
   return source + helpers + wrap_long_lines(code);
 }
 
+// The name a line of source assigns, `queries` in "file.py:3: queries = self.q(x).view(s)",
+// or "" for any other statement (returns, tuple targets, attributes, augmented assignment).
+std::string assigned_name(const std::string& line) {
+  const std::size_t location = line.find(": ");
+  if (location == std::string::npos) return "";
+  const std::string_view code = std::string_view(line).substr(location + 2);
+  std::size_t end = 0;
+  while (end < code.size() &&
+         (std::isalnum(static_cast<unsigned char>(code[end])) != 0 || code[end] == '_')) {
+    ++end;
+  }
+  std::size_t next = end;
+  while (next < code.size() && code[next] == ' ') ++next;
+  if (end == 0 || next + 1 >= code.size() || code[next] != '=' || code[next + 1] == '=') return "";
+  std::string name(code.substr(0, end));
+  return is_python_identifier(name) && !is_reserved(name) ? name : "";
+}
+
+// Whether the innermost frame of a stack trace is the user's line itself: an op written
+// there (`x.mean()`), not one inside a torch module that the line calls (`self.conv(x)`).
+bool called_on_the_line(const std::string& trace) {
+  const std::size_t file = trace.rfind("File \"");
+  if (file == std::string::npos) return false;
+  const std::size_t end = trace.find('"', file + 6);
+  return end != std::string::npos &&
+         std::string_view(trace).substr(file, end - file).find("/torch/") == std::string::npos;
+}
+
+void Generator::name_from_source() {
+  // The value a line `name = ...` assigns is the last one computed on that line within one
+  // module call, counting the calls it makes on the line: in `y = self.proj(x * 2)` the
+  // last value is the projection's, so `x * 2` is not named y. The others keep op names.
+  std::map<std::string, std::size_t> last;  // call key + line -> index of its last node
+  for (std::size_t index = 0; index < program_.nodes.size(); ++index) {
+    const Node& node = program_.nodes[index];
+    const std::string line = user_source_line(node.stack_trace);
+    if (line.empty()) continue;
+    last[fmt::format("\n{}", line)] = index;  // the root's call
+    for (const ModuleFrame& frame : node.module_stack) {
+      last[fmt::format("{}\n{}", frame.key, line)] = index;
+    }
+  }
+  for (const auto& [key, index] : last) {
+    const Node& node = program_.nodes[index];
+    const std::string own_call = node.module_stack.empty() ? "" : node.module_stack.back().key;
+    const std::string line = key.substr(key.find('\n') + 1);
+    const std::string name = assigned_name(line);
+    const std::vector<std::string> outputs = output_names(node);
+    if (key.substr(0, key.find('\n')) != own_call || name.empty() || outputs.size() != 1 ||
+        !program_.tensors.contains(outputs[0]) || !called_on_the_line(node.stack_trace)) {
+      continue;
+    }
+    source_names_[outputs[0]] = name;
+  }
+}
+
+std::string Generator::source_name(const std::string& value) const {
+  const auto found = source_names_.find(value);
+  return found == source_names_.end() ? std::string() : found->second;
+}
+
+std::string Generator::mlx_path(const std::string& path) const {
+  // As the weight keys are made: list indices stay, other odd names become attributes.
+  std::vector<std::string> segments;
+  if (root_layers_) segments.emplace_back("layers");
+  std::string parent;
+  for (const std::string& segment : split_path(path)) {
+    const auto found = modules_.find(parent);
+    const bool in_list =
+        parent.empty() ? root_layers_ : found != modules_.end() && found->second.is_list;
+    segments.push_back(in_list ? segment : attribute_name(segment));
+    parent = parent.empty() ? segment : fmt::format("{}.{}", parent, segment);
+  }
+  return fmt::format("{}", fmt::join(segments, "."));
+}
+
+std::vector<ModuleBoundary> Generator::boundaries() const {
+  std::vector<ModuleBoundary> result;
+  std::set<std::string> seen;
+  const auto perm_of = [&](const std::string& value) {
+    const auto found = perms_.find(value);
+    return found == perms_.end() ? Perm{} : found->second;
+  };
+  for (const auto& region : regions_) {
+    if (region.get() == root_ || region->inline_into_parent || region->path.empty() ||
+        !seen.insert(region->path).second) {
+      continue;
+    }
+    ModuleBoundary boundary;
+    boundary.path = region->path;
+    boundary.mlx_path = mlx_path(region->path);
+    boundary.type = region->type;
+    for (int index = region->first; index <= region->last; ++index) {
+      const Node& node = program_.nodes[static_cast<std::size_t>(index)];
+      const std::string target = normalise_target(node.target);
+      if (std::find(boundary.ops.begin(), boundary.ops.end(), target) == boundary.ops.end()) {
+        boundary.ops.push_back(target);
+      }
+      if (boundary.source_line.empty()) boundary.source_line = user_source_line(node.stack_trace);
+    }
+    if (region->is_leaf_layer) {
+      // The caller moves the layer's input to the order its op needs.
+      const int index = region->items[0].node;
+      const Arg* input = data_input(program_.nodes[static_cast<std::size_t>(index)]);
+      if (input != nullptr && !input->names.empty()) {
+        boundary.input_perm = perm_of(input->names[0]);
+        for (const auto& [name, perm] : needs_[static_cast<std::size_t>(index)]) {
+          if (name == input->names[0]) boundary.input_perm = perm;
+        }
+      }
+    } else {
+      for (const std::string& input : region->inputs) {
+        if (program_.tensors.contains(input)) {
+          boundary.input_perm = perm_of(input);
+          break;
+        }
+      }
+    }
+    for (const std::string& output : region->outputs) {
+      boundary.output_perms.push_back(perm_of(output));
+    }
+    result.push_back(std::move(boundary));
+  }
+  return result;
+}
+
 bool Generator::needed(const std::string& path) const {
   const ModuleNode& module = modules_.at(path);
   if (!module.params.empty() || !module.method_source.empty() || !module.leaf_constructor.empty()) {
@@ -1490,6 +1623,7 @@ void Generator::drop_dead_uses() {
 GeneratedModel Generator::run() {
   index_inputs();
   drop_dead_uses();
+  name_from_source();
   plan_layouts();
   if (!errors_.empty()) {
     fail("codegen", fmt::format("{} node(s) cannot be translated to MLX (rewrite those lines of "
@@ -1565,6 +1699,7 @@ GeneratedModel Generator::run() {
     generated.inputs.push_back(info);
   }
   generated.notes = notes_;
+  generated.modules = boundaries();
   for (std::size_t at = generated.source.find("transpose("); at != std::string::npos;
        at = generated.source.find("transpose(", at + 1)) {
     ++generated.transposes;

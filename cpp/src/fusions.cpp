@@ -183,9 +183,7 @@ std::optional<Node> match_rms_norm(const ExportedProgram& program, const DefUse&
   if (!weight.empty()) inputs.push_back({"weight", tensor_arg(weight)});
   inputs.push_back({"eps", float_arg(*eps)});
   *anchor_out = last;
-  Node fused = replacing(*last, "aten.rms_norm.default", std::move(inputs));
-  fused.stack_trace = square->stack_trace;  // the line that starts the norm
-  return fused;
+  return replacing(*last, "aten.rms_norm.default", std::move(inputs));
 }
 
 // --- Rotary embedding: x * cos + cat(-x[..., h:], x[..., :h]) * sin.
@@ -233,16 +231,20 @@ std::optional<double> rope_base(const std::vector<float>& inverse_frequencies, s
       !(inverse_frequencies[1] > 0.0F && inverse_frequencies[1] < 1.0F)) {
     return std::nullopt;
   }
-  const double base =
-      std::pow(static_cast<double>(inverse_frequencies[1]), -static_cast<double>(dims) / 2.0);
+  // From the last (smallest) frequency, base ** (-2(h-1)/d): its exponent is near -1, so
+  // float32's rounding of the table is not amplified as it would be from the second.
+  const double last_exponent = -2.0 * static_cast<double>(half - 1) / static_cast<double>(dims);
+  double base = std::pow(static_cast<double>(inverse_frequencies[half - 1]), 1.0 / last_exponent);
+  // Rounded to the integer it was written as (10000, 500000) when float32 cannot tell.
+  if (const double rounded = std::round(base); std::abs(rounded - base) <= 1e-4 * base) {
+    base = rounded;
+  }
   for (std::size_t i = 0; i < half; ++i) {
     const double expected =
         std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(dims));
     if (std::abs(inverse_frequencies[i] - expected) > 1e-6 * expected) return std::nullopt;
   }
-  // Rounded to what float32 holds of the base: 10000 rather than 9999.99987.
-  const double rounded = std::round(base);
-  return std::abs(rounded - base) <= 1e-4 * base ? rounded : base;
+  return base;
 }
 
 // What a cos or sin table is computed from: the positions' offset (arange's start) and the
@@ -450,6 +452,31 @@ std::optional<Node> match_grouped_query_attention(const ExportedProgram& program
   return fused;
 }
 
+// Replaces the nodes at their indices, each output renamed after what it now computes
+// ("rms_norm", "rope_1"): the anchor's name ("mul_4", "add_3") told what it was.
+std::size_t apply(ExportedProgram& program, std::vector<std::pair<std::size_t, Node>>& rewrites,
+                  std::string_view base) {
+  std::size_t count = 0;
+  for (auto& [index, node] : rewrites) {
+    const std::string old_name = output_of(node);
+    std::string name(base);
+    for (int suffix = 1; program.tensors.contains(name); ++suffix) {
+      name = fmt::format("{}_{}", base, suffix);
+    }
+    program.nodes[index] = std::move(node);
+    if (!old_name.empty()) {
+      pass_util::replace_uses(program, index, old_name, name);
+      program.nodes[index].outputs[0].names[0] = name;
+      if (auto meta = program.tensors.extract(old_name)) {
+        meta.key() = name;
+        program.tensors.insert(std::move(meta));
+      }
+    }
+    ++count;
+  }
+  return count;
+}
+
 }  // namespace
 
 std::size_t fuse_rms_norm(ExportedProgram& program) {
@@ -465,8 +492,7 @@ std::size_t fuse_rms_norm(ExportedProgram& program) {
       }
     }
   }
-  for (auto& [index, node] : rewrites) program.nodes[index] = std::move(node);
-  return rewrites.size();
+  return apply(program, rewrites, "rms_norm");
 }
 
 std::size_t fuse_rope(ExportedProgram& program) {
@@ -481,8 +507,7 @@ std::size_t fuse_rope(ExportedProgram& program) {
       }
     }
   }
-  for (auto& [index, node] : rewrites) program.nodes[index] = std::move(node);
-  return rewrites.size();
+  return apply(program, rewrites, "rope");
 }
 
 std::size_t fuse_grouped_query_attention(ExportedProgram& program) {

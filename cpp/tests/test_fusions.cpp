@@ -57,7 +57,10 @@ TEST(FuseRmsNorm, FusesLlamaRmsNormIntoOneNode) {
   EXPECT_EQ(reads(norm, "weight"), "w");
   EXPECT_EQ(norm.input("normalized_shape")->ints, std::vector<std::int64_t>{4});
   EXPECT_DOUBLE_EQ(norm.input("eps")->floats[0], 1e-6);
-  EXPECT_EQ(norm.outputs[0].names[0], "scaled");  // what reads the norm still finds it
+  // Named after what it computes now, and what read the last op reads the norm.
+  EXPECT_EQ(norm.outputs[0].names[0], "rms_norm");
+  EXPECT_EQ(program.outputs[0].value.names[0], "rms_norm");
+  EXPECT_TRUE(program.tensors.contains("rms_norm"));
 }
 
 TEST(FuseRmsNorm, FusesTheFloat32RoundTripOfHalfPrecision) {

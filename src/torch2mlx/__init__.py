@@ -16,6 +16,7 @@ from torch2mlx.checkpoint import (
 from torch2mlx.conversion import ConversionResult, VerificationWarning, convert
 from torch2mlx.registry import layer_registry
 from torch2mlx.runtime import load
+from torch2mlx.verification import VerificationReport, verify
 from torch2mlx.weights import ConversionWarning, convert_weights, module_map, to_mlx_module
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "ConversionWarning",
     "TensorInfo",
     "Torch2MLXError",
+    "VerificationReport",
     "VerificationWarning",
     "__version__",
     "convert",
@@ -47,4 +49,5 @@ __all__ = [
     "save_safetensors",
     "supported_ops",
     "to_mlx_module",
+    "verify",
 ]

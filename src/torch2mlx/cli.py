@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from torch2mlx import __version__
 from torch2mlx.checkpoint import CheckpointInfo, Torch2MLXError, inspect_checkpoint
@@ -214,6 +215,52 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from torch2mlx.conversion import _module_from_archive
+    from torch2mlx.verification import load_inputs, verify
+
+    source = args.against
+    if ":" in source and not os.path.exists(source):
+        built = _load_factory(source)
+        model, example = built if isinstance(built, tuple) else (built, None)
+    elif source.endswith(".pt2") and os.path.isfile(source):
+        model, example = _module_from_archive(Path(source), None)
+        if model is None:
+            raise ValueError(f"{source}: verifying against a .pt2 archive needs torch installed")
+    else:
+        raise ValueError(
+            f"--against {source}: pass the torch model as 'pkg.module:factory' (or a .pt2 "
+            "archive), as for torch2mlx convert"
+        )
+    if args.inputs:
+        runs = [load_inputs(args.inputs)]
+    elif args.random is not None:
+        runs = [None] * args.random
+    else:
+        runs = [example]  # the factory's example inputs, or random ones when it has none
+    reports = []
+    for seed, inputs in enumerate(runs):
+        report = verify(model, args.out, inputs, atol=args.atol, rtol=args.rtol, seed=seed)
+        reports.append(report)
+        if not args.json:
+            if len(runs) > 1:
+                print(f"run {seed + 1} of {len(runs)}:")
+            print(report.text())
+    if args.json:
+        print(
+            json.dumps(
+                [r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict(),
+                indent=2,
+            )
+        )
+    if args.html:
+        failing = next((r for r in reports if not r.passed), reports[-1])
+        Path(args.html).write_text(failing.html())
+        if not args.json:
+            print(f"wrote {args.html}")
+    return 0 if all(r.passed for r in reports) else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch2mlx", description="Translate PyTorch models and checkpoints to Apple MLX."
@@ -250,6 +297,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-unknown", action="store_true", help="copy tensors no rule covers, unchanged"
     )
     weights.set_defaults(run=_convert_weights)
+
+    check = commands.add_parser(
+        "verify",
+        help="run a package and its torch model side by side; name the first layer that differs",
+        description="Run the package OUT and the torch model on the same inputs, report the "
+        "error of every output and of every module call, and name the first module whose output "
+        "leaves the tolerance while its input is within it. Exit status 2 when they differ.",
+    )
+    check.add_argument("out", help="a package folder written by torch2mlx convert")
+    check.add_argument(
+        "--against", required=True, help="the torch model: 'pkg.module:factory' or a .pt2"
+    )
+    given = check.add_mutually_exclusive_group()
+    given.add_argument("--inputs", help="an .npz of inputs keyed by the package's input names")
+    given.add_argument(
+        "--random", type=int, metavar="N", help="N runs on random inputs of config.json's shapes"
+    )
+    check.add_argument("--atol", type=float, help="absolute tolerance (default by dtype)")
+    check.add_argument("--rtol", type=float, help="relative tolerance (default by dtype)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--html", metavar="FILE", help="write a page with the per-layer errors")
+    check.set_defaults(run=_verify)
 
     convert = commands.add_parser(
         "convert",

@@ -14,16 +14,15 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch2mlx import _core
 from torch2mlx.checkpoint import Torch2MLXError
+from torch2mlx.comparison import as_dicts, summary_lines
 from torch2mlx.runtime import check_package
-from torch2mlx.verify import TOLERANCES, as_dicts, compare, summary_lines
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
@@ -120,18 +119,6 @@ def _mlx_inputs(args: tuple, kwargs: dict, dtype: str | None) -> tuple[tuple, di
     return convert(args), convert(kwargs)
 
 
-def _run_mlx(package: Path, args: tuple, kwargs: dict, dtype: str | None) -> Any:
-    import mlx.core as mx
-
-    from torch2mlx.runtime import load
-
-    model = load(package)
-    mlx_args, mlx_kwargs = _mlx_inputs(args, kwargs, dtype)
-    outputs = model(*mlx_args, **mlx_kwargs)
-    mx.eval(outputs)
-    return outputs
-
-
 def _verify(
     module: Any,
     args: tuple,
@@ -140,26 +127,31 @@ def _verify(
     dtype: str | None,
     tolerance: tuple[float, float] | None,
 ) -> tuple[dict, list[str]]:
-    import torch
+    from torch2mlx.verification import tolerance_for, verify
 
-    atol, rtol = tolerance or TOLERANCES[dtype or "float32"]
-    start = time.perf_counter()
-    with torch.no_grad():
-        reference = module(*args, **kwargs)
-    torch_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    actual = _run_mlx(package, args, kwargs, dtype)
-    mlx_seconds = time.perf_counter() - start
-    errors = compare(reference, actual, atol, rtol)
-    passed = all(error.passed for error in errors)
+    atol, rtol = tolerance or tolerance_for(dtype)
+    # Outputs only first; the module-by-module comparison runs when they differ, to name
+    # the first module that diverges.
+    result = verify(module, package, (args, kwargs), atol=atol, rtol=rtol, layers=False)
+    if not result.passed:
+        result = verify(module, package, (args, kwargs), atol=atol, rtol=rtol, layers=True)
     report = {
         "verified": True,
-        "passed": passed,
+        "passed": result.passed,
         "tolerance": {"atol": atol, "rtol": rtol},
-        "outputs": as_dicts(errors),
-        "seconds": {"torch": torch_seconds, "mlx_first_call": mlx_seconds},
+        "outputs": as_dicts(result.outputs),
+        "seconds": {"torch": result.seconds["torch"], "mlx_first_call": result.seconds["mlx"]},
+        "environment": result.environment,
     }
-    return report, summary_lines(errors, atol, rtol)
+    lines = summary_lines(result.outputs, atol, rtol)
+    if result.first_divergence is not None:
+        culprit = result.first_divergence
+        report["first_divergence"] = asdict(culprit)
+        lines.append(
+            f"  first divergence: {culprit.path} ({culprit.type}) at "
+            f"{culprit.source_line or 'an unknown line'}: {culprit.explanation}"
+        )
+    return report, lines
 
 
 def _config(info: dict, source: str, dtype: str | None) -> dict:
@@ -250,6 +242,9 @@ def convert(
             check_package(staging)  # whatever verify says: a broken package is never written
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)
+        # The module calls verification observes, where they sit in the MLX tree, and the
+        # axis order of their values (verification.py).
+        (staging / "modules.json").write_text(json.dumps(info["modules"], indent=1) + "\n")
         config = _config(info, source, dtype)
         config["decomposed_ops"] = decomposed
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -82,8 +82,8 @@ class BertSelfAttention(nn.Module):
         scaled_dot_product_attention = attention(transpose, transpose_1, transpose_2, 0.25, v_p_and)
         # modeling_bert.py:204: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
-        reshape = mx.reshape(transpose_3, (2, 12, -1))
-        return reshape
+        attn_output = mx.reshape(transpose_3, (2, 12, -1))
+        return attn_output
 
 
 # torch: transformers.models.bert.modeling_bert.BertSelfOutput (encoder.layer.0.attention.output...
@@ -120,8 +120,8 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput()
 
     def __call__(self, x, v_p_and):
-        reshape = self.p_self(x, v_p_and)
-        layer_norm = self.output(reshape, x)
+        attn_output = self.p_self(x, v_p_and)
+        layer_norm = self.output(attn_output, x)
         return layer_norm
 
 
@@ -181,19 +181,19 @@ class BertEmbeddings(nn.Module):
 
     def __call__(self, x):
         # modeling_bert.py:85: position_ids = self.position_ids[:, cache_length : seq_length + ca...
-        slice = self.position_ids[:, :12]
+        position_ids = self.position_ids[:, :12]
         # modeling_bert.py:94: buffered_token_type_ids = torch.gather(buffered_token_type_ids, di...
-        gather_1 = gather(self.token_type_ids, 1, slice)
+        buffered_token_type_ids = gather(self.token_type_ids, 1, position_ids)
         # modeling_bert.py:95: token_type_ids = buffered_token_type_ids.expand(batch_size, seq_le...
-        expand_1 = expand(gather_1, (2, 12))
+        token_type_ids = expand(buffered_token_type_ids, (2, 12))
         embedding = self.word_embeddings(x)
-        embedding_1 = self.token_type_embeddings(expand_1)
+        embedding_1 = self.token_type_embeddings(token_type_ids)
         # modeling_bert.py:102: embeddings = inputs_embeds + token_type_embeddings
-        add = embedding + embedding_1
-        embedding_2 = self.position_embeddings(slice)
+        embeddings = embedding + embedding_1
+        embedding_2 = self.position_embeddings(position_ids)
         # modeling_bert.py:105: embeddings = embeddings + position_embeddings
-        add_1 = add + embedding_2
-        layer_norm = self.LayerNorm(add_1)
+        embeddings_1 = embeddings + embedding_2
+        layer_norm = self.LayerNorm(embeddings_1)
         return layer_norm
 
 
@@ -217,8 +217,8 @@ class BertPooler(nn.Module):
 
     def __call__(self, x):
         # modeling_bert.py:464: first_token_tensor = hidden_states[:, 0]
-        select = x[:, 0]
-        linear = self.dense(select)
+        first_token_tensor = x[:, 0]
+        linear = self.dense(first_token_tensor)
         # modeling_bert.py:466: pooled_output = self.activation(pooled_output)
         tanh = mx.tanh(linear)
         return tanh

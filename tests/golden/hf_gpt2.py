@@ -68,10 +68,10 @@ class Conv1D(nn.Module):
     def __call__(self, x):
         # pytorch_utils.py:119: x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
         view = mx.reshape(x, (-1, 64))
-        addmm = self.bias + view @ self.weight
+        x_1 = self.bias + view @ self.weight
         # pytorch_utils.py:120: x = x.view(size_out)
-        view_1 = mx.reshape(addmm, (2, 12, 192))
-        return view_1
+        x_2 = mx.reshape(x_1, (2, 12, 192))
+        return x_2
 
 
 # torch: transformers.pytorch_utils.Conv1D (transformer.h.0.attn.c_proj and 1 more)
@@ -84,10 +84,10 @@ class Conv1D2(nn.Module):
     def __call__(self, x):
         # pytorch_utils.py:119: x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
         view = mx.reshape(x, (-1, 64))
-        addmm = self.bias + view @ self.weight
+        x_1 = self.bias + view @ self.weight
         # pytorch_utils.py:120: x = x.view(size_out)
-        view_1 = mx.reshape(addmm, (2, 12, 64))
-        return view_1
+        x_2 = mx.reshape(x_1, (2, 12, 64))
+        return x_2
 
 
 # torch: transformers.pytorch_utils.Conv1D (transformer.h.0.mlp.c_fc and 1 more)
@@ -100,10 +100,10 @@ class Conv1D3(nn.Module):
     def __call__(self, x):
         # pytorch_utils.py:119: x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
         view = mx.reshape(x, (-1, 64))
-        addmm = self.bias + view @ self.weight
+        x_1 = self.bias + view @ self.weight
         # pytorch_utils.py:120: x = x.view(size_out)
-        view_1 = mx.reshape(addmm, (2, 12, 256))
-        return view_1
+        x_2 = mx.reshape(x_1, (2, 12, 256))
+        return x_2
 
 
 # torch: transformers.activations.NewGELUActivation (transformer.h.0.mlp.act and 1 more)
@@ -134,10 +134,10 @@ class Conv1D4(nn.Module):
     def __call__(self, x):
         # pytorch_utils.py:119: x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
         view = mx.reshape(x, (-1, 256))
-        addmm = self.bias + view @ self.weight
+        x_1 = self.bias + view @ self.weight
         # pytorch_utils.py:120: x = x.view(size_out)
-        view_1 = mx.reshape(addmm, (2, 12, 64))
-        return view_1
+        x_2 = mx.reshape(x_1, (2, 12, 64))
+        return x_2
 
 
 # torch: transformers.models.gpt2.modeling_gpt2.GPT2Attention (transformer.h.0.attn and 1 more)
@@ -148,25 +148,25 @@ class GPT2Attention(nn.Module):
         self.c_proj = Conv1D2()
 
     def __call__(self, x, v_p_and):
-        view = self.c_attn(x)
+        x_1 = self.c_attn(x)
         # modeling_gpt2.py:187: query_states, key_states, value_states = self.c_attn(hidden_state...
-        getitem, getitem_1, getitem_2 = split(view, 64, axis=2)
+        getitem, getitem_1, getitem_2 = split(x_1, 64, axis=2)
         # modeling_gpt2.py:189: key_states = key_states.view(shape_kv).transpose(1, 2)
-        view_1 = mx.reshape(getitem_1, (2, 12, -1, 16))
+        view = mx.reshape(getitem_1, (2, 12, -1, 16))
         # modeling_gpt2.py:190: value_states = value_states.view(shape_kv).transpose(1, 2)
-        view_2 = mx.reshape(getitem_2, (2, 12, -1, 16))
+        view_1 = mx.reshape(getitem_2, (2, 12, -1, 16))
         # modeling_gpt2.py:193: query_states = query_states.view(shape_q).transpose(1, 2)
-        view_3 = mx.reshape(getitem, (2, 12, -1, 16))
+        view_2 = mx.reshape(getitem, (2, 12, -1, 16))
         # modeling_gpt2.py:213: attn_output, attn_weights = attention_interface(
-        transpose = mx.transpose(view_1, (0, 2, 1, 3))
-        transpose_1 = mx.transpose(view_2, (0, 2, 1, 3))
-        transpose_2 = mx.transpose(view_3, (0, 2, 1, 3))
+        transpose = mx.transpose(view, (0, 2, 1, 3))
+        transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
+        transpose_2 = mx.transpose(view_2, (0, 2, 1, 3))
         scaled_dot_product_attention = attention(transpose_2, transpose, transpose_1, 0.25, v_p_and)
         # modeling_gpt2.py:224: attn_output = attn_output.reshape(*attn_output.shape[:-2], -1).co...
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
-        reshape = mx.reshape(transpose_3, (2, 12, -1))
-        view_4 = self.c_proj(reshape)
-        return view_4
+        attn_output = mx.reshape(transpose_3, (2, 12, -1))
+        x_2 = self.c_proj(attn_output)
+        return x_2
 
 
 # torch: transformers.models.gpt2.modeling_gpt2.GPT2MLP (transformer.h.0.mlp and 1 more)
@@ -178,10 +178,10 @@ class GPT2MLP(nn.Module):
         self.c_proj = Conv1D4()
 
     def __call__(self, x):
-        view = self.c_fc(x)
-        mul = self.act(view)
-        view_1 = self.c_proj(mul)
-        return view_1
+        x_1 = self.c_fc(x)
+        mul = self.act(x_1)
+        x_2 = self.c_proj(mul)
+        return x_2
 
 
 # torch: transformers.models.gpt2.modeling_gpt2.GPT2Block (transformer.h.0 and 1 more)
@@ -195,14 +195,14 @@ class GPT2Block(nn.Module):
 
     def __call__(self, x, v_p_and):
         layer_norm = self.ln_1(x)
-        view = self.attn(layer_norm, v_p_and)
+        x_1 = self.attn(layer_norm, v_p_and)
         # modeling_gpt2.py:285: hidden_states = attn_output + residual
-        add = view + x
-        layer_norm_1 = self.ln_2(add)
-        view_1 = self.mlp(layer_norm_1)
+        hidden_states = x_1 + x
+        layer_norm_1 = self.ln_2(hidden_states)
+        x_2 = self.mlp(layer_norm_1)
         # modeling_gpt2.py:310: hidden_states = residual + feed_forward_hidden_states
-        add_1 = add + view_1
-        return add_1
+        hidden_states_1 = hidden_states + x_2
+        return hidden_states_1
 
 
 # torch: transformers.models.gpt2.modeling_gpt2.GPT2Model (transformer)
@@ -217,29 +217,29 @@ class GPT2Model(nn.Module):
         # modeling_gpt2.py:569: inputs_embeds = self.wte(input_ids)
         embedding = mx.take(x, input_ids, axis=0)
         # modeling_gpt2.py:573: position_ids = torch.arange(inputs_embeds.shape[1], device=inputs...
-        arange = mx.arange(0, 12, 1, dtype=mx.int64)
+        position_ids = mx.arange(0, 12, 1, dtype=mx.int64)
         # modeling_gpt2.py:574: position_ids = position_ids.unsqueeze(0)
-        unsqueeze = mx.expand_dims(arange, 0)
-        embedding_1 = self.wpe(unsqueeze)
+        position_ids_1 = mx.expand_dims(position_ids, 0)
+        embedding_1 = self.wpe(position_ids_1)
         # modeling_gpt2.py:577: hidden_states = inputs_embeds + position_embeds.to(inputs_embeds....
-        add = embedding + embedding_1
+        hidden_states = embedding + embedding_1
         # modeling_gpt2.py:583: causal_mask = create_causal_mask(
         to = attention_mask.astype(mx.bool_)
-        arange_1 = mx.arange(0, 2, 1, dtype=mx.int64)
-        unsqueeze_1 = mx.expand_dims(arange_1, 1)
-        unsqueeze_2 = mx.expand_dims(unsqueeze_1, 2)
-        unsqueeze_3 = mx.expand_dims(unsqueeze_2, 3)
-        unsqueeze_4 = mx.expand_dims(unsqueeze, 1)
-        unsqueeze_5 = mx.expand_dims(unsqueeze_4, 3)
-        unsqueeze_6 = mx.expand_dims(unsqueeze_4, 2)
+        arange = mx.arange(0, 2, 1, dtype=mx.int64)
+        unsqueeze = mx.expand_dims(arange, 1)
+        unsqueeze_1 = mx.expand_dims(unsqueeze, 2)
+        unsqueeze_2 = mx.expand_dims(unsqueeze_1, 3)
+        unsqueeze_3 = mx.expand_dims(position_ids_1, 1)
+        unsqueeze_4 = mx.expand_dims(unsqueeze_3, 3)
+        unsqueeze_5 = mx.expand_dims(unsqueeze_3, 2)
         new_ones = mx.ones((), dtype=mx.bool_)
-        le = unsqueeze_6 <= unsqueeze_5
+        le = unsqueeze_5 <= unsqueeze_4
         v_p_and = mx.bitwise_and(new_ones, le)
-        index_1 = index(to, [unsqueeze_3, unsqueeze_6])
-        v_p_and_1 = mx.bitwise_and(v_p_and, index_1)
-        add_1 = self.h[0](add, v_p_and_1)
-        add_2 = self.h[1](add_1, v_p_and_1)
-        layer_norm = self.ln_f(add_2)
+        index_1 = index(to, [unsqueeze_2, unsqueeze_5])
+        causal_mask_1 = mx.bitwise_and(v_p_and, index_1)
+        hidden_states_1 = self.h[0](hidden_states, causal_mask_1)
+        hidden_states_2 = self.h[1](hidden_states_1, causal_mask_1)
+        layer_norm = self.ln_f(hidden_states_2)
         return layer_norm
 
 

@@ -60,9 +60,9 @@ class LlamaRMSNorm(nn.Module):
         self.weight = mx.zeros((64,))
 
     def __call__(self, x):
-        # modeling_llama.py:65: variance = hidden_states.pow(2).mean(-1, keepdim=True)
-        mul = mx.fast.rms_norm(x, self.weight, 1e-06)
-        return mul
+        # modeling_llama.py:67: return self.weight * hidden_states.to(input_dtype)
+        rms_norm = mx.fast.rms_norm(x, self.weight, 1e-06)
+        return rms_norm
 
 
 # torch: transformers.models.llama.modeling_llama.LlamaAttention (model.layers.0.self_attn and 1...
@@ -86,16 +86,16 @@ class LlamaAttention(nn.Module):
         view_2 = mx.reshape(linear_2, (2, 12, -1, 16))
         # modeling_llama.py:249: query_states, key_states = apply_rotary_pos_emb(query_states, ke...
         transpose = mx.transpose(view, (0, 2, 1, 3))
-        add = mx.fast.rope(transpose, 16, traditional=False, base=10000.0, scale=1.0, offset=0)
+        rope = mx.fast.rope(transpose, 16, traditional=False, base=10000.0, scale=1.0, offset=0)
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
-        add_1 = mx.fast.rope(transpose_1, 16, traditional=False, base=10000.0, scale=1.0, offset=0)
+        rope_1 = mx.fast.rope(transpose_1, 16, traditional=False, base=10000.0, scale=1.0, offset=0)
         # modeling_llama.py:258: attn_output, attn_weights = attention_interface(
         transpose_2 = mx.transpose(view_2, (0, 2, 1, 3))
-        scaled_dot_product_attention = attention(add, add_1, transpose_2, 0.25, v_p_and)
+        scaled_dot_product_attention = attention(rope, rope_1, transpose_2, 0.25, v_p_and)
         # modeling_llama.py:269: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
-        reshape = mx.reshape(transpose_3, (2, 12, -1))
-        linear_3 = self.o_proj(reshape)
+        attn_output = mx.reshape(transpose_3, (2, 12, -1))
+        linear_3 = self.o_proj(attn_output)
         return linear_3
 
 
@@ -128,15 +128,15 @@ class LlamaDecoderLayer(nn.Module):
         self.mlp = LlamaMLP()
 
     def __call__(self, x, v_p_and):
-        mul = self.input_layernorm(x)
-        linear = self.self_attn(mul, v_p_and)
+        rms_norm = self.input_layernorm(x)
+        linear = self.self_attn(rms_norm, v_p_and)
         # modeling_llama.py:308: hidden_states = residual + hidden_states
-        add = x + linear
-        mul_1 = self.post_attention_layernorm(add)
-        linear_1 = self.mlp(mul_1)
+        hidden_states = x + linear
+        rms_norm_1 = self.post_attention_layernorm(hidden_states)
+        linear_1 = self.mlp(rms_norm_1)
         # modeling_llama.py:314: hidden_states = residual + hidden_states
-        add_1 = add + linear_1
-        return add_1
+        hidden_states_1 = hidden_states + linear_1
+        return hidden_states_1
 
 
 # torch: transformers.models.llama.modeling_llama.LlamaModel (model)
@@ -150,27 +150,27 @@ class LlamaModel(nn.Module):
     def __call__(self, x, attention_mask):
         embedding = self.embed_tokens(x)
         # modeling_llama.py:379: position_ids = torch.arange(inputs_embeds.shape[1], device=input...
-        arange = mx.arange(0, 12, 1, dtype=mx.int64)
+        position_ids = mx.arange(0, 12, 1, dtype=mx.int64)
         # modeling_llama.py:380: position_ids = position_ids.unsqueeze(0)
-        unsqueeze = mx.expand_dims(arange, 0)
+        position_ids_1 = mx.expand_dims(position_ids, 0)
         # modeling_llama.py:382: causal_mask = create_causal_mask(
         to = attention_mask.astype(mx.bool_)
-        arange_1 = mx.arange(0, 2, 1, dtype=mx.int64)
-        unsqueeze_1 = mx.expand_dims(arange_1, 1)
-        unsqueeze_2 = mx.expand_dims(unsqueeze_1, 2)
-        unsqueeze_3 = mx.expand_dims(unsqueeze_2, 3)
-        unsqueeze_4 = mx.expand_dims(unsqueeze, 1)
-        unsqueeze_5 = mx.expand_dims(unsqueeze_4, 3)
-        unsqueeze_6 = mx.expand_dims(unsqueeze_4, 2)
+        arange = mx.arange(0, 2, 1, dtype=mx.int64)
+        unsqueeze = mx.expand_dims(arange, 1)
+        unsqueeze_1 = mx.expand_dims(unsqueeze, 2)
+        unsqueeze_2 = mx.expand_dims(unsqueeze_1, 3)
+        unsqueeze_3 = mx.expand_dims(position_ids_1, 1)
+        unsqueeze_4 = mx.expand_dims(unsqueeze_3, 3)
+        unsqueeze_5 = mx.expand_dims(unsqueeze_3, 2)
         new_ones = mx.ones((), dtype=mx.bool_)
-        le = unsqueeze_6 <= unsqueeze_5
+        le = unsqueeze_5 <= unsqueeze_4
         v_p_and = mx.bitwise_and(new_ones, le)
-        index_1 = index(to, [unsqueeze_3, unsqueeze_6])
-        v_p_and_1 = mx.bitwise_and(v_p_and, index_1)
-        add = self.layers[0](embedding, v_p_and_1)
-        add_1 = self.layers[1](add, v_p_and_1)
-        mul = self.norm(add_1)
-        return mul
+        index_1 = index(to, [unsqueeze_2, unsqueeze_5])
+        causal_mask_1 = mx.bitwise_and(v_p_and, index_1)
+        hidden_states = self.layers[0](embedding, causal_mask_1)
+        hidden_states_1 = self.layers[1](hidden_states, causal_mask_1)
+        rms_norm = self.norm(hidden_states_1)
+        return rms_norm
 
 
 class Model(nn.Module):
@@ -181,6 +181,6 @@ class Model(nn.Module):
         self.eval()  # inference: norms use running statistics, dropout is off
 
     def __call__(self, input_ids, attention_mask, use_cache=False):
-        mul = self.model(input_ids, attention_mask)
-        linear = self.lm_head(mul)
+        rms_norm = self.model(input_ids, attention_mask)
+        linear = self.lm_head(rms_norm)
         return {"logits": linear}

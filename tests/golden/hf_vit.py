@@ -69,8 +69,8 @@ class ViTAttention(nn.Module):
         )
         # modeling_vit.py:235: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
-        reshape = mx.reshape(transpose_3, (2, 17, -1))
-        linear_3 = self.o_proj(reshape)
+        attn_output = mx.reshape(transpose_3, (2, 17, -1))
+        linear_3 = self.o_proj(attn_output)
         return linear_3
 
 
@@ -117,12 +117,12 @@ class ViTLayer(nn.Module):
         layer_norm = self.layernorm_before(x)
         linear = self.attention(layer_norm, expand_1)
         # modeling_vit.py:277: hidden_states = hidden_states + residual
-        add = linear + x
-        layer_norm_1 = self.layernorm_after(add)
+        hidden_states = linear + x
+        layer_norm_1 = self.layernorm_after(hidden_states)
         linear_1 = self.mlp(layer_norm_1)
         # modeling_vit.py:284: hidden_states = hidden_states + residual
-        add_1 = linear_1 + add
-        return add_1
+        hidden_states_1 = linear_1 + hidden_states
+        return hidden_states_1
 
 
 # torch: transformers.models.vit.modeling_vit.ViTEmbeddings (vit.embeddings)
@@ -136,13 +136,13 @@ class ViTEmbeddings(nn.Module):
     def __call__(self, x):
         transpose = self.patch_embeddings(x)
         # modeling_vit.py:146: cls_tokens = self.cls_token.expand(batch_size, -1, -1)
-        expand_1 = expand(self.cls_token, (2, -1, -1))
+        cls_tokens = expand(self.cls_token, (2, -1, -1))
         # modeling_vit.py:147: embeddings = torch.cat((cls_tokens, embeddings), dim=1)
         transpose_ncl = mx.transpose(transpose, (0, 2, 1))
-        cat = mx.concatenate([expand_1, transpose_ncl], axis=1)
+        embeddings = mx.concatenate([cls_tokens, transpose_ncl], axis=1)
         # modeling_vit.py:157: embeddings = embeddings + self.position_embeddings
-        add = cat + self.position_embeddings
-        return add
+        embeddings_1 = embeddings + self.position_embeddings
+        return embeddings_1
 
 
 # torch: transformers.models.vit.modeling_vit.ViTModel (vit)
@@ -154,17 +154,17 @@ class ViTModel(nn.Module):
         self.layernorm = nn.LayerNorm(64, eps=1e-12)
 
     def __call__(self, x):
-        add = self.embeddings(x)
+        embeddings = self.embeddings(x)
         # modeling_vit.py:375: attention_mask = create_bidirectional_mask(
         arange = mx.arange(0, 17, 1, dtype=mx.int64)
         unsqueeze = mx.expand_dims(arange, 0)
         unsqueeze_1 = mx.expand_dims(unsqueeze, 1)
         unsqueeze_2 = mx.expand_dims(unsqueeze_1, 3)
         ge = unsqueeze_2 >= 0
-        expand_1 = expand(ge, (2, -1, 17, 17))
-        add_1 = self.layers[0](add, expand_1)
-        add_2 = self.layers[1](add_1, expand_1)
-        layer_norm = self.layernorm(add_2)
+        attention_mask = expand(ge, (2, -1, 17, 17))
+        hidden_states = self.layers[0](embeddings, attention_mask)
+        hidden_states_1 = self.layers[1](hidden_states, attention_mask)
+        layer_norm = self.layernorm(hidden_states_1)
         return layer_norm
 
 
@@ -178,6 +178,6 @@ class Model(nn.Module):
     def __call__(self, pixel_values):
         layer_norm = self.vit(pixel_values)
         # modeling_vit.py:545: pooled_output = sequence_output[:, 0, :]
-        select = layer_norm[:, 0]
-        linear = self.classifier(select)
+        pooled_output = layer_norm[:, 0]
+        linear = self.classifier(pooled_output)
         return {"logits": linear}

@@ -37,13 +37,28 @@ struct PackageInput {
   std::vector<std::string> shape;  // sizes as text: "3" or a symbol such as "s77"
 };
 
+/// A module call that the generated code makes as a call of its own (a method of a class or
+/// an mlx.nn layer): where verification observes values to find the first layer that
+/// diverges. Storage orders are permutations as the layout pass records them (stored axis i
+/// holds torch's axis perm[i]); empty is torch's order.
+struct ModuleBoundary {
+  std::string path;              // torch module path, e.g. "layers.0.conv1"
+  std::string mlx_path;          // the same module in the MLX tree (odd names made attributes)
+  std::string type;              // qualified torch class name
+  std::vector<std::string> ops;  // ATen ops inside, in first-seen order
+  std::string source_line;       // the first user source line inside, "file.py:12: code"
+  std::vector<int> input_perm;   // storage order of its first tensor input
+  std::vector<std::vector<int>> output_perms;  // storage order of each output
+};
+
 /// What the code generator produces.
 struct GeneratedModel {
   std::string source;  // model.py
   std::vector<PackageWeight> weights;
   std::vector<PackageInput> inputs;
-  std::vector<std::string> notes;  // things the user should know, e.g. ignored buffer updates
-  std::size_t transposes = 0;      // layout transposes the generated code performs
+  std::vector<std::string> notes;       // things the user should know, e.g. ignored buffer updates
+  std::size_t transposes = 0;           // layout transposes the generated code performs
+  std::vector<ModuleBoundary> modules;  // in the order their calls start
 };
 
 /// How to generate.

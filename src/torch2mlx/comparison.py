@@ -1,4 +1,4 @@
-"""Side-by-side numerics: torch and MLX on the same inputs, one line per output."""
+"""Output by output: how far MLX values are from torch's (used by convert and verify)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 # Default tolerances (atol, rtol) by the dtype the MLX model runs in.
-TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (1e-2, 1e-2), "bfloat16": (5e-2, 5e-2)}
+# float32 as the brief asks of every float32 comparison; half precision keeps 11 (float16)
+# or 8 (bfloat16) significant bits, so 1e-2 of the largest magnitudes.
+TOLERANCES = {"float32": (1e-5, 1e-5), "float16": (1e-2, 1e-2), "bfloat16": (1e-2, 1e-2)}
 
 
 @dataclass
