@@ -43,6 +43,9 @@ def test_float32_matches_torch(name, tmp_path):
     assert all(o["cosine_similarity"] > 0.99999 for o in result.report["outputs"])
     report = json.loads((tmp_path / "pkg" / "report.json").read_text())
     assert report["passed"] is True
+    # The analyzer's report on the same graph agrees: nothing blocks, every op translates.
+    assert report["analysis"]["verdict"] == "convertible", report["analysis"]["findings"]
+    assert report["analysis"]["ops"]["coverage"] == 1.0
     # The generated code is formatted (ruff, 100 columns) and imports what it uses.
     model_py = str(tmp_path / "pkg" / "model.py")
     ruff = [sys.executable, "-m", "ruff"]
