@@ -12,6 +12,11 @@ import torch
 from torch import nn
 from torch.export import Dim
 
+try:
+    import mlx.core as mx_module  # a compiled extension module, for the hazard scan
+except ImportError:  # pragma: no cover
+    mx_module = None
+
 _LIBRARY = torch.library.Library("t2mtest", "FRAGMENT")
 _LIBRARY.define("scale(Tensor x) -> Tensor")
 _LIBRARY.impl("scale", lambda x: x * 2, "CompositeExplicitAutograd")
@@ -78,7 +83,9 @@ class StepCounter(nn.Module):
 
 
 class WritesInput(nn.Module):
-    def forward(self, x):
+    def forward(self, x, state=None):
+        if state is not None:
+            state.flags[0] = True  # a Python object's state, not a tensor: not reported
         x.mul_(2)  # <- input_mutation
         return x + 1
 
@@ -122,6 +129,13 @@ class _Square(torch.autograd.Function):
 class AutogradFunction(nn.Module):
     def forward(self, x):
         return _Square.apply(x)  # <- autograd_function
+
+
+class CompiledExtension(nn.Module):
+    def forward(self, x):
+        import mlx.core as mx
+
+        return x + float(mx_module.exp(mx.array(1.0)))  # <- compiled_extension
 
 
 class CustomKernel(nn.Module):
@@ -194,6 +208,7 @@ FACTORIES = {
     "hooked": lambda: (Hooked(), _x(2, 4), None),
     "autograd_function": lambda: (AutogradFunction(), _x(2, 4), None),
     "custom_kernel": lambda: (CustomKernel(), _x(2, 4), None),
+    "compiled_extension": lambda: (CompiledExtension(), _x(2, 4), None),
     "unsupported_op": lambda: (UnsupportedOp(), _x(2, 4), None),
     "decomposed": lambda: (Decomposed(), _x(3, 4) + _x(5, 4), None),
     "dynamic_guard": dynamic_guard,

@@ -51,6 +51,7 @@ HAZARDS = [
     ("writes_input", "input_mutation", "input_mutation", True, "x = x.clone()"),
     ("autograd_function", "autograd_function", "autograd_function", False, "call the torch"),
     ("custom_kernel", "custom_extension", "custom_kernel", True, "write the kernel in torch ops"),
+    ("compiled_extension", "custom_extension", "compiled_extension", True, "in torch ops"),
     ("hooked", "hook", "hook", False, "remove the hook before conversion"),
 ]
 

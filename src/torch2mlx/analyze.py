@@ -353,7 +353,9 @@ def _self_attribute(node: ast.AST) -> str | None:
 
 
 def _root_name(node: ast.AST) -> str | None:
-    while isinstance(node, (ast.Subscript, ast.Attribute)):
+    """'x' for x and x[...]; None for anything through an attribute (cache.flags[i] is a
+    Python object's state, not a tensor's)."""
+    while isinstance(node, ast.Subscript):
         node = node.value
     return node.id if isinstance(node, ast.Name) else None
 
