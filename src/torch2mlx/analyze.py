@@ -696,7 +696,6 @@ def _guard_frame(
     not say, so the capture is repeated while each guard records the innermost user frame
     of the stack that created it, and the first guard that fails within the dimension's
     range is the one."""
-    import torch
     from torch.fx.experimental import symbolic_shapes
 
     from torch2mlx.capture import export_model
@@ -735,7 +734,6 @@ def _guard_frame(
     for expr, frame in recorded:
         if _violated(expr, environment.var_to_range, hints):
             return frame
-    del torch
     return None
 
 
