@@ -72,6 +72,13 @@ def test_float32_matches_torch(name, tmp_path, request):
     assert all(o["cosine_similarity"] > 0.99999 for o in result.report["outputs"])
     report = json.loads((tmp_path / "pkg" / "report.json").read_text())
     assert report["passed"] is True
+    # The analyzer agrees with what convert achieved, on its own capture (torch2mlx.analyze)
+    # and in the package's report.json: nothing blocks, every op translates.
+    analysis = torch2mlx.analyze(*FACTORIES[name]())
+    assert analysis.verdict == "convertible", analysis.format_text()
+    assert analysis.ops["coverage"] == 1.0
+    assert report["analysis"]["verdict"] == "convertible", report["analysis"]["findings"]
+    assert report["analysis"]["ops"]["coverage"] == 1.0
     # The generated code is formatted (ruff, 100 columns) and imports what it uses.
     model_py = str(tmp_path / "pkg" / "model.py")
     ruff = [sys.executable, "-m", "ruff"]

@@ -13,6 +13,8 @@
 void bind_pt2(nanobind::module_& m);
 /// The code generator: generate_package and the op registry.
 void bind_codegen(nanobind::module_& m);
+/// The analyzer's graph rules: analyze_graph.
+void bind_analyzer(nanobind::module_& m);
 
 namespace torch2mlx::bindings {
 

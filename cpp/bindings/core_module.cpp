@@ -258,6 +258,7 @@ NB_MODULE(_core, m) {
   const nb::exception<torch2mlx::Error> core_error(m, "CoreError", PyExc_ValueError);
   bind_pt2(m);
   bind_codegen(m);
+  bind_analyzer(m);
 
   m.def("read_checkpoint", &read_checkpoint, "path"_a, "headers_only"_a = false,
         "Reads any supported checkpoint: a dict of format, files, metadata, tensors "

@@ -1,4 +1,5 @@
-// libFuzzer target: the ExportedProgram JSON parser and the code generator together. Any
+// libFuzzer target: the ExportedProgram JSON parser, the analyzer's graph rules (which must
+// take any program the parser accepts) and the code generator together. Any
 // program the reader accepts and the generator translates must give a model.py that holds
 // no character that could end a comment or a line early, and whose every line is plain
 // code or a comment: a string from the graph never becomes code. (The Python tests import
@@ -10,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "torch2mlx/analyzer.h"
 #include "torch2mlx/codegen.h"
 #include "torch2mlx/error.h"
 #include "torch2mlx/graph.h"
@@ -79,6 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     const ExportedProgram program =
         parse_exported_program({reinterpret_cast<const char*>(data), size}, "fuzz.json");
+    static_cast<void>(analyze_graph(program));
     check_source(generate_model(program).source);
   } catch (const Error&) {
   }

@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -671,11 +672,11 @@ void check_defined_before_use(const ExportedProgram& program, const Reader& read
 
 }  // namespace
 
-std::string user_source_line(const std::string& trace) {
-  std::string result;
+SourceFrame user_frame(const std::string& trace) {
+  SourceFrame result;
+  SourceFrame pending;
   std::istringstream lines(trace);
   std::string line;
-  std::string location;
   while (std::getline(lines, line)) {
     const std::size_t file = line.find("File \"");
     if (file != std::string::npos) {
@@ -683,18 +684,33 @@ std::string user_source_line(const std::string& trace) {
       const std::string path = line.substr(file + 6, end - file - 6);
       const std::size_t number = line.find("line ", end);
       const std::size_t comma = line.find(',', number);
-      location.clear();
+      pending = {};
       if (path.find("/torch/") != std::string::npos || number == std::string::npos) continue;
-      const std::size_t slash = path.rfind('/');
-      location = fmt::format("{}:{}", path.substr(slash == std::string::npos ? 0 : slash + 1),
-                             line.substr(number + 5, comma - number - 5));
-    } else if (!location.empty()) {
+      const std::string digits = line.substr(number + 5, comma - number - 5);
+      std::int64_t value = 0;
+      if (std::from_chars(digits.data(), digits.data() + digits.size(), value).ec != std::errc{}) {
+        continue;
+      }
+      pending.file = path;
+      pending.line = value;
+    } else if (!pending.file.empty()) {
       const std::size_t code = line.find_first_not_of(' ');
-      if (code != std::string::npos) result = fmt::format("{}: {}", location, line.substr(code));
-      location.clear();
+      if (code != std::string::npos) {
+        result = pending;
+        result.code = line.substr(code);
+      }
+      pending = {};
     }
   }
   return result;
+}
+
+std::string user_source_line(const std::string& trace) {
+  const SourceFrame frame = user_frame(trace);
+  if (frame.file.empty()) return "";
+  const std::size_t slash = frame.file.rfind('/');
+  return fmt::format("{}:{}: {}", frame.file.substr(slash == std::string::npos ? 0 : slash + 1),
+                     frame.line, frame.code);
 }
 
 std::optional<std::string> scalar_type_name(std::int64_t code) {

@@ -4,6 +4,7 @@ The heavy lifting happens in a C++ core (``torch2mlx._core``) that never imports
 MLX and never executes code from a checkpoint; this package is the Python front.
 """
 
+from torch2mlx.analyze import PortabilityReport, analyze
 from torch2mlx.checkpoint import (
     CheckpointInfo,
     CheckpointWarning,
@@ -34,11 +35,13 @@ __all__ = [
     "CheckpointWarning",
     "ConversionResult",
     "ConversionWarning",
+    "PortabilityReport",
     "TensorInfo",
     "Torch2MLXError",
     "VerificationReport",
     "VerificationWarning",
     "__version__",
+    "analyze",
     "convert",
     "convert_weights",
     "inspect_checkpoint",

@@ -205,6 +205,7 @@ def convert(
     ``report.json`` saying so, and ``result.passed`` is False. ``dump_ir`` names a pass
     (``"input"`` for none yet) after which the graph IR is printed to stderr.
     """
+    from torch2mlx.analyze import harmless_in_place
     from torch2mlx.capture import (
         decompose_untranslated,
         export_model,
@@ -222,6 +223,7 @@ def convert(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
     )
     decomposed: list[str] = []
+    harmless: list[dict] = []
     # Captured and verified alike without a KV cache in the outputs (Hugging Face decoders).
     restore = contextlib.ExitStack()
     if not isinstance(model, (str, Path)):
@@ -234,12 +236,14 @@ def convert(
                 module = None
             else:
                 program = export_model(model, example_inputs, dynamic_shapes)
+                harmless = harmless_in_place(program)  # before functionalization removes them
                 program, decomposed = decompose_untranslated(program)
                 archive = save_program(program, Path(scratch) / "model.pt2")
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
             info = _core.write_package(str(archive), str(staging), dtype, shard_size, dump_ir or "")
             check_package(staging)  # whatever verify says: a broken package is never written
+            analysis = _analysis(model, archive, decomposed, harmless)
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)
         # The module calls verification observes, where they sit in the MLX tree, and the
@@ -256,6 +260,7 @@ def convert(
         elif verify:
             report["reason"] = "torch is not installed, so there is nothing to compare against"
         report["decomposed_ops"] = decomposed
+        report["analysis"] = analysis
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         _move_into_place(staging, out_dir)
     except BaseException:
@@ -274,6 +279,14 @@ def convert(
             stacklevel=2,
         )
     return result
+
+
+def _analysis(model: Any, archive: Path, decomposed: list[str], harmless: list[dict]) -> dict:
+    """The portability report of the graph just translated (docs/analyzer.md)."""
+    from torch2mlx.analyze import report_for_package
+
+    live = None if isinstance(model, (str, Path)) else model
+    return report_for_package(live, archive, decomposed, harmless)
 
 
 def _module_from_archive(archive: Path, example_inputs: Any) -> tuple[Any, Any]:

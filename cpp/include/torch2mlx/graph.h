@@ -156,8 +156,18 @@ inline constexpr std::pair<int, int> kSupportedSchemaMajor{5, 8};
 /// Whether `text` is a value name as torch.fx writes them: an ASCII identifier.
 [[nodiscard]] bool is_value_name(std::string_view text);
 
-/// "file.py:12: code" for the innermost frame of `trace` (a node's stack_trace) that is the
-/// user's code rather than torch's, or "" when there is none.
+/// The innermost frame of a node's stack trace that is the user's code, not torch's.
+struct SourceFrame {
+  std::string file;  // as the trace names it (a full path, normally); "" when there is none
+  std::int64_t line = 0;
+  std::string code;  // the source line, stripped
+};
+
+/// The innermost frame of `trace` (a node's stack_trace) that is the user's code rather
+/// than torch's, or an empty frame when there is none.
+[[nodiscard]] SourceFrame user_frame(const std::string& trace);
+
+/// "file.py:12: code" (the file's base name) for user_frame(trace), or "" when there is none.
 [[nodiscard]] std::string user_source_line(const std::string& trace);
 
 /// The numpy dtype name for a torch.export ScalarType code, or nullopt for an unknown code.
