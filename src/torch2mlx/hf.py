@@ -132,7 +132,8 @@ def _weights(folder: Path) -> dict[str, Any]:
         if array.dtype.name == "bfloat16":
             tensors[name] = torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
         else:
-            tensors[name] = torch.from_numpy(np.ascontiguousarray(array))
+            # (np.ascontiguousarray would make a 0-d array 1-d)
+            tensors[name] = torch.from_numpy(np.require(array, requirements="C"))
     return tensors
 
 
