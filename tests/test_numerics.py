@@ -22,7 +22,7 @@ TORCH = {
     "bfloat16": torch.bfloat16,
 }
 MLX = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
-UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 COUNT = 1 << 20
 
@@ -308,3 +308,81 @@ def test_quantize_refuses_with_the_tensor_name() -> None:
     weights, scales, biases = quantize(np.ones((2, 64), np.float32), bits=4, group_size=32)
     with pytest.raises(Torch2MLXError, match=r"^\[dequantize\] tensor 'w': weights \[2, 8\]"):
         dequantize(weights, scales, biases, bits=8, group_size=32, name="w")
+
+
+# --- The floating-point modes: uint8 scales (e8m0 for mx*, e4m3 for nvfp4), no biases.
+FP_MODES = {"mxfp4": (4, 32), "mxfp8": (8, 32), "nvfp4": (4, 16)}
+FP_COMBOS = list(itertools.product(["float32", "float16", "bfloat16"], FP_MODES))
+
+
+def fp_inputs(dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """quantize_inputs plus what only the fp modes meet: values at the e2m1 and e4m3 grid
+    points and halfway between them, scales beyond e8m0's and e4m3's ranges, subnormals."""
+    columns = 128
+    grid = np.array([0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6])
+    rows = [
+        np.resize(np.concatenate([grid, -grid]), (2, columns)),
+        np.resize(np.concatenate([grid, -grid]) * 2.0**-20, (1, columns)),
+        np.resize(np.arange(-16, 16) / 2, (2, columns)) * 37.0,  # e4m3 ties after scaling
+        rng.standard_normal((2, columns)) * 1e-30,  # below e4m3's smallest scale
+        rng.standard_normal((2, columns)) * 1e30,  # float32 only: inf in float16
+        rng.standard_normal((2, columns)) * 2.0**-140,  # float32 subnormals
+        rng.standard_normal((2, columns)) * 6e-8,  # float16 subnormals
+        rng.standard_normal((2, columns)) * 60000,
+    ]
+    values = np.concatenate(
+        [quantize_inputs("float32", rng)[:, :columns], *[r.astype(np.float32) for r in rows]]
+    )
+    with np.errstate(over="ignore"):  # 1e30 becomes inf in float16: a case of its own
+        return values.astype(NUMPY[dtype])
+
+
+@pytest.mark.parametrize(("dtype", "mode"), FP_COMBOS, ids=[f"{d}-{m}" for d, m in FP_COMBOS])
+def test_fp_modes_match_mlx_bit_for_bit(dtype: str, mode: str) -> None:
+    bits_, group_size = FP_MODES[mode]
+    values = fp_inputs(dtype, np.random.default_rng(FP_COMBOS.index((dtype, mode))))
+    expected = mx.quantize(mx_array(values), group_size=group_size, bits=bits_, mode=mode)
+    weights, scales, biases = quantize(values, bits=bits_, group_size=group_size, mode=mode)
+    assert len(expected) == 2 and biases is None
+    assert scales.dtype == np.uint8 and weights.dtype == np.uint32
+    assert_same_bits(weights, np_array(expected[0]))
+    assert_same_bits(scales, np_array(expected[1]))
+
+
+@pytest.mark.parametrize(("dtype", "mode"), FP_COMBOS, ids=[f"{d}-{m}" for d, m in FP_COMBOS])
+def test_fp_modes_nan_and_inf_like_mlx(dtype: str, mode: str) -> None:
+    bits_, group_size = FP_MODES[mode]
+    values = np.random.default_rng(5).standard_normal((6, 64)).astype(np.float32)
+    values[0, 3] = np.nan
+    values[1, 7] = np.inf
+    values[2, :32] = np.nan
+    values[3, 40] = -np.inf
+    values[4, :] = 0.0
+    values[5, 1] = -0.0
+    values = values.astype(NUMPY[dtype])
+    expected = mx.quantize(mx_array(values), group_size=group_size, bits=bits_, mode=mode)
+    weights, scales, _ = quantize(values, mode=mode)  # the mode's own bits and group size
+    assert_same_bits(weights, np_array(expected[0]))
+    assert_same_bits(scales, np_array(expected[1]))
+
+
+@pytest.mark.parametrize("mode", list(FP_MODES))
+def test_fp_modes_on_a_large_random_matrix(mode: str) -> None:
+    bits_, group_size = FP_MODES[mode]
+    values = np.random.default_rng(6).standard_normal((3, 64, 512)).astype(np.float32)
+    expected = mx.quantize(mx.array(values), group_size=group_size, bits=bits_, mode=mode)
+    weights, scales, _ = quantize(values, bits=bits_, group_size=group_size, mode=mode)
+    assert weights.shape == (3, 64, 512 * bits_ // 32)
+    assert scales.shape == (3, 64, 512 // group_size)
+    assert_same_bits(weights, np_array(expected[0]))
+    assert_same_bits(scales, np_array(expected[1]))
+
+
+def test_fp_modes_refuse_other_bits_and_groups() -> None:
+    values = np.ones((2, 64), np.float32)
+    with pytest.raises(Torch2MLXError, match=r"mxfp4 quantization takes 4 bits and group size 32"):
+        quantize(values, bits=4, group_size=64, mode="mxfp4")
+    with pytest.raises(Torch2MLXError, match=r"nvfp4 quantization takes 4 bits and group size 16"):
+        quantize(values, bits=8, group_size=16, mode="nvfp4")
+    with pytest.raises(Torch2MLXError, match="unknown quantization mode 'fp4'"):
+        quantize(values, mode="fp4")

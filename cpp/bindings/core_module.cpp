@@ -113,6 +113,16 @@ nb::list layer_registry() {
 }
 
 using Module = std::tuple<std::string, std::string, std::int64_t>;
+using QuantLayer = std::tuple<int, int, std::string>;  // bits, group size, mode
+
+torch2mlx::QuantMode parse_mode(std::string_view component, const std::string& name) {
+  const auto mode = torch2mlx::parse_quant_mode(name);
+  if (!mode) {
+    torch2mlx::fail(component,
+                    "unknown quantization mode '" + name + "': use affine, mxfp4, mxfp8 or nvfp4");
+  }
+  return *mode;
+}
 
 nb::dict convert_weights(
     const std::filesystem::path& source, const std::filesystem::path& destination,
@@ -120,8 +130,20 @@ nb::dict convert_weights(
     int quantize_bits, int group_size, std::uint64_t shard_bytes, bool reverse, bool keep_unknown,
     const std::map<std::string, std::string>& metadata, const std::string& digest_key,
     const std::shared_ptr<torch2mlx::FileDigest>& digest,
-    const std::optional<std::function<void(std::uint64_t, std::uint64_t)>>& progress) {
+    const std::optional<std::function<void(std::uint64_t, std::uint64_t)>>& progress,
+    const std::string& quantize_mode,
+    const std::map<std::string, std::optional<QuantLayer>>& layers) {
   torch2mlx::ConvertOptions options;
+  options.quantize_mode = parse_mode("convert", quantize_mode);
+  for (const auto& [path, layer] : layers) {
+    if (!layer) {
+      options.quantize_layers.emplace(path, std::nullopt);
+      continue;
+    }
+    const auto& [bits, group_size, mode] = *layer;
+    options.quantize_layers.emplace(
+        path, torch2mlx::QuantSpec{bits, group_size, parse_mode("convert", mode)});
+  }
   if (dtype) {
     options.dtype = torch2mlx::dtype_from_name(*dtype);
     if (!options.dtype) torch2mlx::fail("convert", "unknown dtype '" + *dtype + "'");
@@ -221,16 +243,18 @@ ByteArray cast_bytes(const ConstBytes& bytes, const std::string& dtype,
 
 nb::tuple quantize_bytes(const ConstBytes& bytes, const std::string& dtype,
                          const std::vector<std::int64_t>& shape, int bits, int group_size,
-                         const std::string& name) {
+                         const std::string& name, const std::string& mode) {
   const torch2mlx::Tensor tensor = borrowed_tensor("quantize", bytes, dtype, shape);
+  const torch2mlx::QuantMode quant_mode = parse_mode("quantize", mode);
   torch2mlx::QuantizedTensor result;
   {
     const nb::gil_scoped_release release;
-    result = torch2mlx::quantize(tensor, bits, group_size, name);
+    result = torch2mlx::quantize(tensor, bits, group_size, name, quant_mode);
   }
+  nb::object biases = nb::none();
+  if (result.biases.storage) biases = nb::cast(storage_array(result.biases.storage));
   return nb::make_tuple(storage_array(result.weights.storage), storage_array(result.scales.storage),
-                        storage_array(result.biases.storage), result.weights.shape,
-                        result.scales.shape);
+                        biases, result.weights.shape, result.scales.shape);
 }
 
 nb::tuple dequantize_bytes(const ConstBytes& weights, const std::vector<std::int64_t>& weight_shape,
@@ -274,7 +298,8 @@ NB_MODULE(_core, m) {
         "The layer registry: torch type, MLX layer, constructor arguments, layout, tensor rules.");
   m.def("convert_weights", &convert_weights, "source"_a, "destination"_a, "modules"_a, "dtype"_a,
         "quantize_bits"_a, "group_size"_a, "shard_bytes"_a, "reverse"_a, "keep_unknown"_a,
-        "metadata"_a, "digest_key"_a, "digest"_a.none(), "progress"_a,
+        "metadata"_a, "digest_key"_a, "digest"_a.none(), "progress"_a, "quantize_mode"_a = "affine",
+        "quantize_layers"_a = std::map<std::string, std::optional<QuantLayer>>{},
         "Converts a checkpoint with the registry's rules for the given (path, type, groups) "
         "modules and writes (sharded) safetensors; with a digest_key, the metadata also gets "
         "the source file's SHA-256 under that key (from `digest` when the caller started one).");
@@ -292,9 +317,10 @@ NB_MODULE(_core, m) {
         "Casts a contiguous float buffer (uint8 view) of dtype and shape to dtype `to`, bit for "
         "bit as torch's .to(); returns the new buffer as uint8.");
   m.def("quantize", &quantize_bytes, "data"_a, "dtype"_a, "shape"_a, "bits"_a, "group_size"_a,
-        "name"_a,
-        "mx.quantize (affine) of a contiguous float buffer: (weights, scales, biases) as uint8 "
-        "buffers, then the shapes of the weights and of the scales.");
+        "name"_a, "mode"_a = "affine",
+        "mx.quantize of a contiguous float buffer in a mode (affine, mxfp4, mxfp8, nvfp4): "
+        "(weights, scales, biases or None) as uint8 buffers, then the shapes of the weights "
+        "and of the scales.");
   m.def("dequantize", &dequantize_bytes, "weights"_a, "weight_shape"_a, "scales"_a, "biases"_a,
         "dtype"_a, "scale_shape"_a, "bits"_a, "group_size"_a, "name"_a,
         "mx.dequantize (affine): (uint8 buffer of the scales' dtype, shape).");

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "float_bits.h"
@@ -229,6 +230,133 @@ void dequantize_groups(const std::byte* words, const std::byte* scales, const st
   }
 }
 
+// --- Floating-point modes (mxfp4, mxfp8, nvfp4), as written down in quantize.h.
+
+/// MLX's detail::ToFP8 (mlx/backend/cpu/unary_ops.h): float32 to e4m3, round to nearest
+/// even, saturating at 448 (NaN and infinity included), sign kept.
+std::uint8_t to_fp8(float value) {
+  constexpr std::uint32_t kSaturated = 543U << 21;  // 480: from here on, 448
+  constexpr std::uint32_t kDenormMask = 141U << 23;
+  auto bits = std::bit_cast<std::uint32_t>(value);
+  const std::uint32_t sign = bits & 0x80000000U;
+  bits ^= sign;
+  std::uint8_t result = 0;
+  if (bits >= kSaturated) {
+    result = 0x7E;
+  } else if (bits < (121U << 23)) {
+    // Adding 2^14 aligns the subnormal e4m3 grid with float32's integer bits: the FPU rounds.
+    const auto low = std::bit_cast<std::uint32_t>(std::bit_cast<float>(bits) +
+                                                  std::bit_cast<float>(kDenormMask));
+    result = static_cast<std::uint8_t>(low - kDenormMask);
+  } else {
+    const std::uint32_t odd = (bits >> 20) & 1U;
+    const std::uint32_t high =
+        bits + ((static_cast<std::uint32_t>(7 - 127) << 23) + 0x7FFFFU) + odd;  // wraps as MLX's
+    result = static_cast<std::uint8_t>(high >> 20);
+  }
+  return static_cast<std::uint8_t>(result | (sign >> 24));
+}
+
+/// MLX's detail::FromFP8: e4m3 to float32 (through float16 bits, times 256).
+float from_fp8(std::uint8_t code) {
+  const auto half = static_cast<std::uint16_t>((code & 0x7FU) << 7);
+  const float magnitude = detail::half_bits_to_float(half) * 256.0F;
+  return (code & 0x80U) != 0 ? -magnitude : magnitude;
+}
+
+/// The e2m1 values in code order, as the lookup table of MLX's fp_quantize.
+constexpr std::array<float, 16> kFp4Values = {0.0F,  0.5F,  1.0F,  1.5F,  2.0F,  3.0F,
+                                              4.0F,  6.0F,  -0.0F, -0.5F, -1.0F, -1.5F,
+                                              -2.0F, -3.0F, -4.0F, -6.0F};
+
+/// astype(int32) of a float as x86 converts: NaN and values outside int32 give INT32_MIN.
+std::int32_t to_int32_like_x86(float value) {
+  constexpr float kLimit = 2147483648.0F;
+  if (!(value >= -kLimit && value < kLimit)) return std::numeric_limits<std::int32_t>::min();
+  return static_cast<std::int32_t>(value);
+}
+
+/// The e2m1 code of x: the first k minimizing |x - lut[k]|, the difference rounded to T
+/// (kDiffInElement) or kept in float32.
+template <typename Element, bool kDiffInElement>
+std::uint32_t fp4_code(float x) {
+  std::uint32_t best = 0;
+  float best_distance = 0;
+  for (std::uint32_t k = 0; k < kFp4Values.size(); ++k) {
+    float difference = x - kFp4Values[k];
+    if constexpr (kDiffInElement) difference = round_to<Element>(difference);
+    const float distance = std::fabs(difference);
+    if (k == 0 || distance < best_distance) {
+      best = k;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+/// Quantizes `groups` groups of `group_size` elements in an fp mode: packed words and one
+/// uint8 scale per group.
+template <typename Element>
+void fp_quantize_groups(QuantMode mode, const std::byte* in, std::size_t groups,
+                        std::size_t group_size, std::byte* words, std::byte* scales) {
+  const bool eight_bits = mode == QuantMode::Mxfp8;
+  const float top = eight_bits ? 448.0F : 6.0F;
+  std::array<float, kMaxGroupSize> values{};
+  for (std::size_t group = 0; group < groups; ++group) {
+    float largest = -std::numeric_limits<float>::infinity();
+    bool any_nan = false;
+    for (std::size_t i = 0; i < group_size; ++i) {
+      values[i] = Element::load(in + i * Element::kSize);
+      any_nan = any_nan || std::isnan(values[i]);
+      largest = std::max(largest, std::fabs(values[i]));
+    }
+    in += group_size * Element::kSize;
+    if (any_nan) largest = std::numeric_limits<float>::quiet_NaN();  // MLX's max propagates
+    const float scale = round_to<Element>(largest / top);
+
+    std::uint8_t scale_code = 0;
+    float divisor = 0;
+    if (mode == QuantMode::Nvfp4) {
+      scale_code = to_fp8(scale);
+      divisor = round_to<Element>(from_fp8(scale_code));
+    } else {
+      // n = s == 0 ? 0 : ceil(log2 s), log2 in float32; the divisor 2^n in T.
+      const float exponent = scale == 0.0F ? 0.0F : std::ceil(std::log2(scale));
+      const std::int32_t whole = to_int32_like_x86(exponent);
+      divisor = round_to<Element>(std::pow(2.0F, round_to<Element>(static_cast<float>(whole))));
+      if (std::isfinite(exponent)) {
+        // The low byte of n + 127: no clamping, so that tiny scales wrap as in MLX.
+        scale_code = static_cast<std::uint8_t>((static_cast<std::uint32_t>(whole) + 127U) & 0xFFU);
+      } else {
+        // s is infinite or NaN: MLX 0.32's CPU writes 0x80 for float32 input, 0 otherwise.
+        scale_code = Element::kDType == DType::F32 ? 0x80 : 0x00;
+      }
+    }
+    scales[group] = static_cast<std::byte>(scale_code);
+
+    for (std::size_t i = 0; i < group_size; ++i) {
+      values[i] = round_to<Element>(values[i] / divisor);
+    }
+    if (eight_bits) {
+      for (std::size_t i = 0; i < group_size; ++i) {
+        *words++ = static_cast<std::byte>(to_fp8(values[i]));
+      }
+      continue;
+    }
+    for (std::size_t i = 0; i < group_size; i += 8) {
+      std::uint32_t word = 0;
+      for (std::size_t j = 0; j < 8; ++j) {
+        const std::uint32_t code = mode == QuantMode::Nvfp4
+                                       ? fp4_code<Element, false>(values[i + j])
+                                       : fp4_code<Element, true>(values[i + j]);
+        word |= code << (4 * j);
+      }
+      std::memcpy(words, &word, sizeof word);
+      words += sizeof word;
+    }
+  }
+}
+
 // Calls `body` with the bit width as a compile-time constant, so that every width gets its
 // own packing loop with constant shifts and masks.
 template <typename Body>
@@ -267,7 +395,32 @@ void dequantize_typed(int bits, const std::byte* words, const std::byte* scales,
   });
 }
 
-void check_parameters(std::string_view component, std::string_view name, int bits, int group_size) {
+/// The (bits, group size) an fp mode requires.
+std::pair<int, int> fp_parameters(QuantMode mode) {
+  switch (mode) {
+    case QuantMode::Mxfp8:
+      return {8, 32};
+    case QuantMode::Nvfp4:
+      return {4, 16};
+    default:
+      return {4, 32};
+  }
+}
+
+void check_parameters(std::string_view component, std::string_view name, int bits, int group_size,
+                      QuantMode mode) {
+  if (mode != QuantMode::Affine) {
+    const auto [wanted_bits, wanted_group] = fp_parameters(mode);
+    if (bits != wanted_bits || group_size != wanted_group) {
+      fail(component,
+           fmt::format("tensor '{}': MLX's {} quantization takes {} bits and group "
+                       "size {}, not {} bits and group size {}: pass those, or "
+                       "use mode affine",
+                       name, quant_mode_name(mode), wanted_bits, wanted_group, bits, group_size));
+    }
+    return;
+  }
+
   if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 6 && bits != 8) {
     fail(component, fmt::format("tensor '{}': {} bits are not supported by MLX's affine "
                                 "quantization: use 2, 3, 4, 5, 6 or 8",
@@ -295,13 +448,36 @@ const std::byte* packed_data(const Tensor& tensor, std::vector<std::byte>& copy)
 
 }  // namespace
 
-bool is_quantizable(int bits, int group_size) {
+std::string_view quant_mode_name(QuantMode mode) {
+  switch (mode) {
+    case QuantMode::Mxfp4:
+      return "mxfp4";
+    case QuantMode::Mxfp8:
+      return "mxfp8";
+    case QuantMode::Nvfp4:
+      return "nvfp4";
+    default:
+      return "affine";
+  }
+}
+
+std::optional<QuantMode> parse_quant_mode(std::string_view name) {
+  for (const QuantMode mode :
+       {QuantMode::Affine, QuantMode::Mxfp4, QuantMode::Mxfp8, QuantMode::Nvfp4}) {
+    if (quant_mode_name(mode) == name) return mode;
+  }
+  return std::nullopt;
+}
+
+bool is_quantizable(int bits, int group_size, QuantMode mode) {
+  if (mode != QuantMode::Affine) return fp_parameters(mode) == std::pair{bits, group_size};
   return (bits >= 2 && bits <= 8 && bits != 7) &&
          (group_size == 32 || group_size == 64 || group_size == 128);
 }
 
-QuantizedTensor quantize(const Tensor& tensor, int bits, int group_size, std::string_view name) {
-  check_parameters("quantize", name, bits, group_size);
+QuantizedTensor quantize(const Tensor& tensor, int bits, int group_size, std::string_view name,
+                         QuantMode mode) {
+  check_parameters("quantize", name, bits, group_size, mode);
   if (!is_quantized_float(tensor.dtype)) {
     const std::string_view advice = tensor.dtype == DType::F64
                                         ? "cast it to float32 first"
@@ -332,6 +508,27 @@ QuantizedTensor quantize(const Tensor& tensor, int bits, int group_size, std::st
   std::vector<std::int64_t> scale_shape = tensor.shape;
   scale_shape.back() = columns / group_size;
   std::vector<std::byte> words(numel * static_cast<std::size_t>(bits) / 8);
+  if (mode != QuantMode::Affine) {
+    std::vector<std::byte> codes(groups);
+    if (numel > 0) {
+      std::vector<std::byte> copy;
+      const std::byte* in = packed_data(tensor, copy);
+      const auto size = static_cast<std::size_t>(group_size);
+      switch (tensor.dtype) {
+        case DType::F16:
+          fp_quantize_groups<Float16>(mode, in, groups, size, words.data(), codes.data());
+          break;
+        case DType::BF16:
+          fp_quantize_groups<BFloat16>(mode, in, groups, size, words.data(), codes.data());
+          break;
+        default:
+          fp_quantize_groups<Float32>(mode, in, groups, size, words.data(), codes.data());
+          break;
+      }
+    }
+    return {make_owned_tensor(DType::U32, std::move(weight_shape), std::move(words)),
+            make_owned_tensor(DType::U8, std::move(scale_shape), std::move(codes)), Tensor{}};
+  }
   std::vector<std::byte> scales(groups * item);
   std::vector<std::byte> biases(groups * item);
 
@@ -359,7 +556,7 @@ QuantizedTensor quantize(const Tensor& tensor, int bits, int group_size, std::st
 
 Tensor dequantize(const QuantizedTensor& quantized, int bits, int group_size,
                   std::string_view name) {
-  check_parameters("dequantize", name, bits, group_size);
+  check_parameters("dequantize", name, bits, group_size, QuantMode::Affine);
   const Tensor& weights = quantized.weights;
   const Tensor& scales = quantized.scales;
   const Tensor& biases = quantized.biases;

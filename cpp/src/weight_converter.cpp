@@ -226,42 +226,56 @@ bool quantizes(std::string_view module_type) {
          (entry->mlx_layer == "mlx.nn.Linear" || entry->mlx_layer == "mlx.nn.Embedding");
 }
 
-// Adds the three parts of a quantized weight, or says why the weight stays as it is
-// (the same test as nn.quantize: the last dim must split into whole groups).
-std::optional<std::string> quantize_parts(const PlannedTensor& planned,
-                                          const ConvertOptions& options,
+// The setting for the weight of torch module `module` (its entry in quantize_layers, else the
+// default), or nullopt when it stays unquantized.
+std::optional<QuantSpec> quant_spec_for(const std::string& module, const ConvertOptions& options) {
+  if (const auto found = options.quantize_layers.find(module);
+      found != options.quantize_layers.end()) {
+    return found->second;
+  }
+  if (options.quantize_bits == 0) return std::nullopt;
+  return QuantSpec{options.quantize_bits, options.group_size, options.quantize_mode};
+}
+
+// Adds the parts of a quantized weight (weights, scales, and for affine biases), or says why
+// the weight stays as it is (the same test as nn.quantize: the last dim must split into
+// whole groups).
+std::optional<std::string> quantize_parts(const PlannedTensor& planned, const QuantSpec& spec,
                                           std::vector<PlannedTensor>& out) {
-  if (!is_quantizable(options.quantize_bits, options.group_size)) {
-    fail(kComponent, fmt::format("cannot quantize to {} bits with group size {}: MLX supports "
-                                 "bits 2, 3, 4, 5, 6, 8 and group sizes 32, 64, 128",
-                                 options.quantize_bits, options.group_size));
+  if (!is_quantizable(spec.bits, spec.group_size, spec.mode)) {
+    fail(kComponent,
+         fmt::format("'{}': cannot quantize to {} bits with group size {} in mode {}: MLX's "
+                     "affine mode takes bits 2, 3, 4, 5, 6, 8 and group sizes 32, 64, 128; "
+                     "mxfp4 4 bits and group 32, mxfp8 8 and 32, nvfp4 4 and 16",
+                     planned.target, spec.bits, spec.group_size, quant_mode_name(spec.mode)));
   }
   if (!is_float(planned.dtype) || planned.dtype == DType::F64) {
     return fmt::format("is {}, not float32/float16/bfloat16", dtype_name(planned.dtype));
   }
-  if (planned.shape.size() != 2 || planned.shape[1] % options.group_size != 0) {
+  if (planned.shape.size() != 2 || planned.shape[1] % spec.group_size != 0) {
     return fmt::format("has shape {} whose last dim is not a multiple of {}",
-                       fmt::join(planned.shape, "x"), options.group_size);
+                       fmt::join(planned.shape, "x"), spec.group_size);
   }
   const std::string base =
       planned.target.substr(0, planned.target.size() - std::string_view("weight").size());
-  const std::int64_t groups = planned.shape[1] / options.group_size;
+  const std::int64_t groups = planned.shape[1] / spec.group_size;
   PlannedTensor weights = planned;
   weights.float_dtype = planned.dtype;
+  weights.quant = spec;
   weights.part = PlannedTensor::Part::Weights;
   weights.dtype = DType::U32;
-  weights.shape = {planned.shape[0], planned.shape[1] * options.quantize_bits / 32};
-  PlannedTensor scales = planned;
-  scales.float_dtype = planned.dtype;
+  weights.shape = {planned.shape[0], planned.shape[1] * spec.bits / 32};
+  PlannedTensor scales = weights;
   scales.part = PlannedTensor::Part::Scales;
   scales.target = base + "scales";
+  scales.dtype = spec.mode == QuantMode::Affine ? planned.dtype : DType::U8;
   scales.shape = {planned.shape[0], groups};
   PlannedTensor biases = scales;
   biases.part = PlannedTensor::Part::Biases;
   biases.target = base + "biases";
   out.push_back(std::move(weights));
   out.push_back(std::move(scales));
-  out.push_back(std::move(biases));
+  if (spec.mode == QuantMode::Affine) out.push_back(std::move(biases));
   return std::nullopt;
 }
 
@@ -315,8 +329,11 @@ ConversionPlan plan_conversion(const Checkpoint& checkpoint, std::span<const Mod
     planned.shape =
         transformed_shape(planned.transform, tensor.shape, planned.groups, options.reverse);
     if (planned.target != name) plan.renamed.emplace(name, planned.target);
-    if (options.quantize_bits != 0 && local == "weight" && quantizes(planned.module_type)) {
-      if (const auto skipped = quantize_parts(planned, options, plan.tensors); skipped) {
+    const std::optional<QuantSpec> spec = local == "weight" && quantizes(planned.module_type)
+                                              ? quant_spec_for(owner, options)
+                                              : std::nullopt;
+    if (spec) {
+      if (const auto skipped = quantize_parts(planned, *spec, plan.tensors); skipped) {
         plan.notes.push_back(fmt::format("not quantized: '{}' {}", planned.target, *skipped));
       } else {
         continue;
@@ -383,8 +400,6 @@ std::optional<std::span<const std::byte>> unchanged_bytes(const PlannedTensor& p
 // worker asks first and handed to the other two parts.
 class QuantizedCache {
  public:
-  explicit QuantizedCache(const ConvertOptions& options) : options_(options) {}
-
   void produce_part(const PlannedTensor& planned, std::byte* out, bool reverse) {
     std::shared_ptr<Entry> entry;
     {
@@ -404,14 +419,16 @@ class QuantizedCache {
       std::vector<std::byte> scratch;
       produce(whole, bytes.data(), reverse, scratch);
       const Tensor tensor = make_owned_tensor(whole.dtype, whole.shape, std::move(bytes));
-      entry->result = quantize(tensor, options_.quantize_bits, options_.group_size, planned.target);
+      entry->result = quantize(tensor, planned.quant.bits, planned.quant.group_size, planned.target,
+                               planned.quant.mode);
     });
     const Tensor& part = planned.part == PlannedTensor::Part::Weights  ? entry->result.weights
                          : planned.part == PlannedTensor::Part::Scales ? entry->result.scales
                                                                        : entry->result.biases;
     std::memcpy(out, part.data(), part.nbytes());
     const std::lock_guard lock(mutex_);
-    if (++entry->used == 3) entries_.erase(planned.source);
+    const int parts = planned.quant.mode == QuantMode::Affine ? 3 : 2;
+    if (++entry->used == parts) entries_.erase(planned.source);
   }
 
  private:
@@ -420,7 +437,6 @@ class QuantizedCache {
     QuantizedTensor result;
     int used = 0;
   };
-  const ConvertOptions& options_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Entry>> entries_;
 };
@@ -477,7 +493,7 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
   std::vector<std::unique_ptr<AtomicFile>> files;
   nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
   std::atomic<std::uint64_t> done{0};
-  QuantizedCache quantized(options);
+  QuantizedCache quantized;
 
   // The source's digest is only known at the end: headers get a placeholder of its length.
   std::map<std::string, std::string> metadata = options.metadata;

@@ -222,6 +222,83 @@ TEST(Quantize, RefusesWhatMLXCannotQuantize) {
   EXPECT_FALSE(is_quantizable(4, 256));
 }
 
+std::vector<std::uint8_t> scale_bytes(const QuantizedTensor& quantized) {
+  return test::values_at<std::uint8_t>(quantized.scales.data(),
+                                       static_cast<std::size_t>(quantized.scales.numel()));
+}
+
+TEST(QuantizeFp, Mxfp4GroupWithUnitScale) {
+  // max |w| = 6, so s = 6 / 6 = 1 = 2^0: scale byte 127, and x = w is looked up in the e2m1
+  // table; 0.75 lies halfway between 0.5 and 1 and goes to the first (0.5, code 1).
+  std::vector<float> values(32, 0.0F);
+  values[0] = 6.0F;
+  values[1] = 3.0F;
+  values[2] = -1.5F;
+  values[3] = 0.5F;
+  values[4] = 0.75F;
+  values[5] = -0.0F;
+  const QuantizedTensor quantized = quantize(matrix(values, 1), 4, 32, "w", QuantMode::Mxfp4);
+  EXPECT_EQ(quantized.weights.shape, (std::vector<std::int64_t>{1, 4}));
+  EXPECT_EQ(quantized.scales.dtype, DType::U8);
+  EXPECT_EQ(quantized.scales.shape, (std::vector<std::int64_t>{1, 1}));
+  EXPECT_EQ(quantized.biases.storage, nullptr);
+  EXPECT_EQ(scale_bytes(quantized), (std::vector<std::uint8_t>{127}));
+  EXPECT_EQ(words_of(quantized), (std::vector<std::uint32_t>{0x11B57, 0, 0, 0}));
+}
+
+TEST(QuantizeFp, Mxfp4ScaleIsThePowerOfTwoAbove) {
+  // max |w| = 24: s = 4 = 2^2 (byte 129) and x = w / 4. max |w| = 25 would need 2^3.
+  std::vector<float> values(32, 2.0F);
+  values[0] = -24.0F;
+  const QuantizedTensor quantized = quantize(matrix(values, 1), 4, 32, "w", QuantMode::Mxfp4);
+  EXPECT_EQ(scale_bytes(quantized), (std::vector<std::uint8_t>{129}));
+  EXPECT_EQ(words_of(quantized)[0], 0x1111111FU);  // -6 is code 0xF, 0.5 is code 1
+  values[0] = -25.0F;  // s = 25 / 6 > 4: 2^3 (byte 130), -25 / 8 = -3.125 is -3 (0xD)
+  const QuantizedTensor above = quantize(matrix(values, 1), 4, 32, "w", QuantMode::Mxfp4);
+  EXPECT_EQ(scale_bytes(above), (std::vector<std::uint8_t>{130}));
+  EXPECT_EQ(words_of(above)[0] & 0xFFU, 0x0DU);  // 2 / 8 = 0.25 ties 0 and 0.5: code 0
+}
+
+TEST(QuantizeFp, Mxfp8StoresE4M3Bytes) {
+  // max |w| = 448: s = 1; 448 is e4m3 0x7E, 1 is 0x38, -2 is 0xC0, 2^-9 the smallest
+  // subnormal (0x01).
+  std::vector<float> values(32, 1.0F);
+  values[0] = 448.0F;
+  values[1] = -2.0F;
+  values[2] = 0x1p-9F;
+  const QuantizedTensor quantized = quantize(matrix(values, 1), 8, 32, "w", QuantMode::Mxfp8);
+  EXPECT_EQ(quantized.weights.shape, (std::vector<std::int64_t>{1, 8}));
+  EXPECT_EQ(scale_bytes(quantized), (std::vector<std::uint8_t>{127}));
+  EXPECT_EQ(words_of(quantized)[0], 0x38'01'C0'7EU);
+  EXPECT_EQ(words_of(quantized)[1], 0x38383838U);
+}
+
+TEST(QuantizeFp, Nvfp4UsesE4M3ScalesOnGroupsOf16) {
+  // Group 1: max 6, s = 1 (e4m3 0x38). Group 2: zeros, s = 0 (byte 0) and 0 / 0 is NaN,
+  // whose distances are all NaN: code 0.
+  std::vector<float> values(32, 0.0F);
+  values[0] = 6.0F;
+  values[1] = -3.0F;
+  const QuantizedTensor quantized = quantize(matrix(values, 1), 4, 16, "w", QuantMode::Nvfp4);
+  EXPECT_EQ(quantized.weights.shape, (std::vector<std::int64_t>{1, 4}));
+  EXPECT_EQ(scale_bytes(quantized), (std::vector<std::uint8_t>{0x38, 0}));
+  EXPECT_EQ(words_of(quantized), (std::vector<std::uint32_t>{0xD7, 0, 0, 0}));
+}
+
+TEST(QuantizeFp, ModesTakeOnlyTheirBitsAndGroupSize) {
+  const Tensor tensor = matrix(std::vector<float>(64, 1.0F), 1);
+  const std::string wrong = error_of([&] { (void)quantize(tensor, 4, 64, "w", QuantMode::Mxfp4); });
+  EXPECT_TRUE(StartsWith(wrong,
+                         "[quantize] tensor 'w': MLX's mxfp4 quantization takes 4 bits "
+                         "and group size 32"));
+  EXPECT_TRUE(is_quantizable(8, 32, QuantMode::Mxfp8));
+  EXPECT_TRUE(is_quantizable(4, 16, QuantMode::Nvfp4));
+  EXPECT_FALSE(is_quantizable(4, 32, QuantMode::Nvfp4));
+  EXPECT_EQ(parse_quant_mode("nvfp4"), QuantMode::Nvfp4);
+  EXPECT_EQ(parse_quant_mode("fp4"), std::nullopt);
+  EXPECT_EQ(quant_mode_name(QuantMode::Mxfp8), "mxfp8");
+}
+
 TEST(Dequantize, RefusesMismatchedParts) {
   const QuantizedTensor quantized = quantize(matrix(std::vector<float>(64, 1.0F), 1), 4, 32, "w");
   EXPECT_TRUE(StartsWith(error_of([&] { (void)dequantize(quantized, 8, 32, "w"); }),

@@ -89,7 +89,7 @@ def _convert_weights(args: argparse.Namespace) -> int:
         model = args.model  # a .pt2 archive: its graph names every module's type
     elif args.model:
         model = _load_factory(args.model)
-    quantize = {"bits": args.quantize, "group_size": args.group_size} if args.quantize else None
+    quantize = _quantize_options(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = convert_weights(
@@ -118,6 +118,49 @@ def _convert_weights(args: argparse.Namespace) -> int:
     if "key_map" in report:
         print(f"key map: {report['key_map']}")
     return 0
+
+
+def _quantize_options(args: argparse.Namespace) -> dict | None:
+    """quantize= from --quantize BITS, --group-size, --q-mode and --q-recipe (any of them
+    turns quantization on; bits and group size default to the mode's)."""
+    if args.quantize is None and args.q_mode is None and args.q_recipe is None:
+        if args.group_size is not None:
+            raise ValueError("--group-size needs --quantize BITS, --q-mode or --q-recipe")
+        return None
+    options = {"bits": args.quantize, "group_size": args.group_size, "mode": args.q_mode}
+    if args.q_recipe:
+        options["recipe"] = args.q_recipe
+    return options
+
+
+def _add_quantize_flags(parser: argparse.ArgumentParser) -> None:
+    from torch2mlx.numerics import QUANT_MODES
+    from torch2mlx.quantization import RECIPES
+
+    parser.add_argument(
+        "--quantize",
+        type=int,
+        choices=[2, 3, 4, 5, 6, 8],
+        metavar="BITS",
+        help="quantize Linear and Embedding weights to BITS (default: the mode's)",
+    )
+    parser.add_argument(
+        "--group-size",
+        type=int,
+        choices=[16, 32, 64, 128],
+        help="quantization group size (affine 32/64/128, default 64; mxfp4/mxfp8 32; nvfp4 16)",
+    )
+    parser.add_argument(
+        "--q-mode",
+        choices=list(QUANT_MODES),
+        help="MLX quantization mode (affine, default; mxfp4, mxfp8, nvfp4)",
+    )
+    parser.add_argument(
+        "--q-recipe",
+        choices=list(RECIPES),
+        help="mixed recipe: mlx-lm's mixed_L_H (LM head and some v_proj/down_proj at H bits), "
+        "or edges_8 (embeddings and LM head at 8-bit affine, the rest as --q-mode)",
+    )
 
 
 def _example_inputs(shapes: list[str], dtypes: list[str]) -> tuple:
@@ -153,6 +196,14 @@ def _convert(args: argparse.Namespace) -> int:
 
     source = args.source
     start = time.perf_counter()
+    dynamic = None
+    hf_extra: dict | None = None
+    extra_files: list | None = None
+    if args.format == "mlx-lm" and not os.path.isdir(source):
+        raise ValueError(
+            "--format mlx-lm takes a Hugging Face folder: mlx-lm builds the model from its "
+            "config.json, so a .pt2 or a factory has nothing for it to read"
+        )
     if ":" in source and not os.path.exists(source):
         built = _load_factory(source)
         model, inputs = built if isinstance(built, tuple) else (built, None)
@@ -164,11 +215,28 @@ def _convert(args: argparse.Namespace) -> int:
                 "(and --input-dtype), or make the factory return (model, example_inputs)"
             )
     elif os.path.isdir(source):
-        raise ValueError(
-            f"{source} is a folder: converting Hugging Face folders arrives in a later "
-            "release; export the model with torch.export.save and pass the .pt2, or pass "
-            "a 'pkg.module:factory' that builds it"
-        )
+        from torch2mlx.hf import is_folder, load_folder
+
+        if not is_folder(source):
+            raise ValueError(
+                f"[hf] {source} is a folder without config.json: pass a Hugging Face model "
+                "folder (save_pretrained writes one), a .pt2 archive or 'pkg.module:factory'"
+            )
+        folder = load_folder(source, trust_remote_code=args.trust_remote_code)
+        if args.format == "mlx-lm":
+            return _convert_mlx_lm(args, folder, start)
+        model, inputs, dynamic = folder.model, folder.example_inputs, folder.dynamic_shapes
+        hf_extra = {
+            "hugging_face": {
+                "architecture": folder.architecture,
+                "model_type": folder.config.get("model_type"),
+                "task": folder.task,
+                "config": folder.config,
+            }
+        }
+        extra_files = folder.files
+        for note in folder.notes:
+            print(f"  note: {note}")
     else:
         model = source
         inputs = (
@@ -183,12 +251,16 @@ def _convert(args: argparse.Namespace) -> int:
             model,
             inputs,
             args.output,
+            dynamic_shapes=dynamic,
             dtype=args.dtype,
             verify=not args.no_verify,
             tolerance=tolerance,
             shard_size=parse_size(args.shard_size),
             quiet=True,
             dump_ir=args.dump_ir,
+            quantize=_quantize_options(args),
+            extra_files=extra_files,
+            config_extra=hf_extra,
         )
     seconds = time.perf_counter() - start
     print(
@@ -200,6 +272,8 @@ def _convert(args: argparse.Namespace) -> int:
     if result.config.get("decomposed_ops"):
         ops = ", ".join(result.config["decomposed_ops"])
         print(f"  decomposed with torch's tables (no direct translation): {ops}")
+    if result.config.get("files"):
+        print(f"  copied: {', '.join(result.config['files'])}")
     if result.summary:
         print("verification against torch:")
         print("\n".join(result.summary))
@@ -282,6 +356,36 @@ def _analyze(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _convert_mlx_lm(args: argparse.Namespace, folder, start: float) -> int:
+    import time
+
+    from torch2mlx.mlx_lm_format import write_mlx_lm
+    from torch2mlx.weights import parse_size
+
+    result = write_mlx_lm(
+        folder,
+        args.output,
+        quantize=_quantize_options(args),
+        dtype=args.dtype,
+        shard_size=parse_size(args.shard_size),
+        verify=not args.no_verify,
+    )
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {args.output} for mlx-lm ({result['model_type']}): "
+        f"{', '.join(result['files'])} in {seconds:.2f} s"
+    )
+    for note in result["notes"]:
+        print(f"  note: {note}")
+    if result.get("verification"):
+        check = result["verification"]
+        print(
+            f"mlx_lm.load and logits against torch: max abs {check['max_abs_error']:.3g}, "
+            f"cosine {check['cosine_similarity']:.6f}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch2mlx", description="Translate PyTorch models and checkpoints to Apple MLX."
@@ -310,8 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="'pkg.module:factory' returning the torch model, or a .pt2 archive"
     )
     weights.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
-    weights.add_argument("--quantize", type=int, choices=[2, 3, 4, 5, 6, 8], metavar="BITS")
-    weights.add_argument("--group-size", type=int, default=64, choices=[32, 64, 128])
+    _add_quantize_flags(weights)
     weights.add_argument("--shard-size", default="5GB", help="largest output shard (5GB)")
     weights.add_argument("--reverse", action="store_true", help="MLX weights back to torch's")
     weights.add_argument(
@@ -344,11 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert = commands.add_parser(
         "convert",
         help="translate a model to a self-contained MLX package and verify it",
-        description="Translate a model (a torch.export .pt2 archive, or 'pkg.module:factory') "
-        "into OUT/model.py, MLX weights, config.json and report.json, then run torch and MLX "
-        "side by side on the example inputs.",
+        description="Translate a model (a Hugging Face folder, a torch.export .pt2 archive, or "
+        "'pkg.module:factory') into OUT/model.py, MLX weights, config.json and report.json, "
+        "then run torch and MLX side by side on the example inputs.",
     )
-    convert.add_argument("source", help="a .pt2 archive, or 'pkg.module:factory'")
+    convert.add_argument(
+        "source",
+        help="a Hugging Face folder (config.json + weights), a .pt2, or 'pkg.module:factory'",
+    )
     convert.add_argument("-o", "--output", required=True, help="package directory to write")
     convert.add_argument(
         "--input-shape", action="append", metavar="SHAPE", help="e.g. 1x3x224x224; once per input"
@@ -357,6 +463,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-dtype", action="append", metavar="DTYPE", help="torch dtype per input (float32)"
     )
     convert.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    _add_quantize_flags(convert)
+    convert.add_argument(
+        "--format",
+        choices=["package", "mlx-lm"],
+        default="package",
+        help="package: model.py + weights (default); mlx-lm: a folder mlx_lm.load reads "
+        "(Hugging Face folders of architectures mlx-lm implements)",
+    )
+    convert.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let transformers import the folder's own Python (auto_map); off by default, "
+        "since it runs code from the folder",
+    )
     convert.add_argument("--shard-size", default="5GB", help="largest weight shard (5GB)")
     convert.add_argument("--no-verify", action="store_true", help="skip the torch comparison")
     convert.add_argument(

@@ -195,6 +195,9 @@ def convert(
     shard_size: int = 5_000_000_000,
     quiet: bool = False,
     dump_ir: str | None = None,
+    quantize: dict | None = None,
+    extra_files: list[Path] | None = None,
+    config_extra: dict | None = None,
 ) -> ConversionResult:
     """Converts a model to an MLX package in ``out_dir`` and (by default) verifies it.
 
@@ -204,6 +207,14 @@ def convert(
     "bfloat16", "float32"). When verification fails the package is still written, with
     ``report.json`` saying so, and ``result.passed`` is False. ``dump_ir`` names a pass
     (``"input"`` for none yet) after which the graph IR is printed to stderr.
+
+    ``quantize`` (``{"bits", "group_size", "mode", "recipe", "predicate"}``, see
+    ``torch2mlx.quantization``) quantizes the package's ``mlx.nn.Linear`` and
+    ``mlx.nn.Embedding`` layers bit for bit as ``mx.quantize``; config.json records the
+    setting per layer as mlx-lm does, and ``torch2mlx.load`` applies it. A quantized model is
+    compared with torch's float model and the errors reported, but judged only against an
+    explicit ``tolerance``. ``extra_files`` (tokenizer files...) are copied into the package
+    and ``config_extra`` is merged into config.json.
     """
     from torch2mlx.analyze import harmless_in_place
     from torch2mlx.capture import (
@@ -213,6 +224,7 @@ def convert(
         split_inputs,
         without_cache_outputs,
     )
+    from torch2mlx.quantization import plan_from
 
     if dtype is not None and dtype not in _DTYPES:
         raise Torch2MLXError(f"[convert] dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
@@ -244,6 +256,15 @@ def convert(
             info = _core.write_package(str(archive), str(staging), dtype, shard_size, dump_ir or "")
             check_package(staging)  # whatever verify says: a broken package is never written
             analysis = _analysis(model, archive, decomposed, harmless)
+            plan = plan_from(quantize)
+            quantization = None
+            if plan is not None:
+                quantization, weight_files, quantize_notes = _quantize_package(
+                    staging, plan, shard_size
+                )
+                info["weight_files"] = weight_files
+                info["notes"] = [*info["notes"], *quantize_notes]
+                check_package(staging, quantization)
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)
         # The module calls verification observes, where they sit in the MLX tree, and the
@@ -251,12 +272,29 @@ def convert(
         (staging / "modules.json").write_text(json.dumps(info["modules"], indent=1) + "\n")
         config = _config(info, source, dtype)
         config["decomposed_ops"] = decomposed
+        if quantization is not None:
+            config["quantization"] = quantization
+        if extra_files:
+            from torch2mlx.hf import copy_tokenizer_files
+
+            config["files"] = copy_tokenizer_files(list(extra_files), staging)
+        config.update(config_extra or {})
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         report: dict = {"verified": False, "passed": None}
         lines: list[str] = []
         if verify and module is not None:
             args, kwargs = split_inputs(example_inputs)
             report, lines = _verify(module, args, kwargs, staging, dtype, tolerance)
+            if quantization is not None and tolerance is None:
+                report["passed"] = None
+                report["quantized"] = True
+                report["reason"] = (
+                    "quantized: compared with torch's float model and reported, not judged; "
+                    "pass a tolerance to judge it"
+                )
+                lines[-1] = (
+                    f"  quantized ({quantization['mode']}): errors against torch's float model"
+                )
         elif verify:
             report["reason"] = "torch is not installed, so there is nothing to compare against"
         report["decomposed_ops"] = decomposed
@@ -287,6 +325,90 @@ def _analysis(model: Any, archive: Path, decomposed: list[str], harmless: list[d
 
     live = None if isinstance(model, (str, Path)) else model
     return report_for_package(live, archive, decomposed, harmless)
+
+
+def _quantizable_layers(staging: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(path, torch type) of the mlx.nn.Linear and mlx.nn.Embedding layers of model.py that
+    may be quantized: those whose weight the code reads only through the layer (a weight
+    read directly, as a tied LM head is, must stay a float array)."""
+    import re
+
+    import mlx.nn as nn
+
+    from torch2mlx.runtime import load_model_class
+
+    text = (staging / "model.py").read_text(encoding="utf-8")
+    kinds = {
+        nn.Linear: "torch.nn.modules.linear.Linear",
+        nn.Embedding: "torch.nn.modules.sparse.Embedding",
+    }
+    layers, notes = [], []
+    for path, module in load_model_class(staging)().named_modules():
+        kind = kinds.get(type(module))
+        if kind is None:
+            continue
+        name = path.rsplit(".", 1)[-1]
+        pattern = (
+            rf"\[{name}\]\.weight\b"
+            if name.isdigit()
+            else rf"\b{re.escape(name)}(\[\d+\])*\.weight\b"
+        )
+        if re.search(pattern, text):
+            notes.append(f"not quantized: '{path}' (model.py reads its weight directly, e.g. tied)")
+            continue
+        layers.append((path, kind))
+    return sorted(layers), notes
+
+
+def _quantize_package(
+    staging: Path, plan: Any, shard_size: int
+) -> tuple[dict, list[str], list[str]]:
+    """Rewrites the package's weights with the quantizable layers quantized; returns the
+    config.json block, the new weight files and notes."""
+    from torch2mlx.quantization import config_block, core_layers
+    from torch2mlx.runtime import _weight_files
+
+    layers, notes = _quantizable_layers(staging)
+    table = plan.layers(layers)
+    old_files = _weight_files(staging)
+    source = staging / "model.safetensors.index.json" if len(old_files) > 1 else old_files[0]
+    scratch = Path(tempfile.mkdtemp(prefix=".quantized-", dir=staging))
+    try:
+        report = _core.convert_weights(
+            os.fspath(source),
+            os.fspath(scratch / "model.safetensors"),
+            [(path, kind, 1) for path, kind in layers],
+            None,
+            plan.default.bits,
+            plan.default.group_size,
+            shard_size,
+            False,
+            True,  # every other tensor is copied as it is
+            {"format": "mlx"},
+            "",
+            None,
+            None,
+            plan.default.mode,
+            core_layers(table),
+        )
+        for path in old_files:
+            path.unlink()
+        (staging / "model.safetensors.index.json").unlink(missing_ok=True)
+        for path in sorted(scratch.iterdir()):
+            os.rename(path, staging / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    quantized = {
+        target.rsplit(".", 1)[0]
+        for _, target, _, _ in report["tensors"]
+        if target.endswith(".scales")
+    }
+    notes += [note for note in report["notes"] if note.startswith("not quantized")]
+    notes.append(f"quantized {len(quantized)} of {len(layers)} layers ({plan.default.mode})")
+    block = config_block(
+        plan, {path: spec for path, spec in table.items() if path in quantized or spec is None}
+    )
+    return block, [Path(name).name for name in report["files"]], notes
 
 
 def _module_from_archive(archive: Path, example_inputs: Any) -> tuple[Any, Any]:

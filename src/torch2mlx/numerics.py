@@ -1,8 +1,9 @@
-"""Float casts and MLX affine quantization through the C++ core, numpy in and out.
+"""Float casts and MLX quantization through the C++ core, numpy in and out.
 
-`cast` gives the bits torch's CPU ``tensor.to(dtype)`` gives; `quantize` and `dequantize`
-give the bits ``mx.quantize(w, group_size, bits)`` and ``mx.dequantize`` give (mode
-"affine"). Neither torch nor MLX is needed. bfloat16 arrays use ``ml_dtypes.bfloat16``.
+`cast` gives the bits torch's CPU ``tensor.to(dtype)`` gives; `quantize` gives the bits
+``mx.quantize(w, group_size, bits, mode=mode)`` gives in every mode (affine, mxfp4, mxfp8,
+nvfp4), and `dequantize` those of ``mx.dequantize`` (affine). Neither torch nor MLX is
+needed. bfloat16 arrays use ``ml_dtypes.bfloat16``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ import numpy as np
 
 from torch2mlx import _core
 
-__all__ = ["FLOAT_DTYPES", "cast", "dequantize", "quantize"]
+__all__ = ["FLOAT_DTYPES", "QUANT_MODES", "cast", "dequantize", "quantize"]
+
+# Each MLX quantization mode: the bits and group sizes it takes, and its defaults.
+QUANT_MODES: dict[str, dict[str, tuple[int, ...]]] = {
+    "affine": {"bits": (2, 3, 4, 5, 6, 8), "group_size": (32, 64, 128), "default": (4, 64)},
+    "mxfp4": {"bits": (4,), "group_size": (32,), "default": (4, 32)},
+    "mxfp8": {"bits": (8,), "group_size": (32,), "default": (8, 32)},
+    "nvfp4": {"bits": (4,), "group_size": (16,), "default": (4, 16)},
+}
 
 # The float dtypes the core converts between (by numpy/MLX name).
 FLOAT_DTYPES: dict[str, np.dtype] = {
@@ -64,18 +73,36 @@ def cast(array: np.ndarray, dtype: np.dtype | str | type) -> np.ndarray:
 
 
 def quantize(
-    array: np.ndarray, bits: int = 4, group_size: int = 64, name: str = "array"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``mx.quantize(array, group_size, bits)``: (uint32 weights, scales, biases)."""
+    array: np.ndarray,
+    bits: int | None = None,
+    group_size: int | None = None,
+    name: str = "array",
+    mode: str = "affine",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``mx.quantize(array, group_size, bits, mode=mode)``: (uint32 weights, scales, biases).
+
+    Affine scales and biases have the array's dtype; the fp modes (mxfp4, mxfp8, nvfp4)
+    give uint8 scales and no biases (None). ``bits`` and ``group_size`` default to the
+    mode's, as in MLX.
+    """
+    if mode not in QUANT_MODES:
+        raise _core.CoreError(
+            f"[quantize] tensor '{name}': unknown quantization mode '{mode}': use "
+            f"{', '.join(QUANT_MODES)}"
+        )
+    default_bits, default_group = QUANT_MODES[mode]["default"]
+    bits = default_bits if bits is None else bits
+    group_size = default_group if group_size is None else group_size
     array = _native(array)
     dtype = _dtype_name(array.dtype)
     weights, scales, biases, weight_shape, scale_shape = _core.quantize(
-        _as_bytes(array), dtype, list(array.shape), bits, group_size, name
+        _as_bytes(array), dtype, list(array.shape), bits, group_size, name, mode
     )
+    scale_dtype = dtype if mode == "affine" else "uint8"
     return (
         _from_bytes(weights, "uint32", weight_shape),
-        _from_bytes(scales, dtype, scale_shape),
-        _from_bytes(biases, dtype, scale_shape),
+        _from_bytes(scales, scale_dtype, scale_shape),
+        None if biases is None else _from_bytes(biases, dtype, scale_shape),
     )
 
 

@@ -76,11 +76,43 @@ def load_model_class(directory: Path) -> type:
     return module.Model
 
 
+def quantization_of(directory: Path) -> dict | None:
+    """The ``quantization`` block of a package's config.json (mlx-lm's form), if any."""
+    path = directory / "config.json"
+    if not path.exists():
+        return None
+    block = json.loads(_read_regular(path)).get("quantization")
+    return block if isinstance(block, dict) else None
+
+
+def apply_quantization(model: Any, block: dict, weight_names: Any) -> None:
+    """Swaps the layers a quantized package stores quantized for their quantized forms,
+    as mlx-lm's load does: ``nn.quantize`` with the block's default setting, each layer's
+    own entry, and otherwise whether the weights hold its scales."""
+    import mlx.nn as nn
+
+    names = set(weight_names)
+
+    def predicate(path: str, module: Any) -> bool | dict:
+        if path in block:
+            return block[path]
+        return hasattr(module, "to_quantized") and f"{path}.scales" in names
+
+    nn.quantize(
+        model,
+        group_size=block["group_size"],
+        bits=block["bits"],
+        mode=block.get("mode", "affine"),
+        class_predicate=predicate,
+    )
+
+
 def load(directory: str | Path) -> Any:
     """Builds the package's MLX model and loads its weights (strictly: every key must match).
 
     The model's outputs keep torch's structure: a tensor, or tuples, lists and dicts of them
-    (a Hugging Face ModelOutput becomes a dict).
+    (a Hugging Face ModelOutput becomes a dict). A quantized package (config.json has a
+    ``quantization`` block) gets its quantized layers first, through ``nn.quantize``.
     """
     import mlx.core as mx
 
@@ -89,6 +121,9 @@ def load(directory: str | Path) -> Any:
     weights: dict[str, Any] = {}
     for path in _weight_files(directory):
         weights.update(mx.load(str(path)))
+    block = quantization_of(directory)
+    if block is not None:
+        apply_quantization(model, block, weights)
     try:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as error:
@@ -111,11 +146,12 @@ def _imported_modules(tree: ast.AST) -> set[str]:
     return names
 
 
-def check_package(directory: str | Path) -> None:
+def check_package(directory: str | Path, quantization: dict | None = None) -> None:
     """Refuses a package that must not be written: model.py does not compile, imports more
     than mlx and the standard library, or its parameters differ from its weights.
 
     The parameter check builds the model, so it needs mlx; without it, the first two hold.
+    ``quantization`` (else config.json's block) quantizes the model first, as load does.
     """
     directory = Path(directory)
     path = directory / "model.py"
@@ -138,10 +174,13 @@ def check_package(directory: str | Path) -> None:
     except ImportError:
         return
     model = load_model_class(directory)()
-    parameters = {name: tuple(value.shape) for name, value in tree_flatten(model.parameters())}
     weights: dict[str, tuple[int, ...]] = {}
     for weight_file in _weight_files(directory):
         weights.update({t.name: t.shape for t in inspect_checkpoint(weight_file).tensors})
+    block = quantization if quantization is not None else quantization_of(directory)
+    if block is not None:
+        apply_quantization(model, block, weights)
+    parameters = {name: tuple(value.shape) for name, value in tree_flatten(model.parameters())}
     missing = sorted(set(parameters) - set(weights))
     unexpected = sorted(set(weights) - set(parameters))
     misshapen = sorted(n for n in set(parameters) & set(weights) if parameters[n] != weights[n])

@@ -59,6 +59,18 @@ def _program_module_map(path: Path) -> list[tuple[str, str, int]]:
     return [(p, t, groups.get(p, 1)) for p, t in sorted(types.items()) if p or t]
 
 
+def quantizable_layers(modules: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+    """(path, type) of the modules whose weights MLX quantizes: those that become
+    mlx.nn.Linear or mlx.nn.Embedding, as nn.quantize would pick them."""
+    registry = layer_registry()
+    return [
+        (path, type_name)
+        for path, type_name, _ in modules
+        if type_name in registry
+        and registry[type_name].mlx_layer in ("mlx.nn.Linear", "mlx.nn.Embedding")
+    ]
+
+
 def start_digest(src: str | os.PathLike[str]) -> Any:
     """Starts hashing ``src`` (SHA-256; a folder's index and shards) on a background thread,
     for convert_weights. The files are those the conversion will read, in the same order."""
@@ -100,22 +112,26 @@ def convert_weights(
     ``quantize={"bits": 4, "group_size": 64}`` quantizes the weights of the layers that
     ``mlx.nn.quantize`` would (Linear and Embedding whose last dim splits into whole groups),
     bit-identically to ``mx.quantize``; the result loads into ``nn.quantize(to_mlx_module(model))``.
+    ``"mode"`` picks MLX's mode (affine, mxfp4, mxfp8, nvfp4), ``"recipe"`` a mixed recipe
+    (``torch2mlx.quantization.RECIPES``) and ``"predicate"`` a callable (path, module type)
+    returning True, False or a setting dict, per layer; the metadata's ``quantization``
+    records the default and each layer that differs, as mlx-lm's config.json does.
     Writes ``dst`` (or shards plus an index), and ``dst + ".key_map.json"`` when names change.
     The metadata records the SHA-256 of ``src`` (of a folder: ``name:sha256`` of its index and
     each shard, comma-separated), hashed while the tensors are written; pass
     ``digest=start_digest(src)``, made earlier, to overlap the hashing with other work too.
     Returns a report of what was done.
     """
-    quantize = dict(quantize or {})
-    bits, group_size = int(quantize.pop("bits", 0)), int(quantize.pop("group_size", 64))
-    if quantize:
-        raise ValueError(f"[convert] quantize= takes bits and group_size, not {sorted(quantize)}")
+    from torch2mlx.quantization import config_block, core_layers, plan_from
+
+    plan = plan_from(quantize)
     src, dst = Path(src), Path(dst)
     if dst.suffix != ".safetensors":
         raise ValueError(f"[convert] {dst}: the output must be a .safetensors path")
     if model is None and not reverse and _core.detect_format(os.fspath(src)) == "pt2":
         model = src  # a .pt2 archive carries its own module tree
     modules = module_map(model) if model is not None else []
+    layers = plan.layers(quantizable_layers(modules)) if plan is not None else {}
     if model is None:
         warnings.warn(
             f"{src}: no model given, so layouts were not converted (tensors are copied as "
@@ -127,7 +143,7 @@ def convert_weights(
 
     metadata = {
         "format": "pt" if reverse else "mlx",
-        **({"quantization": json.dumps({"bits": bits, "group_size": group_size})} if bits else {}),
+        **({"quantization": json.dumps(config_block(plan, layers))} if plan else {}),
         "torch2mlx_version": __version__,
         "source": src.name,
     }
@@ -140,8 +156,8 @@ def convert_weights(
             os.fspath(dst),
             modules,
             dtype,
-            bits,
-            group_size,
+            plan.default.bits if plan else 0,
+            plan.default.group_size if plan else 64,
             parse_size(shard_size),
             reverse,
             keep_unknown,
@@ -149,6 +165,8 @@ def convert_weights(
             "source_sha256",  # filled in by the core: hashed while the tensors are written
             digest,
             bar.update if bar is not None else None,
+            plan.default.mode if plan else "affine",
+            core_layers(layers),
         )
     except BaseException:
         for folder in reversed(created):  # a failed conversion leaves nothing behind

@@ -19,6 +19,7 @@
 
 #include "torch2mlx/checkpoint.h"
 #include "torch2mlx/digest.h"
+#include "torch2mlx/quantize.h"
 #include "torch2mlx/registry.h"
 #include "torch2mlx/tensor.h"
 
@@ -34,8 +35,12 @@ struct ModuleInfo {
 /// Options of a conversion.
 struct ConvertOptions {
   std::optional<DType> dtype;  // cast floating-point tensors; integer and bool ones are kept
-  int quantize_bits = 0;       // MLX affine quantization of Linear/Embedding weights (0: off)
+  int quantize_bits = 0;       // MLX quantization of Linear/Embedding weights (0: off)
   int group_size = 64;
+  QuantMode quantize_mode = QuantMode::Affine;
+  // Per layer (torch module path, e.g. "model.embed_tokens"): its own setting, or nullopt
+  // to leave it unquantized; layers not listed take the three fields above.
+  std::map<std::string, std::optional<QuantSpec>> quantize_layers;
   std::uint64_t shard_bytes = 5'000'000'000;
   bool reverse = false;       // MLX layout and names back to torch's
   bool keep_unknown = false;  // copy tensors of unknown modules unchanged (reported)
@@ -61,10 +66,11 @@ struct PlannedTensor {
   Tensor input;
   std::string module_type;  // the registry entry that decided, "" when none
   // Quantized weights become three outputs with the same source: the packed weights
-  // (target), then target's ".scales" and ".biases" siblings.
+  // (target), then target's ".scales" and ".biases" siblings (no biases in the fp modes).
   enum class Part : std::uint8_t { Whole, Weights, Scales, Biases };
   Part part = Part::Whole;
   DType float_dtype = DType::F32;  // what a quantized weight is quantized from
+  QuantSpec quant;                 // how, for the parts of a quantized weight
 };
 
 /// Everything a conversion will do, decided before a byte is written.

@@ -1,0 +1,269 @@
+"""Hugging Face model folders (``config.json`` and weights) as a conversion source.
+
+``load_folder`` builds the torch model with ``transformers`` from the folder alone
+(``local_files_only``), loads its weights through torch2mlx's own readers (safetensors or
+``.bin``, sharded or not: a ``.bin`` is never unpickled by torch), and chooses example inputs
+and dynamic dimensions from the model's task. Nothing touches the network, and no Python
+file of the folder runs unless the caller passes ``trust_remote_code=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch2mlx.checkpoint import Torch2MLXError
+
+# Files that travel with a converted model: tokenizers, processors, generation settings.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "image_processor_config.json",
+    "feature_extractor_config.json",
+    "generation_config.json",
+)
+
+# Example inputs by the model's main input (transformers' `main_input_name`): what each
+# task feeds, and which dims may vary. Sizes come from the config where it has them.
+_TEXT_LENGTH = 12
+_BATCH = 2
+_AUDIO_SAMPLES = 16000
+
+REMOTE_CODE_HINT = (
+    "its config.json names Python code of its own (auto_map), which transformers would "
+    "import and run from the folder; torch2mlx runs no code from a file it converts unless "
+    "you pass --trust-remote-code (trust_remote_code=True), so only do that for a folder "
+    "whose Python you have read or whose author you trust"
+)
+
+
+@dataclass
+class FolderModel:
+    """A torch model built from a Hugging Face folder, with inputs to capture it on."""
+
+    model: Any
+    example_inputs: Any
+    dynamic_shapes: Any
+    task: str  # "text", "vision" or "audio"
+    architecture: str
+    config: dict
+    files: list[Path] = field(default_factory=list)  # tokenizer/processor files to copy
+    notes: list[str] = field(default_factory=list)
+
+
+def is_folder(path: str | Path) -> bool:
+    """True for a directory with a config.json (a Hugging Face model folder)."""
+    path = Path(path)
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise Torch2MLXError(
+            f"[hf] {path}: cannot read it as JSON ({error}); a Hugging Face folder needs the "
+            "config.json that save_pretrained writes"
+        ) from None
+    if not isinstance(config, dict):
+        raise Torch2MLXError(f"[hf] {path}: is not a JSON object; pass a model folder")
+    return config
+
+
+def tokenizer_files(folder: Path) -> list[Path]:
+    """The tokenizer, processor and generation files present in ``folder``."""
+    return [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+
+
+def copy_tokenizer_files(files: list[Path], destination: Path) -> list[str]:
+    names = []
+    for path in files:
+        shutil.copyfile(path, destination / path.name)
+        names.append(path.name)
+    return names
+
+
+def _model_class(config: Any, architecture: str | None, trust_remote_code: bool) -> Any:
+    import transformers
+
+    if architecture and hasattr(transformers, architecture):
+        return getattr(transformers, architecture)
+    if trust_remote_code and architecture:
+        from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+        reference = (getattr(config, "auto_map", None) or {}).get("AutoModel")
+        if reference:
+            return get_class_from_dynamic_module(reference, config.name_or_path)
+    return transformers.AutoModel
+
+
+def _weights(folder: Path) -> dict[str, Any]:
+    """The folder's state dict through torch2mlx's readers, as torch tensors sharing memory."""
+    import numpy as np
+    import torch
+
+    from torch2mlx.checkpoint import load_state_dict
+
+    try:
+        arrays = load_state_dict(folder)
+    except Torch2MLXError as error:
+        raise Torch2MLXError(
+            f"[hf] {folder}: its weights could not be read: {error}. A folder needs "
+            "model.safetensors or pytorch_model.bin, or their sharded index"
+        ) from None
+    tensors = {}
+    for name, array in arrays.items():
+        if array.dtype.name == "bfloat16":
+            tensors[name] = torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+        else:
+            # (np.ascontiguousarray would make a 0-d array 1-d)
+            tensors[name] = torch.from_numpy(np.require(array, requirements="C"))
+    return tensors
+
+
+def _build(cls: Any, config: Any, folder: Path, notes: list[str]) -> Any:
+    """The model with the folder's weights. transformers maps checkpoint names to the
+    module's (its conversion mappings, base-model prefixes, tied heads) as it loads from a
+    state dict, which torch2mlx's readers supply: transformers never opens the files."""
+    import warnings
+
+    from transformers.utils import logging
+
+    state = _weights(folder)
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()  # a bar for copying tensors already in memory says nothing
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, info = cls.from_pretrained(
+                None, config=config, state_dict=state, output_loading_info=True
+            )
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise Torch2MLXError(
+            f"[hf] {folder}: transformers could not load the weights into "
+            f"{cls.__name__} ({str(error).strip().splitlines()[0]}): the folder's "
+            "config.json and weights disagree; pass the folder save_pretrained wrote"
+        ) from None
+    finally:
+        if shown:
+            logging.enable_progress_bar()
+    missing = [name for name in info.get("missing_keys", ()) if "inv_freq" not in name]
+    if missing:
+        raise Torch2MLXError(
+            f"[hf] {folder}: the weights lack {len(missing)} parameters of {cls.__name__}, "
+            f"e.g. {', '.join(sorted(missing)[:4])}: the folder's config.json and weights "
+            "disagree; pass the folder save_pretrained wrote"
+        )
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    if unexpected:
+        notes.append(
+            f"{len(unexpected)} tensors of the folder are not used by {cls.__name__} "
+            f"(e.g. {', '.join(unexpected[:3])})"
+        )
+    return model
+
+
+def _image_size(config: Any) -> tuple[int, int]:
+    size = getattr(config, "image_size", None)
+    if size is None and hasattr(config, "vision_config"):
+        size = getattr(config.vision_config, "image_size", None)
+    if size is None:
+        size = 224
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[-1])
+    if isinstance(size, dict):
+        return int(size.get("height", 224)), int(size.get("width", 224))
+    return int(size), int(size)
+
+
+def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
+    """(task, example inputs, dynamic shapes) for a transformers model, by its main input."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    main = getattr(model, "main_input_name", "input_ids")
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    if main == "input_ids":
+        vocab = int(getattr(config, "vocab_size", 2) or 2)
+        limit = getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
+        length = min(_TEXT_LENGTH, int(limit)) if limit else _TEXT_LENGTH
+        ids = torch.randint(0, vocab, (_BATCH, length), generator=generator)
+        mask = torch.ones(_BATCH, length, dtype=torch.long)
+        sequence = torch.export.Dim("sequence", min=2, max=int(limit) if limit else 4096)
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        dynamic = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
+        return "text", inputs, dynamic
+    if main == "pixel_values":
+        channels = int(getattr(config, "num_channels", 3) or 3)
+        height, width = _image_size(config)
+        pixels = torch.randn(_BATCH, channels, height, width, generator=generator)
+        return "vision", {"pixel_values": pixels}, {"pixel_values": {0: batch}}
+    if main == "input_values":
+        samples = torch.randn(_BATCH, _AUDIO_SAMPLES, generator=generator)
+        length = torch.export.Dim("samples", min=4000, max=16000 * 60)
+        return "audio", {"input_values": samples}, {"input_values": {0: batch, 1: length}}
+    raise Torch2MLXError(
+        f"[hf] {type(model).__name__} takes '{main}', for which torch2mlx has no example "
+        "inputs yet (it knows input_ids, pixel_values and input_values): build the model "
+        "yourself and call torch2mlx.convert(model, example_inputs, out_dir)"
+    )
+
+
+def load_folder(folder: str | Path, *, trust_remote_code: bool = False) -> FolderModel:
+    """The torch model of a Hugging Face folder with its weights, in eval mode, and the
+    example inputs and dynamic dimensions to capture it with."""
+    import transformers
+
+    folder = Path(folder)
+    raw = read_config(folder)
+    if raw.get("auto_map") and not trust_remote_code:
+        raise Torch2MLXError(f"[hf] {folder}: {REMOTE_CODE_HINT}")
+    architectures = raw.get("architectures") or []
+    architecture = architectures[0] if architectures else None
+    try:
+        config = transformers.AutoConfig.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=trust_remote_code
+        )
+    except (ValueError, KeyError, OSError) as error:
+        raise Torch2MLXError(
+            f"[hf] {folder}/config.json: transformers {transformers.__version__} cannot build "
+            f"a config from it ({str(error).splitlines()[0]}): upgrade transformers, or check "
+            "the model_type"
+        ) from None
+    cls = _model_class(config, architecture, trust_remote_code)
+    notes: list[str] = []
+    if cls is transformers.AutoModel:
+        cls = transformers.AutoModel._model_mapping[type(config)]
+        if architecture:
+            notes.append(f"{architecture} is not in transformers: built {cls.__name__}")
+    model = _build(cls, config, folder, notes)
+    model.eval()
+    task, inputs, dynamic = example_inputs(model, config)
+    return FolderModel(
+        model=model,
+        example_inputs=inputs,
+        dynamic_shapes=dynamic,
+        task=task,
+        architecture=type(model).__name__,
+        config=raw,
+        files=tokenizer_files(folder),
+        notes=notes,
+    )

@@ -1,0 +1,137 @@
+"""`torch2mlx convert FOLDER`: Hugging Face folders written by save_pretrained (the zoo's
+models), safetensors and .bin, sharded or not, converted from the folder alone and
+compared with torch; tokenizer files travel along; remote code is refused by default."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from tests.zoo.hf_models import HF_ZOO
+
+from torch2mlx import cli
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def save_tokenizer(folder) -> None:
+    """A small word-level tokenizer saved beside the model, as a real folder has one."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(120)} | {"[UNK]": 120, "[PAD]": 121}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]"
+    ).save_pretrained(folder)
+
+
+@pytest.mark.parametrize("factory", HF_ZOO, ids=[f.__name__ for f in HF_ZOO])
+def test_a_saved_zoo_folder_converts_and_matches_torch(factory, tmp_path, capsys):
+    model, _, _ = factory()
+    folder = tmp_path / "hf"
+    model.save_pretrained(folder)
+    code, out, err = run_main(capsys, "convert", str(folder), "-o", str(tmp_path / "pkg"))
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "pkg" / "report.json").read_text())
+    assert report["passed"] is True
+    assert all(o["max_abs_error"] < 1e-5 for o in report["outputs"])
+    config = json.loads((tmp_path / "pkg" / "config.json").read_text())
+    assert config["hugging_face"]["architecture"] == type(model).__name__
+    assert config["hugging_face"]["config"]["model_type"] == model.config.model_type
+    # Text models vary in batch and sequence, vision models in batch.
+    dims = {dim for item in config["inputs"] for dim in item["shape"] if not dim.isdigit()}
+    expected = 2 if config["hugging_face"]["task"] == "text" else 1
+    assert len(dims) == expected, config["inputs"]
+
+
+def test_bin_and_sharded_folders_convert_without_unpickling(tmp_path, capsys, monkeypatch):
+    from tests.zoo.hf_models import llama
+
+    model, _, _ = llama()
+    bin_folder = tmp_path / "bin"
+    model.config.save_pretrained(bin_folder)
+    torch.save(model.state_dict(), bin_folder / "pytorch_model.bin")
+    sharded = tmp_path / "sharded"
+    model.save_pretrained(sharded, max_shard_size="40KB")
+    assert (sharded / "model.safetensors.index.json").exists()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load must not be called on a folder's .bin")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    for folder in (bin_folder, sharded):
+        out_dir = tmp_path / f"pkg-{folder.name}"
+        code, out, err = run_main(capsys, "convert", str(folder), "-o", str(out_dir))
+        assert code == 0, out + err
+        assert json.loads((out_dir / "report.json").read_text())["passed"] is True
+
+
+def test_tokenizer_files_go_into_the_package(tmp_path, capsys):
+    from tests.zoo.hf_models import llama
+    from transformers import PreTrainedTokenizerFast
+
+    model, _, _ = llama()
+    folder = tmp_path / "hf"
+    model.save_pretrained(folder)
+    save_tokenizer(folder)
+    out_dir = tmp_path / "pkg"
+    code, out, err = run_main(capsys, "convert", str(folder), "-o", str(out_dir), "--no-verify")
+    assert code == 0, out + err
+    config = json.loads((out_dir / "config.json").read_text())
+    assert "tokenizer.json" in config["files"] and "tokenizer_config.json" in config["files"]
+    assert "copied: " in out
+    # (AutoTokenizer would read the package's config.json, which is torch2mlx's own.)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(out_dir, local_files_only=True)
+    assert tokenizer("w3 w7")["input_ids"] == [3, 7]
+
+
+def test_remote_code_is_refused_unless_trusted(tmp_path, capsys):
+    from tests.zoo.hf_models import bert
+
+    model, _, _ = bert()
+    folder = tmp_path / "hf"
+    model.save_pretrained(folder)
+    capsys.readouterr()  # save_pretrained's progress bar
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_evil.py").write_text("raise SystemExit('remote code ran')\n")
+    out_dir = tmp_path / "pkg"
+    code, _, err = run_main(capsys, "convert", str(folder), "-o", str(out_dir))
+    assert code == 1
+    assert err.startswith("torch2mlx: error: [hf] ")
+    assert "--trust-remote-code" in err and "run" in err
+    assert not out_dir.exists()
+
+
+def test_a_folder_without_config_json_is_refused(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_main(capsys, "convert", str(tmp_path / "empty"), "-o", str(tmp_path / "o"))
+    assert code == 1
+    assert "[hf]" in err and "without config.json" in err
+
+
+def test_weights_that_do_not_fit_the_config_are_named(tmp_path, capsys):
+    from tests.zoo.hf_models import llama
+
+    model, _, _ = llama()
+    folder = tmp_path / "hf"
+    model.save_pretrained(folder)
+    capsys.readouterr()
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 3  # the weights have 2
+    (folder / "config.json").write_text(json.dumps(config))
+    code, _, err = run_main(capsys, "convert", str(folder), "-o", str(tmp_path / "pkg"))
+    assert code == 1
+    assert "[hf]" in err and "layers.2" in err
+    assert not (tmp_path / "pkg").exists()
