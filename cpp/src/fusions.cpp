@@ -111,8 +111,10 @@ Node replacing(const Node& anchor, std::string target, std::vector<NamedArg> inp
 
 // --- RMS norm: x * rsqrt(mean(x ** 2, -1, keepdim) + eps) [-> cast] [* weight].
 
-std::optional<Node> match_rms_norm(const ExportedProgram& program, const DefUse& graph,
-                                   const Node& rsqrt, const Node** anchor_out) {
+// What a match yields: the node it replaces (the pattern's last) and the replacement.
+using Match = std::optional<std::pair<const Node*, Node>>;
+
+Match match_rms_norm(const ExportedProgram& program, const DefUse& graph, const Node& rsqrt) {
   const std::string shifted = tensor_input(rsqrt, "self");
   const Node* add = graph.producer(shifted);
   if (!(is(add, "aten.add.Tensor") || is(add, "aten.add.Scalar")) || !graph.read_once(shifted)) {
@@ -182,8 +184,7 @@ std::optional<Node> match_rms_norm(const ExportedProgram& program, const DefUse&
                                   {"normalized_shape", ints_arg({*size})}};
   if (!weight.empty()) inputs.push_back({"weight", tensor_arg(weight)});
   inputs.push_back({"eps", float_arg(*eps)});
-  *anchor_out = last;
-  return replacing(*last, "aten.rms_norm.default", std::move(inputs));
+  return std::make_pair(last, replacing(*last, "aten.rms_norm.default", std::move(inputs)));
 }
 
 // --- Rotary embedding: x * cos + cat(-x[..., h:], x[..., :h]) * sin.
@@ -349,8 +350,7 @@ std::string rotated_half_of(const ExportedProgram& program, const DefUse& graph,
   return tensor_input(*second, "self") == x ? x : "";
 }
 
-std::optional<Node> match_rope(const ExportedProgram& program, const DefUse& graph,
-                               const Node& add) {
+Match match_rope(const ExportedProgram& program, const DefUse& graph, const Node& add) {
   const auto sum = operands(add);
   if (!sum || (add.input("alpha") != nullptr && literal_number(add, "alpha") != 1.0)) {
     return std::nullopt;
@@ -381,13 +381,13 @@ std::optional<Node> match_rope(const ExportedProgram& program, const DefUse& gra
           !pass_util::same_dims(x_meta->shape, out_meta->shape)) {
         continue;
       }
-      return replacing(add, "mlx.fast.rope",
-                       {{"input", tensor_arg(x)},
-                        {"dims", int_arg(*dims)},
-                        {"traditional", bool_arg(false)},
-                        {"base", float_arg(cosine->base)},
-                        {"scale", float_arg(1.0)},
-                        {"offset", int_arg(cosine->offset)}});
+      return std::make_pair(&add, replacing(add, "mlx.fast.rope",
+                                            {{"input", tensor_arg(x)},
+                                             {"dims", int_arg(*dims)},
+                                             {"traditional", bool_arg(false)},
+                                             {"base", float_arg(cosine->base)},
+                                             {"scale", float_arg(1.0)},
+                                             {"offset", int_arg(cosine->offset)}}));
     }
   }
   return std::nullopt;
@@ -437,8 +437,8 @@ std::optional<std::pair<std::string, std::int64_t>> unrepeated(const ExportedPro
   return std::make_pair(source, repeats.hint);
 }
 
-std::optional<Node> match_grouped_query_attention(const ExportedProgram& program,
-                                                  const DefUse& graph, const Node& attention) {
+Match match_grouped_query_attention(const ExportedProgram& program, const DefUse& graph,
+                                    const Node& attention) {
   const auto keys = unrepeated(program, graph, tensor_input(attention, "key"));
   const auto values = unrepeated(program, graph, tensor_input(attention, "value"));
   if (!keys || !values || keys->second != values->second) return std::nullopt;
@@ -449,81 +449,59 @@ std::optional<Node> match_grouped_query_attention(const ExportedProgram& program
   }
   std::erase_if(fused.inputs, [](const NamedArg& input) { return input.name == "enable_gqa"; });
   fused.inputs.push_back({"enable_gqa", bool_arg(true), true});
-  return fused;
+  return std::make_pair(&attention, std::move(fused));
 }
 
-// Replaces the nodes at their indices, each output renamed after what it now computes
-// ("rms_norm", "rope_1"): the anchor's name ("mul_4", "add_3") told what it was.
-std::size_t apply(ExportedProgram& program, std::vector<std::pair<std::size_t, Node>>& rewrites,
-                  std::string_view base) {
-  std::size_t count = 0;
+// Matches every node of `target` against one DefUse of the program, then replaces each
+// matched pattern's last node. With a `base`, each replacement's output is renamed after
+// what it now computes ("rms_norm", "rope_1"): the anchor's name ("mul_4", "add_3") told
+// what it was.
+std::size_t rewrite(ExportedProgram& program, std::string_view target,
+                    Match (*match)(const ExportedProgram&, const DefUse&, const Node&),
+                    std::string_view base) {
+  std::vector<std::pair<std::size_t, Node>> rewrites;
+  {
+    const DefUse graph(program);
+    for (const Node& node : program.nodes) {
+      if (node.target != target) continue;
+      if (auto found = match(program, graph, node)) {
+        rewrites.emplace_back(static_cast<std::size_t>(found->first - program.nodes.data()),
+                              std::move(found->second));
+      }
+    }
+  }
   for (auto& [index, node] : rewrites) {
     const std::string old_name = output_of(node);
+    program.nodes[index] = std::move(node);
+    if (base.empty() || old_name.empty()) continue;
     std::string name(base);
     for (int suffix = 1; program.tensors.contains(name); ++suffix) {
       name = fmt::format("{}_{}", base, suffix);
     }
-    program.nodes[index] = std::move(node);
-    if (!old_name.empty()) {
-      pass_util::replace_uses(program, index, old_name, name);
-      program.nodes[index].outputs[0].names[0] = name;
-      if (auto meta = program.tensors.extract(old_name)) {
-        meta.key() = name;
-        program.tensors.insert(std::move(meta));
-      }
+    pass_util::replace_uses(program, index, old_name, name);
+    program.nodes[index].outputs[0].names[0] = name;
+    if (auto meta = program.tensors.extract(old_name)) {
+      meta.key() = name;
+      program.tensors.insert(std::move(meta));
     }
-    ++count;
   }
-  return count;
+  return rewrites.size();
 }
 
 }  // namespace
 
 std::size_t fuse_rms_norm(ExportedProgram& program) {
-  std::vector<std::pair<std::size_t, Node>> rewrites;
-  {
-    const DefUse graph(program);
-    for (const Node& node : program.nodes) {
-      if (node.target != "aten.rsqrt.default") continue;
-      const Node* anchor = nullptr;
-      if (auto fused = match_rms_norm(program, graph, node, &anchor)) {
-        rewrites.emplace_back(static_cast<std::size_t>(anchor - program.nodes.data()),
-                              std::move(*fused));
-      }
-    }
-  }
-  return apply(program, rewrites, "rms_norm");
+  return rewrite(program, "aten.rsqrt.default", match_rms_norm, "rms_norm");
 }
 
 std::size_t fuse_rope(ExportedProgram& program) {
-  std::vector<std::pair<std::size_t, Node>> rewrites;
-  {
-    const DefUse graph(program);
-    for (std::size_t index = 0; index < program.nodes.size(); ++index) {
-      const Node& node = program.nodes[index];
-      if (node.target != "aten.add.Tensor") continue;
-      if (auto fused = match_rope(program, graph, node)) {
-        rewrites.emplace_back(index, std::move(*fused));
-      }
-    }
-  }
-  return apply(program, rewrites, "rope");
+  return rewrite(program, "aten.add.Tensor", match_rope, "rope");
 }
 
 std::size_t fuse_grouped_query_attention(ExportedProgram& program) {
-  std::vector<std::pair<std::size_t, Node>> rewrites;
-  {
-    const DefUse graph(program);
-    for (std::size_t index = 0; index < program.nodes.size(); ++index) {
-      const Node& node = program.nodes[index];
-      if (node.target != "aten.scaled_dot_product_attention.default") continue;
-      if (auto fused = match_grouped_query_attention(program, graph, node)) {
-        rewrites.emplace_back(index, std::move(*fused));
-      }
-    }
-  }
-  for (auto& [index, node] : rewrites) program.nodes[index] = std::move(node);
-  return rewrites.size();
+  // The attention node keeps its name: it still computes attention.
+  return rewrite(program, "aten.scaled_dot_product_attention.default",
+                 match_grouped_query_attention, "");
 }
 
 }  // namespace torch2mlx
