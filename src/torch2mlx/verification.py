@@ -370,8 +370,10 @@ def random_inputs(out_dir: Path, seed: int = 0) -> dict:
 
 
 def _split(inputs: Any) -> tuple[tuple, dict]:
-    if isinstance(inputs, dict):
-        return (), dict(inputs)
+    """Positional and keyword inputs: as capture reads example inputs, plus the
+    ``(args, kwargs)`` pair that convert passes."""
+    from torch2mlx.capture import split_inputs
+
     if (
         isinstance(inputs, tuple)
         and len(inputs) == 2
@@ -379,9 +381,7 @@ def _split(inputs: Any) -> tuple[tuple, dict]:
         and isinstance(inputs[1], dict)
     ):
         return inputs[0], inputs[1]
-    if isinstance(inputs, (tuple, list)):
-        return tuple(inputs), {}
-    return (inputs,), {}
+    return split_inputs(inputs)
 
 
 # --- The entry point.
