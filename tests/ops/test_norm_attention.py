@@ -545,7 +545,7 @@ def test_attention(op, q, k, v, mask, is_causal, scale, gqa):
         tensors.append(_randn(q[0], q[-2], k[-2]))
     elif mask == "bool":
         allowed = torch.rand(q[-2], k[-2]) > 0.4
-        allowed[:, 0] = True  # every query sees a key: torch gives NaN rows otherwise
+        allowed[:, 0] = True  # every query sees a key (test_attention_query_that_sees_no_key)
         tensors.append(allowed)
 
     def sdpa(query, key, value, attn_mask=None):
@@ -554,6 +554,21 @@ def test_attention(op, q, k, v, mask, is_causal, scale, gqa):
         )
 
     check_op(sdpa, *tensors, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_attention_query_that_sees_no_key(kind):
+    # Left padding masks every key of the first queries: torch returns zeros there, where
+    # a softmax over nothing would average the values (mx.fast) or give NaN.
+    allowed = torch.rand(5, 6, generator=torch.Generator().manual_seed(2)) > 0.4
+    allowed[1:, 0] = True
+    allowed[0] = False
+    mask = allowed if kind == "bool" else torch.zeros(5, 6).masked_fill(~allowed, float("-inf"))
+
+    def sdpa(query, key, value, attn_mask):
+        return aten.scaled_dot_product_attention.default(query, key, value, attn_mask)
+
+    check_op(sdpa, _randn(2, 3, 5, 8), _randn(2, 3, 6, 8), _randn(2, 3, 6, 8), mask, atol=1e-5)
 
 
 @pytest.mark.parametrize("op", ["aten.scaled_dot_product_attention.default"])

@@ -370,6 +370,11 @@ std::vector<Helper> norm_attention_helpers() {
     if isinstance(mask, mx.array) and mask.dtype != mx.bool_:
         mask = mask.astype(q.dtype)
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    if isinstance(mask, mx.array):
+        # A query that may see no key (a left-padded row) gets zeros from torch; mx.fast
+        # averages the values instead.
+        seen = mask if mask.dtype == mx.bool_ else mask > -mx.inf
+        out = mx.where(mx.any(seen, axis=-1, keepdims=True), out, 0)
     return out.reshape(*lead, *out.shape[-2:])
 )"},
 {"embedding_bag", R"(def embedding_bag(
