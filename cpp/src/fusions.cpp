@@ -154,11 +154,13 @@ Match match_rms_norm(const ExportedProgram& program, const DefUse& graph, const 
     last = next[0];
     value = output_of(*last);
   }
+  // A weight needs the size of the last axis; without one it may be dynamic (rms_norm reads
+  // the length of normalized_shape only, and mx.fast normalises the last axis, whatever its
+  // size).
   const auto size = static_last_dim(program, x);
-  if (!size) return std::nullopt;
   std::string weight;
   if (const auto next = graph.readers(value);
-      graph.read_once(value) && next.size() == 1 && is(next[0], "aten.mul.Tensor")) {
+      size && graph.read_once(value) && next.size() == 1 && is(next[0], "aten.mul.Tensor")) {
     const std::string other = other_operand(*next[0], value);
     const TensorMeta* meta = meta_of(program, other);
     if (meta != nullptr && meta->shape.size() == 1 && meta->shape[0].symbol.empty() &&
@@ -181,7 +183,7 @@ Match match_rms_norm(const ExportedProgram& program, const DefUse& graph, const 
     return std::nullopt;
   }
   std::vector<NamedArg> inputs = {{"input", tensor_arg(input)},
-                                  {"normalized_shape", ints_arg({*size})}};
+                                  {"normalized_shape", ints_arg({size.value_or(-1)})}};
   if (!weight.empty()) inputs.push_back({"weight", tensor_arg(weight)});
   inputs.push_back({"eps", float_arg(*eps)});
   return std::make_pair(last, replacing(*last, "aten.rms_norm.default", std::move(inputs)));
