@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tests.zoo.hf_models import llama
 from torch import nn
@@ -52,3 +53,37 @@ def test_llama_for_causal_lm_as_it_comes_converts(tmp_path) -> None:
     assert result.passed is True, result.summary
     assert [output["path"] for output in result.report["outputs"]] == ["out['logits']"]
     assert model.config.use_cache is True  # the caller's model is left as it was
+
+
+def test_a_model_torch_cannot_capture_dynamically_converts_at_its_example_sizes(
+    tmp_path, monkeypatch
+) -> None:
+    """Dynamic batch and sequence axes are the default, not a requirement: when torch.export
+    refuses them, capture falls back to the example sizes."""
+    real_export = torch.export.export
+    calls = []
+
+    def export(model, args, kwargs=None, *, dynamic_shapes=None, **options):
+        calls.append(dynamic_shapes)
+        if dynamic_shapes is not None:
+            raise RuntimeError("Constraints violated (stands in for a guard torch cannot prove)")
+        return real_export(model, args, kwargs, dynamic_shapes=None, **options)
+
+    monkeypatch.setattr(torch.export, "export", export)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 3))
+    result = torch2mlx.convert(
+        model, (torch.randn(4, 6),), tmp_path / "pkg", tolerance=(1e-5, 0.0), quiet=True
+    )
+    assert result.passed is True, result.summary
+    assert calls[0] == ({0: torch.export.Dim.AUTO},) and calls[-1] is None
+
+
+def test_capture_reports_the_last_failure_when_no_attempt_works(monkeypatch) -> None:
+    def export(*args, **kwargs):
+        raise RuntimeError("untraceable Python")
+
+    monkeypatch.setattr(torch.export, "export", export)
+    with pytest.raises(torch2mlx.Torch2MLXError, match="untraceable Python") as error:
+        torch2mlx.convert(nn.Linear(2, 2), (torch.randn(1, 2),), "/nonexistent/never", quiet=True)
+    assert "[capture] torch.export could not capture Linear" in str(error.value)

@@ -177,11 +177,47 @@ def test_dynamic_sequence_length_runs_at_other_sizes(tmp_path):
         np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+def test_batch_and_sequence_are_dynamic_by_default(tmp_path):
+    # No dynamic_shapes: batch and sequence are captured with Dim.AUTO, so the package
+    # reads its sizes from x.shape and runs at sizes other than the example's.
+    from tests.zoo.hf_models import llama
+
+    model, inputs, _ = llama()
+    convert(model, inputs, tmp_path / "pkg", quiet=True)
+    config = json.loads((tmp_path / "pkg/config.json").read_text())
+    assert config["specialized"] is False
+    assert [item["shape"][1] for item in config["inputs"]] == [config["inputs"][0]["shape"][1]] * 2
+    source = (tmp_path / "pkg/model.py").read_text()
+    assert "(2, 12, " not in source and "batch = x.shape[0]" in source
+    mlx_model = torch2mlx.load(tmp_path / "pkg")
+    import mlx.core as mx
+
+    for batch, length in ((1, 5), (3, 12), (2, 31)):
+        ids = torch.randint(0, 128, (batch, length), generator=torch.Generator().manual_seed(3))
+        mask = torch.ones(batch, length, dtype=torch.long)
+        mask[0, :2] = 0  # left padding
+        with torch.no_grad():
+            expected = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        got = mlx_model(mx.array(ids.numpy()), mx.array(mask.numpy()))["logits"]
+        np.testing.assert_allclose(np.array(got), expected.numpy(), atol=1e-5)
+
+
+def test_a_size_the_model_fixes_stays_fixed(tmp_path):
+    # A linear layer over a flattened image fixes its height and width; the batch stays free.
+    from tests.zoo.models import cnn_batchnorm
+
+    model, inputs, _ = cnn_batchnorm()
+    convert(model, inputs, tmp_path / "pkg", quiet=True)
+    config = json.loads((tmp_path / "pkg/config.json").read_text())
+    (shape,) = [item["shape"] for item in config["inputs"]]
+    assert shape[1:] == ["3", "16", "16"] and not shape[0].isdigit()
+
+
 def test_specialized_export_says_so(tmp_path):
     from tests.zoo.models import mlp
 
     model, inputs, _ = mlp()
-    convert(model, inputs, tmp_path / "pkg", quiet=True)
+    convert(model, inputs, tmp_path / "pkg", dynamic_shapes=False, quiet=True)
     config = json.loads((tmp_path / "pkg/config.json").read_text())
     assert config["specialized"] is True
     assert "fixed" in config["specialization_note"]

@@ -13,7 +13,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -211,6 +213,14 @@ struct Region {
   std::string leaf_constructor;  // for leaf layers
   std::vector<std::string> inputs;
   std::vector<std::string> outputs;
+  // Dynamic sizes the method reads off the shape of one of its tensor inputs instead of
+  // taking them as arguments, as a hand-written model does (`batch = x.shape[0]`).
+  struct SizeOf {
+    std::string value;   // the symbolic int, e.g. "sym_size_int"
+    std::string tensor;  // an input of the region with that size
+    std::size_t axis;    // in torch's order
+  };
+  std::vector<SizeOf> sizes;
 };
 
 // A module of the MLX tree: where parameters live and what class it is.
@@ -232,6 +242,9 @@ struct Method {
   std::set<std::string> taken;
   std::map<std::pair<std::string, Perm>, std::string> converted;
   std::string last_source_line;  // the source-line comment most recently written
+  // Lines that define a dynamic size, written where the size is first read: a method whose
+  // children read their sizes themselves does not compute them (reference()).
+  std::map<std::string, std::string> deferred;
 };
 
 class Generator {
@@ -248,6 +261,7 @@ class Generator {
   void index_inputs();
   void drop_dead_uses();
   void name_from_source();
+  void name_sizes();
   [[nodiscard]] std::vector<ModuleBoundary> boundaries() const;
   [[nodiscard]] std::string mlx_path(const std::string& path) const;
   [[nodiscard]] std::string source_name(const std::string& value) const;
@@ -282,6 +296,7 @@ class Generator {
   std::map<std::string, std::vector<int>> uses_;    // value -> node indices
   std::set<std::string> graph_outputs_;
   std::map<std::string, std::string> source_names_;  // value -> the name its line assigns
+  std::map<std::string, std::string> size_symbols_;  // sym_size output -> its symbol
   std::vector<std::string> user_inputs_;
   std::map<std::string, std::string> weight_attribute_;  // weight source -> MLX key
   std::vector<std::unique_ptr<Region>> regions_;
@@ -797,6 +812,24 @@ void Generator::compute_signature(Region& region) {
       }
     }
   }
+  // A dynamic size that is also a dimension of a tensor input is read from that tensor.
+  region.sizes.clear();
+  std::erase_if(inputs, [&](const std::string& value) {
+    const auto symbol = size_symbols_.find(value);
+    if (symbol == size_symbols_.end()) return false;
+    for (const std::string& tensor : inputs) {
+      const auto meta = program_.tensors.find(tensor);
+      if (meta == program_.tensors.end()) continue;
+      const std::vector<Dim>& shape = meta->second.shape;
+      for (std::size_t axis = 0; axis < shape.size(); ++axis) {
+        if (shape[axis].symbol == symbol->second) {
+          region.sizes.push_back({value, tensor, axis});
+          return true;
+        }
+      }
+    }
+    return false;
+  });
   std::vector<std::string> outputs;
   for (int index = region.first; index <= region.last; ++index) {
     for (const std::string& name : output_names(program_.nodes[static_cast<std::size_t>(index)])) {
@@ -825,6 +858,11 @@ std::string Generator::local_name(Method& method, const std::string& value, std:
 
 std::string Generator::reference(const std::string& value, const std::string& method_path,
                                  Method& method) {
+  const auto deferred = method.deferred.find(value);
+  if (deferred != method.deferred.end()) {
+    method.lines.push_back(deferred->second);
+    method.deferred.erase(deferred);
+  }
   const auto local = method.local.find(value);
   if (local != method.local.end()) return local->second;
   const auto param = state_.params.find(value);
@@ -897,7 +935,9 @@ void Generator::emit_node(int index, const std::string& method_path, Method& met
     targets.push_back(live ? local_name(method, name, source_name(name)) : "_");
   }
   const bool list_output = node.outputs.size() == 1 && node.outputs[0].kind == ArgKind::TensorList;
-  if (targets.size() == 1 && !list_output) {
+  if (targets.size() == 1 && size_symbols_.contains(outputs[0])) {
+    method.deferred[outputs[0]] = fmt::format("{} = {}", targets[0], expression);
+  } else if (targets.size() == 1 && !list_output) {
     method.lines.push_back(fmt::format("{} = {}", targets[0], expression));
   } else {
     method.lines.push_back(fmt::format("{}{} = {}", fmt::join(targets, ", "),
@@ -964,11 +1004,26 @@ std::string Generator::emit_method(Region& region, const std::string& method_pat
     }
     parameters.push_back(local_name(method, input, hint));
   }
+  for (const Region::SizeOf& size : region.sizes) {
+    // The axis as the tensor is stored (channels-last values keep channels at the end).
+    const auto stored = perms_.find(size.tensor);
+    std::size_t axis = size.axis;
+    if (stored != perms_.end() && !stored->second.empty()) {
+      const auto at =
+          std::find(stored->second.begin(), stored->second.end(), static_cast<int>(size.axis));
+      axis = static_cast<std::size_t>(at - stored->second.begin());
+    }
+    const std::string tensor = reference(size.tensor, method_path, method);
+    const std::string name = local_name(method, size.value, source_name(size.value));
+    method.deferred[size.value] = fmt::format("{} = {}.shape[{}]", name, tensor, axis);
+  }
   emit_items(region, method_path, method);
   std::string body;
   for (const std::string& line : method.lines) body += "        " + line + "\n";
   std::vector<std::string> returned;
-  for (const std::string& output : region.outputs) returned.push_back(method.local.at(output));
+  for (const std::string& output : region.outputs) {
+    returned.push_back(reference(output, method_path, method));
+  }
   body += fmt::format("        return {}\n", fmt::join(returned, ", "));
   return fmt::format("    def __call__(self{}{}):\n{}", parameters.empty() ? "" : ", ",
                      fmt::join(parameters, ", "), body);
@@ -1193,6 +1248,10 @@ std::vector<Literal> find_literals(const std::string& init) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
   };
   for (std::size_t at = 0; at < init.size(); ++at) {
+    if (init[at] == '#') {  // a comment quotes the source: its numbers are not sizes
+      at = std::min(init.find('\n', at), init.size());
+      continue;
+    }
     if (std::isdigit(static_cast<unsigned char>(init[at])) == 0) continue;
     const char before = at == 0 ? ' ' : init[at - 1];
     std::size_t end = at;
@@ -1249,6 +1308,56 @@ std::vector<Literal> find_literals(const std::string& init) {
   return literals;
 }
 
+// The attributes a module's class sets: its children and its own parameters.
+std::set<std::string> attribute_names(const ModuleNode& module) {
+  std::set<std::string> names;
+  for (const std::string& child : module.children) names.insert(attribute_name(child));
+  for (const auto& [attribute, source] : module.params) names.insert(attribute);
+  return names;
+}
+
+std::string camel_case(std::string_view name) {
+  std::string result;
+  bool upper = true;
+  for (const char c : name) {
+    if (c == '_') {
+      upper = true;
+      continue;
+    }
+    result += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+    upper = false;
+  }
+  return result;
+}
+
+// "With" the attributes a variant adds to the first class of its name, or "No" those it
+// lacks (at most two, named ones first), or "" when the attributes are the same.
+std::string variant_suffix(const std::set<std::string>& base,
+                           const std::set<std::string>& variant) {
+  const auto named = [](const std::set<std::string>& names) {
+    std::vector<std::string> result;
+    for (const std::string& name : names) {
+      if (std::isdigit(static_cast<unsigned char>(name.back())) == 0) result.push_back(name);
+    }
+    return result;
+  };
+  std::set<std::string> added;
+  std::set<std::string> missing;
+  std::set_difference(variant.begin(), variant.end(), base.begin(), base.end(),
+                      std::inserter(added, added.end()));
+  std::set_difference(base.begin(), base.end(), variant.begin(), variant.end(),
+                      std::inserter(missing, missing.end()));
+  const std::vector<std::string> with = named(added);
+  const std::vector<std::string> without = named(missing);
+  const std::vector<std::string>& words = with.empty() ? without : with;
+  if (words.empty()) return "";
+  std::string suffix = with.empty() ? "No" : "With";
+  for (std::size_t index = 0; index < words.size() && index < 2; ++index) {
+    suffix += (index > 0 ? "And" : "") + camel_case(words[index]);
+  }
+  return suffix;
+}
+
 std::string Generator::assemble() {
   // Classes, deepest modules first so that every class is defined before it is used. At
   // each depth, modules of one torch type whose code differs only in integer sizes share a
@@ -1273,6 +1382,7 @@ std::string Generator::assemble() {
     std::vector<std::string> fixed;      // per literal: its value when fixed
   };
   std::map<std::string, MadeClass> made;
+  std::map<std::string, std::set<std::string>> first_attributes;  // by class name
   const auto reuse = [&](const std::string& key, const std::vector<std::string>& members,
                          const std::vector<std::vector<std::string>>& columns) {
     const auto found = made.find(key);
@@ -1309,15 +1419,12 @@ std::string Generator::assemble() {
       if (module.is_list || !module.leaf_constructor.empty() || !needed(path)) continue;
       const std::string body = class_source(module);
       bodies[path] = body;
-      const std::size_t split = body.find("\n    def __call__");
-      const std::string init = body.substr(0, split);
-      std::string masked = init;
-      const auto literals = find_literals(init);
+      std::string masked = body;
+      const auto literals = find_literals(body);
       for (std::size_t index = literals.size(); index-- > 0;) {
         masked.replace(literals[index].begin, literals[index].end - literals[index].begin, "\x01");
       }
-      const std::string key =
-          module.type + "\n" + masked + (split == std::string::npos ? "" : body.substr(split));
+      const std::string key = module.type + "\n" + masked;
       if (!groups.contains(key)) group_order.push_back(key);
       groups[key].push_back(path);
     }
@@ -1325,16 +1432,14 @@ std::string Generator::assemble() {
       const std::vector<std::string>& members = groups[key];
       ModuleNode& first = modules_.at(members.front());
       const std::string& body = bodies[members.front()];
-      const std::size_t split = body.find("\n    def __call__");
-      const std::string init = body.substr(0, split);
-      const auto literals = find_literals(init);
+      const std::size_t split = std::min(body.find("\n    def __call__"), body.size());
+      const auto literals = find_literals(body);
       // Columns of literal values across the members; varying columns become parameters,
-      // and equal columns share one.
+      // and equal columns share one. A size in __call__ (GPT-2's Conv1D reshapes to its
+      // own width) is kept as an attribute.
       std::vector<std::vector<std::string>> columns(literals.size());
       for (const std::string& path : members) {
-        const std::string member_body = bodies[path];
-        const auto values =
-            find_literals(member_body.substr(0, member_body.find("\n    def __call__")));
+        const auto values = find_literals(bodies[path]);
         for (std::size_t index = 0; index < literals.size(); ++index) {
           columns[index].push_back(values[index].value);
         }
@@ -1362,22 +1467,36 @@ std::string Generator::assemble() {
         }
         replacement[index] = found->second;
       }
-      std::string source = init;
+      std::string source = body;
+      std::vector<std::string> stored;  // parameters __call__ reads, kept as attributes
       for (std::size_t index = literals.size(); index-- > 0;) {
-        if (!replacement[index].empty()) {
-          source.replace(literals[index].begin, literals[index].end - literals[index].begin,
-                         replacement[index]);
-        }
+        if (replacement[index].empty()) continue;
+        const bool in_call = literals[index].begin > split;
+        if (in_call && std::find(stored.begin(), stored.end(), replacement[index]) == stored.end())
+          stored.push_back(replacement[index]);
+        source.replace(literals[index].begin, literals[index].end - literals[index].begin,
+                       in_call ? "self." + replacement[index] : replacement[index]);
       }
+      std::sort(stored.begin(), stored.end());
+      std::string kept;
+      for (const std::string& parameter : stored) {
+        kept += fmt::format("        self.{0} = {0}\n", parameter);
+      }
+      // (after the last line of __init__, before the blank line that ends it)
+      source.insert(std::min(source.find("\n    def __call__"), source.size()), kept);
       if (!parameters.empty()) {
         const std::string signature = "    def __init__(self):";
         source.replace(source.find(signature), signature.size(),
                        fmt::format("    def __init__(self, {}):", fmt::join(parameters, ", ")));
       }
-      if (split != std::string::npos) source += body.substr(split);
       std::string name =
           first.path.empty() ? "Model" : short_type(first.type.empty() ? "Module" : first.type);
       if (!first.path.empty() && (name == "Model" || name == "Module")) name = "Block";
+      // A second class of one torch type is named for what it has or lacks
+      // (BasicBlockWithDownsample, LlamaRMSNormNoWeight); a number only when that is nothing.
+      const std::set<std::string> attributes = attribute_names(first);
+      const auto base = first_attributes.emplace(name, attributes).first;
+      name += variant_suffix(base->second, attributes);
       const int count = ++name_count[name];
       if (count > 1) name += fmt::format("{}", count);
       classes.emplace_back(name, source);
@@ -1466,6 +1585,49 @@ bool called_on_the_line(const std::string& trace) {
   const std::size_t end = trace.find('"', file + 6);
   return end != std::string::npos &&
          std::string_view(trace).substr(file, end - file).find("/torch/") == std::string::npos;
+}
+
+// Dynamic sizes are named for what they measure: a symbol the user named
+// (`Dim("sequence")`) keeps its name; torch's own (`s77`) are named by the input axis they
+// first appear on, batch for the leading axis and length for the others.
+void Generator::name_sizes() {
+  std::map<std::string, std::string> names;  // symbol -> name
+  for (const std::string& input : user_inputs_) {
+    const auto meta = program_.tensors.find(input);
+    if (meta == program_.tensors.end()) continue;
+    for (std::size_t axis = 0; axis < meta->second.shape.size(); ++axis) {
+      const std::string& symbol = meta->second.shape[axis].symbol;
+      if (symbol.empty() || names.contains(symbol) || !is_python_identifier(symbol)) continue;
+      const bool torch_named = symbol.size() > 1 && symbol[0] == 's' &&
+                               std::all_of(symbol.begin() + 1, symbol.end(), [](char c) {
+                                 return std::isdigit(static_cast<unsigned char>(c)) != 0;
+                               });
+      names[symbol] = !torch_named && !is_reserved(symbol) ? symbol
+                      : axis == 0                          ? "batch"
+                                                           : "length";
+    }
+  }
+  for (const Node& node : program_.nodes) {
+    if (node.target != "aten.sym_size.int" || node.inputs.size() < 2) continue;
+    const std::vector<std::string> outputs = output_names(node);
+    const auto meta = node.inputs[0].arg.names.empty()
+                          ? program_.tensors.end()
+                          : program_.tensors.find(node.inputs[0].arg.names[0]);
+    if (outputs.size() != 1 || meta == program_.tensors.end() || node.inputs[1].arg.ints.empty()) {
+      continue;
+    }
+    std::int64_t axis = node.inputs[1].arg.ints[0];
+    const auto rank = static_cast<std::int64_t>(meta->second.shape.size());
+    if (axis < 0) axis += rank;
+    if (axis < 0 || axis >= rank) continue;
+    const std::string& symbol = meta->second.shape[static_cast<std::size_t>(axis)].symbol;
+    if (symbol.empty()) continue;
+    size_symbols_[outputs[0]] = symbol;
+    const auto name = names.find(symbol);
+    if (name != names.end() && !source_names_.contains(outputs[0])) {
+      source_names_[outputs[0]] = name->second;
+    }
+  }
 }
 
 void Generator::name_from_source() {
@@ -1624,6 +1786,7 @@ GeneratedModel Generator::run() {
   index_inputs();
   drop_dead_uses();
   name_from_source();
+  name_sizes();
   plan_layouts();
   if (!errors_.empty()) {
     fail("codegen", fmt::format("{} node(s) cannot be translated to MLX (rewrite those lines of "

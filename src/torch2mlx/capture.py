@@ -60,9 +60,58 @@ def export_workarounds() -> Iterator[None]:
         transformer._detect_is_causal_mask = original
 
 
-def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
-    """``torch.export.export`` of ``model`` in eval mode; errors name what to change."""
+# Which axes of an example input are batch or sequence axes, by (integer or not, rank):
+# token ids and masks are (batch, sequence); float sequences are (batch, sequence, features)
+# or (sequence, batch, features) for recurrent nets, and (batch, channels, time) for 1-D
+# convolutions; images are batch only (height and width are sizes of the model, often fixed
+# by a linear layer after them). Axis 0 is the batch everywhere else.
+_AUTO_AXES: dict[tuple[bool, int], tuple[int, ...]] = {
+    (True, 2): (0, 1),
+    (False, 3): (0, 1, 2),
+}
+
+
+def default_dynamic_shapes(example_inputs: Any) -> Any:
+    """``Dim.AUTO`` on the batch and sequence axes of every tensor input, for ``torch.export``.
+
+    AUTO lets torch decide: an axis stays dynamic unless the model fixes it (a linear layer
+    over it, a size-1 example, a check in the code), in which case it is specialized without
+    an error. So a model that can run at any batch or sequence length converts into a
+    ``model.py`` that takes its sizes from ``x.shape``, and one that cannot is captured as
+    before.
+    """
     import torch
+    from torch.utils import _pytree
+
+    def spec(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor) or value.ndim == 0:
+            return None
+        integer = not (value.dtype.is_floating_point or value.dtype.is_complex)
+        axes = _AUTO_AXES.get((integer, value.ndim), (0,))
+        return dict.fromkeys(axes, torch.export.Dim.AUTO)
+
+    args, kwargs = split_inputs(example_inputs)
+    if kwargs:
+        return {name: _pytree.tree_map(spec, value) for name, value in kwargs.items()}
+    return tuple(_pytree.tree_map(spec, value) for value in args)
+
+
+def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
+    """``torch.export.export`` of ``model`` in eval mode; errors name what to change.
+
+    ``dynamic_shapes=None`` makes the batch and sequence axes dynamic where the model
+    allows (``default_dynamic_shapes``); ``False`` fixes every size to the example inputs.
+    """
+    import torch
+
+    # The default tries dynamic batch and sequence axes first and falls back to the example
+    # sizes: torch can fail on a symbolic size where a number would do (a size compared in
+    # Python code it cannot guard), and such a model still converts, for those sizes.
+    attempts = [dynamic_shapes]
+    if dynamic_shapes is None:
+        attempts = [default_dynamic_shapes(example_inputs), None]
+    elif dynamic_shapes is False:
+        attempts = [None]
 
     if not isinstance(model, torch.nn.Module):
         raise Torch2MLXError(
@@ -71,18 +120,22 @@ def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
         )
     model.eval()
     args, kwargs = split_inputs(example_inputs)
-    try:
-        with torch.no_grad(), export_workarounds():
-            return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes)
-    except Exception as error:  # torch raises many types here; keep its message
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise Torch2MLXError(
-            f"[capture] torch.export could not capture {type(model).__name__}: "
-            f"{type(error).__name__}: {first_line}. Fix the inputs or dynamic_shapes named "
-            "above; data-dependent control flow, untraceable Python and custom kernels also "
-            "stop torch.export (rewrite that code, or export the model yourself and pass the "
-            ".pt2 archive)"
-        ) from error
+    failure: Exception = AssertionError("no export attempted")
+    for shapes in attempts:
+        try:
+            with torch.no_grad(), export_workarounds():
+                return torch.export.export(model, args, kwargs, dynamic_shapes=shapes)
+        except Exception as error:  # torch raises many types here; the last one is reported
+            failure = error
+    message = str(failure).strip()
+    first_line = message.splitlines()[0] if message else repr(failure)
+    raise Torch2MLXError(
+        f"[capture] torch.export could not capture {type(model).__name__}: "
+        f"{type(failure).__name__}: {first_line}. Fix the inputs or dynamic_shapes named "
+        "above; data-dependent control flow, untraceable Python and custom kernels also "
+        "stop torch.export (rewrite that code, or export the model yourself and pass the "
+        ".pt2 archive)"
+    ) from failure
 
 
 # How many rounds of decomposition to try: a decomposition may itself use an op that needs

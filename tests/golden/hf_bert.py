@@ -20,6 +20,11 @@ def attention(q, k, v, scale, mask):
     if isinstance(mask, mx.array) and mask.dtype != mx.bool_:
         mask = mask.astype(q.dtype)
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    if isinstance(mask, mx.array):
+        # A query that may see no key (a left-padded row) gets zeros from torch; mx.fast
+        # averages the values instead.
+        seen = mask if mask.dtype == mx.bool_ else mask > -mx.inf
+        out = mx.where(mx.any(seen, axis=-1, keepdims=True), out, 0)
     return out.reshape(*lead, *out.shape[-2:])
 
 
@@ -68,13 +73,15 @@ class BertSelfAttention(nn.Module):
     def __call__(self, x, v_p_and):
         linear = self.query(x)
         # modeling_bert.py:177: query_layer = self.query(hidden_states).view(*hidden_shape).trans...
-        view = mx.reshape(linear, (2, 12, -1, 16))
+        batch = x.shape[0]
+        length = x.shape[1]
+        view = mx.reshape(linear, (batch, length, -1, 16))
         linear_1 = self.key(x)
         # modeling_bert.py:178: key_layer = self.key(hidden_states).view(*hidden_shape).transpose...
-        view_1 = mx.reshape(linear_1, (2, 12, -1, 16))
+        view_1 = mx.reshape(linear_1, (batch, length, -1, 16))
         linear_2 = self.value(x)
         # modeling_bert.py:179: value_layer = self.value(hidden_states).view(*hidden_shape).trans...
-        view_2 = mx.reshape(linear_2, (2, 12, -1, 16))
+        view_2 = mx.reshape(linear_2, (batch, length, -1, 16))
         # modeling_bert.py:194: attn_output, attn_weights = attention_interface(
         transpose = mx.transpose(view, (0, 2, 1, 3))
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
@@ -82,7 +89,7 @@ class BertSelfAttention(nn.Module):
         scaled_dot_product_attention = attention(transpose, transpose_1, transpose_2, 0.25, v_p_and)
         # modeling_bert.py:204: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
-        attn_output = mx.reshape(transpose_3, (2, 12, -1))
+        attn_output = mx.reshape(transpose_3, (batch, length, -1))
         return attn_output
 
 
@@ -181,11 +188,13 @@ class BertEmbeddings(nn.Module):
 
     def __call__(self, x):
         # modeling_bert.py:85: position_ids = self.position_ids[:, cache_length : seq_length + ca...
-        position_ids = self.position_ids[:, :12]
+        length = x.shape[1]
+        position_ids = self.position_ids[:, :length]
         # modeling_bert.py:94: buffered_token_type_ids = torch.gather(buffered_token_type_ids, di...
         buffered_token_type_ids = gather(self.token_type_ids, 1, position_ids)
         # modeling_bert.py:95: token_type_ids = buffered_token_type_ids.expand(batch_size, seq_le...
-        token_type_ids = expand(buffered_token_type_ids, (2, 12))
+        batch = x.shape[0]
+        token_type_ids = expand(buffered_token_type_ids, (batch, length))
         embedding = self.word_embeddings(x)
         embedding_1 = self.token_type_embeddings(token_type_ids)
         # modeling_bert.py:102: embeddings = inputs_embeds + token_type_embeddings
@@ -236,8 +245,10 @@ class Model(nn.Module):
         layer_norm = self.embeddings(input_ids)
         # modeling_bert.py:665: attention_mask, encoder_attention_mask = self._create_attention_m...
         to = attention_mask.astype(mx.bool_)
-        arange = mx.arange(0, 2, 1, dtype=mx.int64)
-        arange_1 = mx.arange(0, 12, 1, dtype=mx.int64)
+        batch = input_ids.shape[0]
+        arange = mx.arange(0, batch, 1, dtype=mx.int64)
+        length = attention_mask.shape[1]
+        arange_1 = mx.arange(0, length, 1, dtype=mx.int64)
         unsqueeze = mx.expand_dims(arange, 1)
         unsqueeze_1 = mx.expand_dims(unsqueeze, 2)
         unsqueeze_2 = mx.expand_dims(unsqueeze_1, 3)

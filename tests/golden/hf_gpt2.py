@@ -20,6 +20,11 @@ def attention(q, k, v, scale, mask):
     if isinstance(mask, mx.array) and mask.dtype != mx.bool_:
         mask = mask.astype(q.dtype)
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    if isinstance(mask, mx.array):
+        # A query that may see no key (a left-padded row) gets zeros from torch; mx.fast
+        # averages the values instead.
+        seen = mask if mask.dtype == mx.bool_ else mask > -mx.inf
+        out = mx.where(mx.any(seen, axis=-1, keepdims=True), out, 0)
     return out.reshape(*lead, *out.shape[-2:])
 
 
@@ -58,51 +63,23 @@ def split(x, sizes, axis):
     return out
 
 
-# torch: transformers.pytorch_utils.Conv1D (transformer.h.0.attn.c_attn and 1 more)
+# torch: transformers.pytorch_utils.Conv1D (transformer.h.0.attn.c_attn and 7 more)
 class Conv1D(nn.Module):
-    def __init__(self):
+    def __init__(self, weight_size, weight_size2):
         super().__init__()
-        self.weight = mx.zeros((64, 192))
-        self.bias = mx.zeros((192,))
+        self.weight = mx.zeros((weight_size, weight_size2))
+        self.bias = mx.zeros((weight_size2,))
+        self.weight_size = weight_size
+        self.weight_size2 = weight_size2
 
     def __call__(self, x):
         # pytorch_utils.py:119: x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
-        view = mx.reshape(x, (-1, 64))
+        view = mx.reshape(x, (-1, self.weight_size))
         x_1 = self.bias + view @ self.weight
         # pytorch_utils.py:120: x = x.view(size_out)
-        x_2 = mx.reshape(x_1, (2, 12, 192))
-        return x_2
-
-
-# torch: transformers.pytorch_utils.Conv1D (transformer.h.0.attn.c_proj and 1 more)
-class Conv1D2(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.weight = mx.zeros((64, 64))
-        self.bias = mx.zeros((64,))
-
-    def __call__(self, x):
-        # pytorch_utils.py:119: x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
-        view = mx.reshape(x, (-1, 64))
-        x_1 = self.bias + view @ self.weight
-        # pytorch_utils.py:120: x = x.view(size_out)
-        x_2 = mx.reshape(x_1, (2, 12, 64))
-        return x_2
-
-
-# torch: transformers.pytorch_utils.Conv1D (transformer.h.0.mlp.c_fc and 1 more)
-class Conv1D3(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.weight = mx.zeros((64, 256))
-        self.bias = mx.zeros((256,))
-
-    def __call__(self, x):
-        # pytorch_utils.py:119: x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
-        view = mx.reshape(x, (-1, 64))
-        x_1 = self.bias + view @ self.weight
-        # pytorch_utils.py:120: x = x.view(size_out)
-        x_2 = mx.reshape(x_1, (2, 12, 256))
+        batch = x.shape[0]
+        length = x.shape[1]
+        x_2 = mx.reshape(x_1, (batch, length, self.weight_size2))
         return x_2
 
 
@@ -124,39 +101,25 @@ class NewGELUActivation(nn.Module):
         return mul_3
 
 
-# torch: transformers.pytorch_utils.Conv1D (transformer.h.0.mlp.c_proj and 1 more)
-class Conv1D4(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.weight = mx.zeros((256, 64))
-        self.bias = mx.zeros((64,))
-
-    def __call__(self, x):
-        # pytorch_utils.py:119: x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
-        view = mx.reshape(x, (-1, 256))
-        x_1 = self.bias + view @ self.weight
-        # pytorch_utils.py:120: x = x.view(size_out)
-        x_2 = mx.reshape(x_1, (2, 12, 64))
-        return x_2
-
-
 # torch: transformers.models.gpt2.modeling_gpt2.GPT2Attention (transformer.h.0.attn and 1 more)
 class GPT2Attention(nn.Module):
     def __init__(self):
         super().__init__()
-        self.c_attn = Conv1D()
-        self.c_proj = Conv1D2()
+        self.c_attn = Conv1D(weight_size=64, weight_size2=192)
+        self.c_proj = Conv1D(weight_size=64, weight_size2=64)
 
     def __call__(self, x, v_p_and):
         x_1 = self.c_attn(x)
         # modeling_gpt2.py:187: query_states, key_states, value_states = self.c_attn(hidden_state...
         getitem, getitem_1, getitem_2 = split(x_1, 64, axis=2)
         # modeling_gpt2.py:189: key_states = key_states.view(shape_kv).transpose(1, 2)
-        view = mx.reshape(getitem_1, (2, 12, -1, 16))
+        batch = x.shape[0]
+        length = x.shape[1]
+        view = mx.reshape(getitem_1, (batch, length, -1, 16))
         # modeling_gpt2.py:190: value_states = value_states.view(shape_kv).transpose(1, 2)
-        view_1 = mx.reshape(getitem_2, (2, 12, -1, 16))
+        view_1 = mx.reshape(getitem_2, (batch, length, -1, 16))
         # modeling_gpt2.py:193: query_states = query_states.view(shape_q).transpose(1, 2)
-        view_2 = mx.reshape(getitem, (2, 12, -1, 16))
+        view_2 = mx.reshape(getitem, (batch, length, -1, 16))
         # modeling_gpt2.py:213: attn_output, attn_weights = attention_interface(
         transpose = mx.transpose(view, (0, 2, 1, 3))
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
@@ -164,7 +127,7 @@ class GPT2Attention(nn.Module):
         scaled_dot_product_attention = attention(transpose_2, transpose, transpose_1, 0.25, v_p_and)
         # modeling_gpt2.py:224: attn_output = attn_output.reshape(*attn_output.shape[:-2], -1).co...
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
-        attn_output = mx.reshape(transpose_3, (2, 12, -1))
+        attn_output = mx.reshape(transpose_3, (batch, length, -1))
         x_2 = self.c_proj(attn_output)
         return x_2
 
@@ -173,9 +136,9 @@ class GPT2Attention(nn.Module):
 class GPT2MLP(nn.Module):
     def __init__(self):
         super().__init__()
-        self.c_fc = Conv1D3()
+        self.c_fc = Conv1D(weight_size=64, weight_size2=256)
         self.act = NewGELUActivation()
-        self.c_proj = Conv1D4()
+        self.c_proj = Conv1D(weight_size=256, weight_size2=64)
 
     def __call__(self, x):
         x_1 = self.c_fc(x)
@@ -217,7 +180,8 @@ class GPT2Model(nn.Module):
         # modeling_gpt2.py:569: inputs_embeds = self.wte(input_ids)
         embedding = mx.take(x, input_ids, axis=0)
         # modeling_gpt2.py:573: position_ids = torch.arange(inputs_embeds.shape[1], device=inputs...
-        position_ids = mx.arange(0, 12, 1, dtype=mx.int64)
+        length = input_ids.shape[1]
+        position_ids = mx.arange(0, length, 1, dtype=mx.int64)
         # modeling_gpt2.py:574: position_ids = position_ids.unsqueeze(0)
         position_ids_1 = mx.expand_dims(position_ids, 0)
         embedding_1 = self.wpe(position_ids_1)
@@ -225,7 +189,8 @@ class GPT2Model(nn.Module):
         hidden_states = embedding + embedding_1
         # modeling_gpt2.py:583: causal_mask = create_causal_mask(
         to = attention_mask.astype(mx.bool_)
-        arange = mx.arange(0, 2, 1, dtype=mx.int64)
+        batch = input_ids.shape[0]
+        arange = mx.arange(0, batch, 1, dtype=mx.int64)
         unsqueeze = mx.expand_dims(arange, 1)
         unsqueeze_1 = mx.expand_dims(unsqueeze, 2)
         unsqueeze_2 = mx.expand_dims(unsqueeze_1, 3)

@@ -20,6 +20,11 @@ def attention(q, k, v, scale, mask):
     if isinstance(mask, mx.array) and mask.dtype != mx.bool_:
         mask = mask.astype(q.dtype)
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    if isinstance(mask, mx.array):
+        # A query that may see no key (a left-padded row) gets zeros from torch; mx.fast
+        # averages the values instead.
+        seen = mask if mask.dtype == mx.bool_ else mask > -mx.inf
+        out = mx.where(mx.any(seen, axis=-1, keepdims=True), out, 0)
     return out.reshape(*lead, *out.shape[-2:])
 
 
@@ -77,13 +82,15 @@ class LlamaAttention(nn.Module):
     def __call__(self, x, v_p_and):
         linear = self.q_proj(x)
         # modeling_llama.py:244: query_states = self.q_proj(hidden_states).view(hidden_shape).tra...
-        view = mx.reshape(linear, (2, 12, -1, 16))
+        batch = x.shape[0]
+        length = x.shape[1]
+        view = mx.reshape(linear, (batch, length, -1, 16))
         linear_1 = self.k_proj(x)
         # modeling_llama.py:245: key_states = self.k_proj(hidden_states).view(hidden_shape).trans...
-        view_1 = mx.reshape(linear_1, (2, 12, -1, 16))
+        view_1 = mx.reshape(linear_1, (batch, length, -1, 16))
         linear_2 = self.v_proj(x)
         # modeling_llama.py:246: value_states = self.v_proj(hidden_states).view(hidden_shape).tra...
-        view_2 = mx.reshape(linear_2, (2, 12, -1, 16))
+        view_2 = mx.reshape(linear_2, (batch, length, -1, 16))
         # layer.py:856: return func(*args, **kwargs)
         transpose = mx.transpose(view, (0, 2, 1, 3))
         rope = mx.fast.rope(transpose, 16, traditional=False, base=10000.0, scale=1.0, offset=0)
@@ -94,7 +101,7 @@ class LlamaAttention(nn.Module):
         scaled_dot_product_attention = attention(rope, rope_1, transpose_2, 0.25, v_p_and)
         # modeling_llama.py:269: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
-        attn_output = mx.reshape(transpose_3, (2, 12, -1))
+        attn_output = mx.reshape(transpose_3, (batch, length, -1))
         linear_3 = self.o_proj(attn_output)
         return linear_3
 
@@ -150,12 +157,14 @@ class LlamaModel(nn.Module):
     def __call__(self, x, attention_mask):
         embedding = self.embed_tokens(x)
         # modeling_llama.py:379: position_ids = torch.arange(inputs_embeds.shape[1], device=input...
-        position_ids = mx.arange(0, 12, 1, dtype=mx.int64)
+        length = x.shape[1]
+        position_ids = mx.arange(0, length, 1, dtype=mx.int64)
         # modeling_llama.py:380: position_ids = position_ids.unsqueeze(0)
         position_ids_1 = mx.expand_dims(position_ids, 0)
         # modeling_llama.py:382: causal_mask = create_causal_mask(
         to = attention_mask.astype(mx.bool_)
-        arange = mx.arange(0, 2, 1, dtype=mx.int64)
+        batch = x.shape[0]
+        arange = mx.arange(0, batch, 1, dtype=mx.int64)
         unsqueeze = mx.expand_dims(arange, 1)
         unsqueeze_1 = mx.expand_dims(unsqueeze, 2)
         unsqueeze_2 = mx.expand_dims(unsqueeze_1, 3)

@@ -20,6 +20,11 @@ def attention(q, k, v, scale, mask):
     if isinstance(mask, mx.array) and mask.dtype != mx.bool_:
         mask = mask.astype(q.dtype)
     out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+    if isinstance(mask, mx.array):
+        # A query that may see no key (a left-padded row) gets zeros from torch; mx.fast
+        # averages the values instead.
+        seen = mask if mask.dtype == mx.bool_ else mask > -mx.inf
+        out = mx.where(mx.any(seen, axis=-1, keepdims=True), out, 0)
     return out.reshape(*lead, *out.shape[-2:])
 
 
@@ -53,13 +58,14 @@ class ViTAttention(nn.Module):
     def __call__(self, x, expand_1):
         linear = self.q_proj(x)
         # modeling_vit.py:216: query_states = self.q_proj(hidden_states).view(hidden_shape).trans...
-        view = mx.reshape(linear, (2, 17, -1, 16))
+        batch = x.shape[0]
+        view = mx.reshape(linear, (batch, 17, -1, 16))
         linear_1 = self.k_proj(x)
         # modeling_vit.py:217: key_states = self.k_proj(hidden_states).view(hidden_shape).transpo...
-        view_1 = mx.reshape(linear_1, (2, 17, -1, 16))
+        view_1 = mx.reshape(linear_1, (batch, 17, -1, 16))
         linear_2 = self.v_proj(x)
         # modeling_vit.py:218: value_states = self.v_proj(hidden_states).view(hidden_shape).trans...
-        view_2 = mx.reshape(linear_2, (2, 17, -1, 16))
+        view_2 = mx.reshape(linear_2, (batch, 17, -1, 16))
         # modeling_vit.py:224: attn_output, attn_weights = attention_interface(
         transpose = mx.transpose(view, (0, 2, 1, 3))
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
@@ -69,7 +75,7 @@ class ViTAttention(nn.Module):
         )
         # modeling_vit.py:235: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
-        attn_output = mx.reshape(transpose_3, (2, 17, -1))
+        attn_output = mx.reshape(transpose_3, (batch, 17, -1))
         linear_3 = self.o_proj(attn_output)
         return linear_3
 
@@ -136,7 +142,8 @@ class ViTEmbeddings(nn.Module):
     def __call__(self, x):
         transpose = self.patch_embeddings(x)
         # modeling_vit.py:146: cls_tokens = self.cls_token.expand(batch_size, -1, -1)
-        cls_tokens = expand(self.cls_token, (2, -1, -1))
+        batch = x.shape[0]
+        cls_tokens = expand(self.cls_token, (batch, -1, -1))
         # modeling_vit.py:147: embeddings = torch.cat((cls_tokens, embeddings), dim=1)
         transpose_ncl = mx.transpose(transpose, (0, 2, 1))
         embeddings = mx.concatenate([cls_tokens, transpose_ncl], axis=1)
@@ -161,7 +168,8 @@ class ViTModel(nn.Module):
         unsqueeze_1 = mx.expand_dims(unsqueeze, 1)
         unsqueeze_2 = mx.expand_dims(unsqueeze_1, 3)
         ge = unsqueeze_2 >= 0
-        attention_mask = expand(ge, (2, -1, 17, 17))
+        batch = x.shape[0]
+        attention_mask = expand(ge, (batch, -1, 17, 17))
         hidden_states = self.layers[0](embeddings, attention_mask)
         hidden_states_1 = self.layers[1](hidden_states, attention_mask)
         layer_norm = self.layernorm(hidden_states_1)

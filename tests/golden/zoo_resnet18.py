@@ -81,7 +81,7 @@ class BasicBlock(nn.Module):
 
 
 # torch: tests.zoo.models.BasicBlock (layer2.0 and 2 more)
-class BasicBlock2(nn.Module):
+class BasicBlockWithDownsample(nn.Module):
     def __init__(self, in_channels, out_channels):
         super().__init__()
         self.downsample = [
@@ -117,15 +117,15 @@ class Model(nn.Module):
         self.bn1 = nn.BatchNorm(16)
         self.layer1 = [BasicBlock(in_channels=16), BasicBlock(in_channels=16)]
         self.layer2 = [
-            BasicBlock2(in_channels=16, out_channels=32),
+            BasicBlockWithDownsample(in_channels=16, out_channels=32),
             BasicBlock(in_channels=32),
         ]
         self.layer3 = [
-            BasicBlock2(in_channels=32, out_channels=64),
+            BasicBlockWithDownsample(in_channels=32, out_channels=64),
             BasicBlock(in_channels=64),
         ]
         self.layer4 = [
-            BasicBlock2(in_channels=64, out_channels=128),
+            BasicBlockWithDownsample(in_channels=64, out_channels=128),
             BasicBlock(in_channels=128),
         ]
         self.fc = nn.Linear(128, 10)
