@@ -298,14 +298,65 @@ constexpr std::string_view kOutputKindNames[] = {
 
 }  // namespace
 
+// torch's concatenation skips 1-D inputs with no elements whatever the axis (a legacy rule
+// that caches starting from `torch.tensor([])` rely on); MLX would refuse their rank. Drops
+// them from a cat that has other inputs, and returns how many it dropped.
+constexpr std::string_view kConcatTargets[] = {"aten.cat.default", "aten.concat.default"};
+
+bool is_legacy_empty(const ExportedProgram& program, const std::string& value) {
+  const TensorMeta* info = meta_of(program, value);
+  return info != nullptr && info->shape.size() == 1 && info->shape[0].symbol.empty() &&
+         info->shape[0].hint == 0;
+}
+
+std::size_t drop_legacy_empty_inputs(Node& node, const ExportedProgram& program) {
+  if (std::find(std::begin(kConcatTargets), std::end(kConcatTargets), node.target) ==
+      std::end(kConcatTargets)) {
+    return 0;
+  }
+  Arg* list = node.inputs.empty() ? nullptr : &node.inputs[0].arg;
+  if (list == nullptr || list->kind != ArgKind::TensorList) return 0;
+  std::vector<std::string> kept;
+  for (const std::string& name : list->names) {
+    if (name.empty() || !is_legacy_empty(program, name)) kept.push_back(name);
+  }
+  const std::size_t dropped = list->names.size() - kept.size();
+  if (dropped == 0 || kept.empty()) return 0;
+  list->names = std::move(kept);
+  return dropped;
+}
+
+// A concatenation of one tensor is that tensor.
+bool is_single_concat(const Node& node) {
+  return std::find(std::begin(kConcatTargets), std::end(kConcatTargets), node.target) !=
+             std::end(kConcatTargets) &&
+         !node.inputs.empty() && node.inputs[0].arg.kind == ArgKind::TensorList &&
+         node.inputs[0].arg.names.size() == 1 && !node.inputs[0].arg.names[0].empty() &&
+         node.outputs.size() == 1;
+}
+
+bool same_list_type(const Node& node, const ExportedProgram& program) {
+  const TensorMeta* in = meta_of(program, node.inputs[0].arg.names[0]);
+  const TensorMeta* out = meta_of(program, &node.outputs[0]);
+  return in != nullptr && out != nullptr && in->dtype == out->dtype &&
+         same_dims(in->shape, out->shape);
+}
+
 // Checks that the tracer recorded about dtypes and devices: they held when the program was
 // exported, and they constrain nothing in MLX.
 constexpr std::string_view kMetadataChecks[] = {"aten._assert_tensor_metadata.default"};
 
 std::size_t eliminate_noops(ExportedProgram& program) {
   std::vector<bool> remove(program.nodes.size(), false);
+  std::size_t changed = 0;
   for (std::size_t index = 0; index < program.nodes.size(); ++index) {
+    changed += drop_legacy_empty_inputs(program.nodes[index], program);
     const Node& node = program.nodes[index];
+    if (is_single_concat(node) && same_list_type(node, program)) {
+      replace_uses(program, index, node.outputs[0].names[0], node.inputs[0].arg.names[0]);
+      remove[index] = true;
+      continue;
+    }
     if (std::find(std::begin(kMetadataChecks), std::end(kMetadataChecks), node.target) !=
         std::end(kMetadataChecks)) {
       remove[index] = true;
@@ -321,7 +372,7 @@ std::size_t eliminate_noops(ExportedProgram& program) {
       break;
     }
   }
-  return remove_nodes(program, remove);
+  return changed + remove_nodes(program, remove);
 }
 
 std::size_t eliminate_dead_code(ExportedProgram& program) {

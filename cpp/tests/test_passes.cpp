@@ -51,6 +51,23 @@ TEST(EliminateNoops, KeepsWhatChangesTheValue) {
   EXPECT_EQ(program.nodes.size(), 6U);
 }
 
+TEST(EliminateNoops, ConcatenationSkipsLegacyEmptyInputsAsTorchDoes) {
+  // A cache that starts as torch.tensor([]) and grows by cat along dim -2.
+  ExportedProgram program =
+      Builder()
+          .input("empty", meta({0}), InputKind::Constant, "empty")
+          .node("cat", "aten.cat.default",
+                {{"tensors", tensors({"empty", "x"})}, {"dim", integer(-2)}})
+          .node("relu", "aten.relu.default", {{"self", tensor("cat")}})
+          .node("cat_1", "aten.cat.default",
+                {{"tensors", tensors({"empty", "x", "relu"})}, {"dim", integer(0)}}, meta({4, 3}))
+          .returning({"cat_1"});
+  EXPECT_EQ(eliminate_noops(program), 3U);  // two inputs dropped, one single-input cat gone
+  ASSERT_EQ(targets(program), (std::vector<std::string>{"aten.relu.default", "aten.cat.default"}));
+  EXPECT_EQ(reads(program.nodes[0], "self"), "x");
+  EXPECT_EQ(program.nodes[1].inputs[0].arg.names, (std::vector<std::string>{"x", "relu"}));
+}
+
 TEST(EliminateDeadCode, DropsWhatNoOutputReads) {
   ExportedProgram program =
       Builder()

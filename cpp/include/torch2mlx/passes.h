@@ -26,7 +26,8 @@ struct Pass {
 
 /// Drops nodes that compute nothing: alias, detach, clone, a reshape, expand or full slice
 /// to the same shape, a cast to the same dtype, `x + 0`, `x - 0`, `x * 1`, `x / 1`, and the
-/// tracer's dtype and device checks. Uses of the output read the input instead.
+/// tracer's dtype and device checks, a concatenation of one tensor. Uses of the output read
+/// the input instead. Concatenations also lose the 1-D empty inputs that torch skips.
 std::size_t eliminate_noops(ExportedProgram& program);
 
 /// Drops nodes none of whose outputs is read by a later node or by the graph's outputs.
