@@ -15,6 +15,7 @@ from torch2mlx.checkpoint import (
     save_safetensors,
 )
 from torch2mlx.conversion import ConversionResult, VerificationWarning, convert
+from torch2mlx.generation import Generator, convert_for_generation, generate
 from torch2mlx.registry import layer_registry
 from torch2mlx.runtime import load
 from torch2mlx.verification import VerificationReport, verify
@@ -35,6 +36,7 @@ __all__ = [
     "CheckpointWarning",
     "ConversionResult",
     "ConversionWarning",
+    "Generator",
     "PortabilityReport",
     "TensorInfo",
     "Torch2MLXError",
@@ -43,7 +45,9 @@ __all__ = [
     "__version__",
     "analyze",
     "convert",
+    "convert_for_generation",
     "convert_weights",
+    "generate",
     "inspect_checkpoint",
     "layer_registry",
     "load",

@@ -204,9 +204,17 @@ def _convert(args: argparse.Namespace) -> int:
             "--format mlx-lm takes a Hugging Face folder: mlx-lm builds the model from its "
             "config.json, so a .pt2 or a factory has nothing for it to read"
         )
+    if args.format == "generation" and os.path.isfile(source):
+        raise ValueError(
+            "--format generation takes a Hugging Face folder or a 'pkg.module:factory' of a "
+            "*ForCausalLM model: a .pt2 holds one forward graph, not the prefill and decode "
+            "steps generation needs"
+        )
     if ":" in source and not os.path.exists(source):
         built = _load_factory(source)
         model, inputs = built if isinstance(built, tuple) else (built, None)
+        if args.format == "generation":
+            return _convert_generation(args, model, None, start)
         if args.input_shape:
             inputs = _example_inputs(args.input_shape, args.input_dtype or [])
         if inputs is None:
@@ -225,6 +233,9 @@ def _convert(args: argparse.Namespace) -> int:
         folder = load_folder(source, trust_remote_code=args.trust_remote_code)
         if args.format == "mlx-lm":
             return _convert_mlx_lm(args, folder, start)
+        if args.format == "generation":
+            files = [path for path in folder.files if path.name != "config.json"]
+            return _convert_generation(args, folder.model, files, start)
         model, inputs, dynamic = folder.model, folder.example_inputs, folder.dynamic_shapes
         hf_extra = {
             "hugging_face": {
@@ -386,6 +397,90 @@ def _convert_mlx_lm(args: argparse.Namespace, folder, start: float) -> int:
     return 0
 
 
+def _convert_generation(args: argparse.Namespace, model, files, start: float) -> int:
+    import time
+    import warnings
+
+    from torch2mlx.conversion import VerificationWarning
+    from torch2mlx.generation import convert_for_generation
+
+    tolerance = None
+    if args.atol is not None or args.rtol is not None:
+        tolerance = (args.atol or 0.0, args.rtol or 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerificationWarning)  # reported below, as an error
+        result = convert_for_generation(
+            model,
+            args.output,
+            dtype=args.dtype,
+            quantize=_quantize_options(args),
+            verify=not args.no_verify,
+            tolerance=tolerance,
+            extra_files=files,
+        )
+    seconds = time.perf_counter() - start
+    cache = result["cache"]
+    print(
+        f"wrote {args.output}: prefill/ and decode/ packages of {result['architecture']} with a "
+        f"KV cache of {cache['layers']} layers x {cache['kv_heads']} heads x "
+        f"{cache['head_dim']} in {seconds:.2f} s"
+    )
+    if result.get("files"):
+        print(f"  copied: {', '.join(result['files'])}")
+    for name, check in result["verification"].items():
+        if check["summary"]:
+            print(f"verification of {name} against torch:")
+            print("\n".join(check["summary"]))
+    if result["passed"] is False:
+        print(
+            f"torch2mlx: error: the MLX model does not match torch within tolerance; see "
+            f"{args.output}/prefill/report.json and decode/report.json",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"run it: torch2mlx generate {args.output} --prompt '...'")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import time
+
+    from torch2mlx.generation import Generator, load_tokenizer
+
+    generator = Generator(args.package)
+    if args.ids is not None:
+        ids = [int(token) for token in args.ids.split(",") if token.strip()]
+        tokenizer = None
+    else:
+        tokenizer = load_tokenizer(generator.directory)
+        ids = tokenizer(args.prompt)["input_ids"]
+    start = time.perf_counter()
+    first = None
+    new: list[int] = []
+    printed = ""
+    for token in generator.tokens(
+        ids, args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    ):
+        first = first or time.perf_counter()
+        new.append(token)
+        if tokenizer is None:
+            print(token, end=" ", flush=True)
+            continue
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        print(text[len(printed) :], end="", flush=True)  # stream what is new
+        printed = text
+    end = time.perf_counter()
+    print()
+    if first is not None:
+        decode = f", decode {(len(new) - 1) / (end - first):.1f} tok/s" if len(new) > 1 else ""
+        print(
+            f"prompt {len(ids)} tokens: prefill {len(ids) / (first - start):.1f} tok/s; "
+            f"{len(new)} new tokens{decode}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch2mlx", description="Translate PyTorch models and checkpoints to Apple MLX."
@@ -466,10 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quantize_flags(convert)
     convert.add_argument(
         "--format",
-        choices=["package", "mlx-lm"],
+        choices=["package", "mlx-lm", "generation"],
         default="package",
         help="package: model.py + weights (default); mlx-lm: a folder mlx_lm.load reads "
-        "(Hugging Face folders of architectures mlx-lm implements)",
+        "(Hugging Face folders of architectures mlx-lm implements); generation: prefill and "
+        "decode packages with a KV cache, for `torch2mlx generate` (causal language models)",
     )
     convert.add_argument(
         "--trust-remote-code",
@@ -490,6 +586,25 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--atol", type=float, help="absolute tolerance (1e-4; 1e-2 for float16)")
     convert.add_argument("--rtol", type=float, help="relative tolerance (1e-4; 1e-2 for float16)")
     convert.set_defaults(run=_convert)
+
+    generate = commands.add_parser(
+        "generate",
+        help="generate text with a package written by `convert --format generation`",
+        description="Greedy (default) or sampled decoding with the package's KV cache; the "
+        "prompt goes through the tokenizer copied from the Hugging Face folder. New text is "
+        "printed as it comes, speeds go to stderr.",
+    )
+    generate.add_argument("package", help="a folder written by convert --format generation")
+    prompt = generate.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="text, encoded with the package's tokenizer")
+    prompt.add_argument("--ids", help="token ids instead of text, e.g. 1,15043,29892")
+    generate.add_argument("--max-tokens", type=int, default=64, help="new tokens at most (64)")
+    generate.add_argument(
+        "--temperature", type=float, default=0.0, help="0 is greedy (default); else sampled"
+    )
+    generate.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0)")
+    generate.add_argument("--seed", type=int, help="seed of the sampler, for repeatable runs")
+    generate.set_defaults(run=_generate)
 
     analyze = commands.add_parser(
         "analyze",

@@ -1,0 +1,221 @@
+"""Generation with a KV cache: greedy tokens equal transformers' generate token for token,
+sampling is reproducible with a seed (tiny configs, float32, seeded random weights)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import torch2mlx
+from torch2mlx.checkpoint import Torch2MLXError
+from torch2mlx.generation import Generator, convert_for_generation
+
+transformers = pytest.importorskip("transformers")
+
+COMMON = {
+    "vocab_size": 160,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+}
+
+
+def _randomise(model):
+    """Norm weights start at one and biases at zero: make them random so a mistake shows."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name or "ln_" in name or name.endswith("bias"):
+                parameter.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
+    return model.eval()
+
+
+def _llama():
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(**COMMON))
+
+
+def _qwen2():
+    return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**COMMON))
+
+
+def _mistral():
+    return transformers.MistralForCausalLM(
+        transformers.MistralConfig(**COMMON, sliding_window=None)
+    )
+
+
+def _qwen3():
+    return transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**COMMON, head_dim=16))
+
+
+def _gemma():
+    return transformers.GemmaForCausalLM(transformers.GemmaConfig(**COMMON, head_dim=16))
+
+
+def _phi3():
+    config = transformers.Phi3Config(**COMMON, pad_token_id=0)
+    return transformers.Phi3ForCausalLM(config)
+
+
+def _gpt2():
+    config = transformers.GPT2Config(
+        vocab_size=160, n_embd=64, n_layer=2, n_head=4, n_positions=128
+    )
+    return transformers.GPT2LMHeadModel(config)
+
+
+MODELS = {
+    "llama": _llama,
+    "qwen2": _qwen2,
+    "qwen3": _qwen3,
+    "mistral": _mistral,
+    "gemma": _gemma,
+    "phi3": _phi3,
+    "gpt2": _gpt2,
+}
+
+
+def _build(name):
+    torch.manual_seed(0)
+    return _randomise(MODELS[name]())
+
+
+PROMPT = [3, 17, 42, 99, 5, 64, 11]
+
+
+def _convert(model, out):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = convert_for_generation(model, out)
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_greedy_equals_transformers_generate(name, tmp_path):
+    model = _build(name)
+    config = _convert(model, tmp_path / name)
+    assert config["cache"]["layers"] == 2
+    new = 12
+    with torch.no_grad():
+        expected = model.generate(
+            torch.tensor([PROMPT]),
+            max_new_tokens=new,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )[0, len(PROMPT) :].tolist()
+    generator = Generator(tmp_path / name)
+    got = list(generator.tokens(PROMPT, new, stop_at_eos=False))
+    assert got == expected
+
+
+def test_sampling_is_reproducible_with_a_seed(tmp_path):
+    model = _build("llama")
+    _convert(model, tmp_path / "lm")
+    generator = Generator(tmp_path / "lm")
+    first = torch2mlx.generate(generator, PROMPT, 10, temperature=1.0, top_p=0.9, seed=7)
+    second = torch2mlx.generate(generator, PROMPT, 10, temperature=1.0, top_p=0.9, seed=7)
+    assert first == second and len(first) <= 10
+    greedy = torch2mlx.generate(generator, PROMPT, 10)
+    assert torch2mlx.generate(generator, PROMPT, 10, temperature=1e-6, seed=3) == greedy
+
+
+def test_a_plain_package_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text('{"format": "torch2mlx-package"}')
+    with pytest.raises(Torch2MLXError, match=r"^\[generation\] .*not a generating package"):
+        Generator(tmp_path)
+
+
+def _word_tokenizer(directory):
+    """A word-level tokenizer over the tiny vocabulary, built offline: w0 .. w159."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"w{index}": index for index in range(1, COMMON["vocab_size"])}
+    vocab["<unk>"] = 0
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def test_cli_converts_a_folder_and_generates_its_text(tmp_path, capsys):
+    from torch2mlx.cli import main
+
+    model = _build("llama")
+    folder = tmp_path / "hf"
+    model.save_pretrained(folder)
+    tokenizer = _word_tokenizer(folder)
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["convert", str(folder), "-o", str(out), "--format", "generation"]) == 0
+    assert "tokenizer/tokenizer.json" in capsys.readouterr().out
+    prompt = "w3 w17 w42 w99"
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = model.generate(
+            ids, max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0
+        )[0, ids.shape[1] :]
+    assert main(["generate", str(out), "--prompt", prompt, "--max-tokens", "6"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == tokenizer.decode(expected, skip_special_tokens=True)
+    assert "decode" in captured.err and "tok/s" in captured.err
+    assert main(["generate", str(out), "--ids", "3,17,42,99", "--max-tokens", "6"]) == 0
+    assert capsys.readouterr().out.split() == [str(token) for token in expected.tolist()]
+
+
+def test_cli_refuses_a_single_graph_for_generation(tmp_path, capsys):
+    from torch2mlx.cli import main
+
+    archive = tmp_path / "model.pt2"
+    archive.write_bytes(b"not read")
+    code = main(["convert", str(archive), "-o", str(tmp_path / "o"), "--format", "generation"])
+    assert code == 1
+    assert "--format generation takes a Hugging Face folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The decode program fails after prefill was written: neither the folder nor its
+    staging copy remains."""
+    from torch2mlx import conversion
+
+    real_convert = conversion.convert
+
+    def convert(model, inputs, out_dir, **options):
+        if Path(out_dir).name == "decode":
+            raise Torch2MLXError("[codegen] stands in for a node that cannot be translated")
+        return real_convert(model, inputs, out_dir, **options)
+
+    monkeypatch.setattr(conversion, "convert", convert)
+    with pytest.raises(Torch2MLXError, match="stands in"):
+        _convert(_build("llama"), tmp_path / "lm")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_causal_language_models_are_taken(tmp_path):
+    with pytest.raises(Torch2MLXError, match=r"^\[generation\] Linear is not a Hugging Face"):
+        convert_for_generation(torch.nn.Linear(2, 2), tmp_path / "lm")
+    assert not (tmp_path / "lm").exists()
+
+
+@pytest.mark.parametrize("mode", ["affine", "mxfp8"])
+def test_a_quantized_package_generates(mode, tmp_path):
+    import json
+
+    model = _build("llama")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = convert_for_generation(model, tmp_path / "lm", quantize={"mode": mode})
+    assert config["passed"] is not False
+    for program in ("prefill", "decode"):
+        written = json.loads((tmp_path / "lm" / program / "config.json").read_text())
+        assert written["quantization"]["mode"] == mode
+    tokens = torch2mlx.generate(tmp_path / "lm", PROMPT, 8)
+    assert len(tokens) == 8 and all(0 <= token < COMMON["vocab_size"] for token in tokens)
