@@ -254,9 +254,23 @@ std::optional<double> rope_base(const std::vector<float>& inverse_frequencies, s
 // rope base. `table` is the value multiplied with x, `function` aten.cos or aten.sin.
 struct RopeTable {
   std::string angles;  // the cat([freqs, freqs]) both tables take the cos and sin of
-  std::int64_t offset = 0;
+  Arg offset;          // an int, or a symbolic size (a KV cache's past length)
   double base = 0.0;
 };
+
+// positions + offset, where the offset is a scalar (an int, or a symbolic size such as the
+// length of a KV cache): the positions and the offset; else `value` and nullopt.
+std::pair<std::string, std::optional<Arg>> shifted_positions(const DefUse& graph,
+                                                             const std::string& value) {
+  const Node* add = graph.producer(value);
+  if (!is(add, "aten.add.Tensor") || !tensor_input(*add, "other").empty() ||
+      (add->input("alpha") != nullptr && literal_number(*add, "alpha") != 1.0)) {
+    return {value, std::nullopt};
+  }
+  const Arg* other = add->input("other");
+  if (other == nullptr || other->kind != ArgKind::Int) return {value, std::nullopt};
+  return {tensor_input(*add, "self"), *other};
+}
 
 std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse& graph,
                                     const std::string& table, std::string_view function,
@@ -292,18 +306,21 @@ std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse
       product != nullptr && is(product, "aten.mul.Tensor") ? operands(*product) : std::nullopt;
   if (!pair) return std::nullopt;
   for (const auto& [positions, frequencies] : {*pair, std::make_pair(pair->second, pair->first)}) {
-    const Node* arange = graph.producer(strip(graph, positions, true));
+    const auto [unshifted, shift] = shifted_positions(graph, strip(graph, positions, true));
+    const Node* arange = graph.producer(strip(graph, unshifted, true));
     const auto values = weight_values(program, strip(graph, frequencies, false));
     if (arange == nullptr || !values) continue;
-    std::int64_t offset = 0;
+    std::int64_t start = 0;
     if (is(arange, "aten.arange.start") || is(arange, "aten.arange.start_step")) {
-      const auto start = literal_int(*arange, "start");
-      if (!start) continue;
-      offset = *start;
+      const auto literal = literal_int(*arange, "start");
+      if (!literal) continue;
+      start = *literal;
       if (arange->input("step") != nullptr && literal_int(*arange, "step") != 1) continue;
     } else if (!is(arange, "aten.arange.default")) {
       continue;
     }
+    // A shift is kept as it is, symbol or int; arange(start) + shift would need a sum.
+    if (shift && start != 0) continue;
     // Positions run along the table's second-to-last axis, one per row of x.
     const TensorMeta* count = meta_of(program, output_of(*arange));
     if (count == nullptr || count->shape.size() != 1 ||
@@ -312,7 +329,7 @@ std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse
     }
     const auto base = rope_base(*values, dims);
     if (!base) continue;
-    result.offset = offset;
+    result.offset = shift ? *shift : int_arg(start);
     result.base = *base;
     return result;
   }
@@ -376,7 +393,10 @@ Match match_rope(const ExportedProgram& program, const DefUse& graph, const Node
       if (cos_table.empty()) continue;
       const auto cosine = rope_table(program, graph, cos_table, "aten.cos.default", x, *dims);
       const auto sine = rope_table(program, graph, sin_table, "aten.sin.default", x, *dims);
-      if (!cosine || !sine || cosine->angles != sine->angles) continue;
+      if (!cosine || !sine || cosine->angles != sine->angles ||
+          cosine->offset.names != sine->offset.names || cosine->offset.ints != sine->offset.ints) {
+        continue;
+      }
       const TensorMeta* x_meta = meta_of(program, x);
       const TensorMeta* out_meta = meta_of(program, output_of(add));
       if (x_meta == nullptr || out_meta == nullptr || x_meta->dtype != out_meta->dtype ||
@@ -389,7 +409,7 @@ Match match_rope(const ExportedProgram& program, const DefUse& graph, const Node
                                              {"traditional", bool_arg(false)},
                                              {"base", float_arg(cosine->base)},
                                              {"scale", float_arg(1.0)},
-                                             {"offset", int_arg(cosine->offset)}}));
+                                             {"offset", cosine->offset}}));
     }
   }
   return std::nullopt;

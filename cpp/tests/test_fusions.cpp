@@ -82,7 +82,9 @@ TEST(FuseRmsNorm, LeavesNearMissesAsTheyAre) {
 
 // q [1, 2, 3, 4] (batch, heads, positions, head dim) rotated by tables that LlamaRotaryEmbedding
 // computes from arange(3) and the buffer inv_freq, as apply_rotary_pos_emb applies them.
-Builder rope_program(const std::vector<float>& inverse_frequencies) {
+// Positions are arange(3), or arange(3) + past with `past` a symbolic size when `shifted`
+// (a decode step after `past` cached positions).
+Builder rope_program(const std::vector<float>& inverse_frequencies, bool shifted = false) {
   const auto half = static_cast<std::int64_t>(inverse_frequencies.size());
   const std::int64_t dims = 2 * half;
   Builder builder(meta({1, 2, 3, dims}));
@@ -91,8 +93,17 @@ Builder rope_program(const std::vector<float>& inverse_frequencies) {
   std::memcpy(bytes.data(), inverse_frequencies.data(), bytes.size());
   builder.program.weights.push_back(
       {"rotary.inv_freq", make_owned_tensor(DType::F32, {half}, std::move(bytes))});
-  builder.node("arange", "aten.arange.default", {{"end", integer(3)}}, meta({3}, "int64"))
-      .node("pos", "aten.unsqueeze.default", {{"self", tensor("arange")}, {"dim", integer(0)}},
+  builder.node("arange", "aten.arange.default", {{"end", integer(3)}}, meta({3}, "int64"));
+  if (shifted) {
+    Arg past;
+    past.kind = ArgKind::Int;
+    past.names = {"past"};
+    builder.node("shifted", "aten.add.Tensor", {{"self", tensor("arange")}, {"other", past}},
+                 meta({3}, "int64"));
+  }
+  builder
+      .node("pos", "aten.unsqueeze.default",
+            {{"self", tensor(shifted ? "shifted" : "arange")}, {"dim", integer(0)}},
             meta({1, 3}, "int64"))
       .node("pos3", "aten.unsqueeze.default", {{"self", tensor("pos")}, {"dim", integer(2)}},
             meta({1, 3, 1}, "int64"))
@@ -142,6 +153,14 @@ TEST(FuseRope, FusesLlamaRotaryEmbeddingIntoMxFastRope) {
   EXPECT_DOUBLE_EQ(rope.input("base")->floats[0], 10000.0);
   EXPECT_EQ(rope.input("offset")->ints[0], 0);
   EXPECT_EQ(rope.input("traditional")->ints[0], 0);
+}
+
+TEST(FuseRope, PositionsAfterACachedPrefixBecomeTheOffset) {
+  ExportedProgram program = rope_program({1.0F, 0.01F}, true).returning({"embedded"});
+  EXPECT_EQ(fuse_rope(program), 1U);
+  eliminate_dead_code(program);
+  ASSERT_EQ(targets(program), std::vector<std::string>{"mlx.fast.rope"});
+  EXPECT_EQ(program.nodes[0].input("offset")->names, std::vector<std::string>{"past"});
 }
 
 TEST(FuseRope, LeavesOtherFrequencyTablesAsTheyAre) {

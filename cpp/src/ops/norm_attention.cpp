@@ -182,7 +182,7 @@ std::string rope(Call& call) {
                      call.tensor("input"), call.integer("dims", 0),
                      call.flag("traditional", false) ? "True" : "False",
                      float_literal(call.number("base", 10000.0)),
-                     float_literal(call.number("scale", 1.0)), call.integer("offset", 0));
+                     float_literal(call.number("scale", 1.0)), call.literal("offset", "0"));
 }
 
 std::string embedding(Call& call) {
