@@ -36,6 +36,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   "${pip[@]}" install -c constraints.txt --no-build-isolation -e ".[all]"
   echo "$wanted" >"$stamp"
 fi
+# PyPI's torchvision (the zoo's) is built for a CUDA torch: a startup hook lets it import
+# beside the CPU build, in every process of this venv (scripts/torchvision_hook.py says how).
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cp scripts/torchvision_hook.py "$site/_torch2mlx_torchvision_hook.py"
+echo "import _torch2mlx_torchvision_hook" >"$site/_torch2mlx_torchvision_hook.pth"
 # Incremental rebuild of the core and its tests (seconds when nothing changed).
 "${pip[@]}" install --no-build-isolation --no-deps -e . \
   -Ccmake.define.TORCH2MLX_BUILD_TESTS=ON

@@ -407,8 +407,11 @@ void Generator::plan_layouts() {
             break;
           }
         }
+        // A broadcast operand, or a weight (used as stored, never transposed), pins the
+        // torch order: `patches.transpose(1, 2) + self.position_embeddings`.
         for (const std::string& name : inputs) {
-          if (!target.empty() && rank_of(name) < rank && !single_element(name)) target.clear();
+          const bool pinned = rank_of(name) < rank || state_.params.contains(name);
+          if (!target.empty() && pinned && !single_element(name)) target.clear();
         }
         for (const std::string& name : inputs) {
           if (rank_of(name) == rank) {
@@ -725,7 +728,12 @@ void Generator::decide_leaf_layers(Region& region) {
   } else if ((type == "Conv1d" || type == "Conv2d" || type == "Conv3d") &&
              target == fmt::format("aten.conv{}d.default", type[4]) && owned("weight", true) &&
              owned("bias", false)) {
-    constructor = conv_constructor(node, program_, type[4] - '0', false);
+    const Arg* groups = node.input("groups");
+    const bool grouped = groups != nullptr && !groups->ints.empty() && groups->ints[0] != 1;
+    // mlx.nn.Conv3d takes no groups (mx.conv3d does): a grouped one stays the op.
+    if (!(type == "Conv3d" && grouped)) {
+      constructor = conv_constructor(node, program_, type[4] - '0', false);
+    }
   } else if ((type == "ConvTranspose1d" || type == "ConvTranspose2d" ||
               type == "ConvTranspose3d") &&
              target == fmt::format("aten.conv_transpose{}d.{}", type[13],

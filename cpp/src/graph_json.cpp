@@ -670,6 +670,10 @@ void check_defined_before_use(const ExportedProgram& program, const Reader& read
   for (const OutputSpec& output : program.outputs) check(output.value, "the graph output");
 }
 
+bool forwards_all_arguments(std::string_view code) {
+  return code.find("*args, **kwargs)") != std::string_view::npos;
+}
+
 }  // namespace
 
 SourceFrame user_frame(const std::string& trace) {
@@ -695,7 +699,9 @@ SourceFrame user_frame(const std::string& trace) {
       pending.line = value;
     } else if (!pending.file.empty()) {
       const std::size_t code = line.find_first_not_of(' ');
-      if (code != std::string::npos) {
+      // A frame that passes everything on (`return func(*args, **kwargs)`: a decorator
+      // or hub-kernel wrapper) says nothing about the model: the frame that called it does.
+      if (code != std::string::npos && !forwards_all_arguments(line)) {
         result = pending;
         result.code = line.substr(code);
       }

@@ -86,6 +86,12 @@ TEST(UserFrame, IsTheInnermostFrameOutsideTorch) {
   EXPECT_EQ(user_source_line(stack), "block.py:40: return torch.relu(y)");
 }
 
+TEST(UserFrame, SkipsWrappersThatForwardEveryArgument) {
+  const std::string stack = trace("/home/me/net.py", 12, "h = self.norm(x)") +
+                            trace("/site/kernels/layer.py", 856, "return func(*args, **kwargs)");
+  EXPECT_EQ(user_source_line(stack), "net.py:12: h = self.norm(x)");
+}
+
 TEST(UserFrame, IsEmptyWhenEveryFrameIsTorchs) {
   const std::string stack =
       "  File \"/x/torch/_ops.py\", line 841, in __call__\n    return self._op(*args)\n";

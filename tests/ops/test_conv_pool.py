@@ -689,6 +689,11 @@ MODULES = [
         (1, 2, 4, 5, 6),
     ),
     ("aten.conv3d.default", lambda: torch.nn.Conv3d(2, 3, 1), (1, 2, 3, 4, 5)),
+    (  # a child layer: mlx.nn.Conv3d takes no groups, so it stays mx.conv3d (MViT's pooling)
+        "aten.conv3d.default",
+        lambda: torch.nn.Sequential(torch.nn.Conv3d(4, 4, 3, padding=1, groups=4)),
+        (1, 4, 3, 4, 5),
+    ),
     (
         "aten.conv_transpose1d.default",
         lambda: torch.nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2),
@@ -761,3 +766,31 @@ class _ConvStack(torch.nn.Module):
 def test_conv_chain_parameters(op):
     source = check_module(_ConvStack(), _randn(2, 3, 8, 8), atol=1e-4)
     assert source.count("mx.transpose(") <= 2  # in and out only
+
+
+class _PatchEmbedding(torch.nn.Module):
+    """A ViT patch embedding in a child module, its position table added by the parent."""
+
+    def __init__(self):
+        super().__init__()
+        self.projection = torch.nn.Conv2d(3, 16, 4, 4)
+
+    def forward(self, x):
+        return self.projection(x).flatten(2).transpose(1, 2)
+
+
+class _Embeddings(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.patches = _PatchEmbedding()
+        self.position_embeddings = torch.nn.Parameter(torch.randn(1, 4, 16))
+
+    def forward(self, x):
+        return self.patches(x) + self.position_embeddings
+
+
+@pytest.mark.parametrize("op", ["aten.conv2d.default"])
+def test_a_weight_added_after_a_deferred_transpose_is_used_in_torch_order(op):
+    # The transpose(1, 2) is deferred, and a weight cannot be transposed: the sum must
+    # happen in torch's order (the transpose dropped gave a broadcast error: IJepa, Hiera).
+    check_module(_Embeddings(), _randn(2, 3, 8, 8))

@@ -164,7 +164,7 @@ struct SourceFrame {
 };
 
 /// The innermost frame of `trace` (a node's stack_trace) that is the user's code rather
-/// than torch's, or an empty frame when there is none.
+/// than torch's or a wrapper's that forwards `(*args, **kwargs)`, or an empty frame.
 [[nodiscard]] SourceFrame user_frame(const std::string& trace);
 
 /// "file.py:12: code" (the file's base name) for user_frame(trace), or "" when there is none.
