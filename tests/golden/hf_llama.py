@@ -91,7 +91,7 @@ class LlamaAttention(nn.Module):
         linear_2 = self.v_proj(x)
         # modeling_llama.py:246: value_states = self.v_proj(hidden_states).view(hidden_shape).tra...
         view_2 = mx.reshape(linear_2, (batch, length, -1, 16))
-        # layer.py:856: return func(*args, **kwargs)
+        # modeling_llama.py:249: query_states, key_states = apply_rotary_pos_emb(query_states, ke...
         transpose = mx.transpose(view, (0, 2, 1, 3))
         rope = mx.fast.rope(transpose, 16, traditional=False, base=10000.0, scale=1.0, offset=0)
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
