@@ -153,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             detail = _first_line(row.get("error", ""), 120) or f"max abs error {error:.1e}"
             print(f"{row['name']:<48} {row['status']:<5} {row['seconds']:>6}s  {detail}")
             sys.stdout.flush()
+            if args.json:  # after every model: a long run stopped early keeps its rows
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(rows, indent=1) + "\n")
     passed = sum(row["status"] in ("pass", "scaled") for row in rows)
     print(f"{passed} of {len(rows)} match torch")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
     if args.markdown:
         args.markdown.write_text(markdown(rows))
     return 0

@@ -261,3 +261,45 @@ def test_cli_dumps_the_ir_after_a_pass(tmp_path, capfd):
     assert "= aten.relu.default(self=%x) : float32[2, 3]" in after, after
     assert main(["convert", archive, "-o", out, "--no-verify", "--dump-ir", "fusion"]) == 1
     assert "there is no pass 'fusion'" in capfd.readouterr().err
+
+
+class _ConvNorm(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class _Stage(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = _ConvNorm(8, 8)
+        self.widen = nn.Conv2d(8, 16, 1)
+        self.b = _ConvNorm(16, 16)
+
+    def forward(self, x):
+        return self.b(self.widen(self.a(x)))
+
+
+class _SquareThenWide(nn.Module):
+    """Blocks with equal in and out widths, then one of the same type that widens (FastViT's
+    final conv): one width parameter does not describe the last."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.stage = _Stage()
+        self.final = _ConvNorm(16, 32)
+
+    def forward(self, x):
+        return self.final(self.stage(self.stem(x)))
+
+
+def test_a_class_made_for_square_blocks_is_not_reused_for_a_widening_one(tmp_path):
+    torch.manual_seed(0)
+    model = _SquareThenWide().eval()
+    result = torch2mlx.convert(model, (torch.randn(2, 3, 8, 8),), tmp_path / "pkg", quiet=True)
+    assert result.passed

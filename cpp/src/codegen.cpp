@@ -1402,6 +1402,17 @@ std::string Generator::assemble() {
         if (value != known.fixed[index]) return false;
       }
     }
+    // Literals that share a parameter (equal in every module the class was made for) must
+    // be equal here too: a block whose in and out widths differ is not `channels` twice.
+    for (std::size_t member = 0; member < members.size(); ++member) {
+      std::map<std::string, std::string> value_of;
+      for (std::size_t index = 0; index < columns.size(); ++index) {
+        const std::string& parameter = known.parameter[index];
+        if (parameter.empty()) continue;
+        const auto [it, inserted] = value_of.emplace(parameter, columns[index][member]);
+        if (!inserted && it->second != columns[index][member]) return false;
+      }
+    }
     class_origin[known.name].members += members.size();
     for (std::size_t member = 0; member < members.size(); ++member) {
       ModuleNode& module = modules_.at(members[member]);
