@@ -303,3 +303,26 @@ def test_a_class_made_for_square_blocks_is_not_reused_for_a_widening_one(tmp_pat
     model = _SquareThenWide().eval()
     result = torch2mlx.convert(model, (torch.randn(2, 3, 8, 8),), tmp_path / "pkg", quiet=True)
     assert result.passed
+
+
+class _WritesIntoATemporary(nn.Module):
+    """ConViT's relative positions: a zeros table filled through slices of itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(3, 4)
+
+    def forward(self, x):
+        table = torch.zeros(x.shape[0], 5, 3)
+        table[:, :, 2] = x[:, :, 0] ** 2
+        table[:, :, 0] = x[:, :, 1]
+        return self.proj(table)
+
+
+def test_writes_through_a_view_of_a_temporary_are_kept(tmp_path):
+    torch.manual_seed(0)
+    result = torch2mlx.convert(
+        _WritesIntoATemporary().eval(), (torch.randn(2, 5, 3),), tmp_path / "pkg", quiet=True
+    )
+    assert result.passed
+    assert "nn.Linear(3, 4)" in (tmp_path / "pkg" / "model.py").read_text()  # still a layer

@@ -55,6 +55,7 @@ CI_SUBSET = [
     "timm.lcnet_050",
     "timm.hrnet_w18_small",
     "timm.regnetx_002",
+    "timm.fastvit_t8",  # a widening block of a type first seen square (class reuse)
 ]
 CI_SUBSET_HF = [
     "hf.bert",
@@ -67,6 +68,7 @@ CI_SUBSET_HF = [
     "hf.llama",
     "hf.qwen2",
     "hf.vit",
+    "hf.ijepa",  # a position table added to a transposed patch embedding
     "hf.swin",
     "hf.convnext",
     "hf.wav2vec2",

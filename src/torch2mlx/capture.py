@@ -155,6 +155,29 @@ def _untranslated_ops(program: Any, supported: set[str]) -> set[Any]:
     }
 
 
+def _writes_through_a_view(program: Any) -> bool:
+    """Whether an in-place op writes into a view of another tensor (`t[:, 2] = x`)."""
+    import torch
+
+    def is_view(node: Any) -> bool:
+        schema = getattr(node.target, "_schema", None)
+        return (
+            isinstance(node.target, torch._ops.OpOverload)
+            and not schema.is_mutable
+            and any(r.alias_info is not None for r in schema.returns)
+        )
+
+    for node in program.graph.nodes:
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        for argument, value in zip(node.target._schema.arguments, node.args, strict=False):
+            written = argument.alias_info is not None and argument.alias_info.is_write
+            node_input = isinstance(value, torch.fx.Node) and value.op == "call_function"
+            if written and node_input and is_view(value):
+                return True
+    return False
+
+
 def decompose_untranslated(program: Any) -> tuple[Any, list[str]]:
     """Decomposes, with torch's own tables, the ops torch2mlx has no translation for.
 
@@ -170,6 +193,11 @@ def decompose_untranslated(program: Any) -> tuple[Any, list[str]]:
     supported = set(_core.supported_ops())
     defaults = torch.export.default_decompositions()
     decomposed: list[str] = []
+    if _writes_through_a_view(program):
+        # `table[:, :, 2] = x` on a temporary writes through a view (select, then copy_):
+        # translated op by op, the write would be lost. Functionalization (an empty table
+        # decomposes nothing else) turns it into select_scatter, which translates.
+        program = program.run_decompositions({})
     for _ in range(_MAX_DECOMPOSITION_ROUNDS):
         missing = _untranslated_ops(program, supported)
         table = {op: defaults[op] for op in missing if op in defaults}
