@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import torch
 
+from .vision_public import randomise
+
 VOCAB = 128
 TEXT_BATCH, TEXT_LENGTH = 2, 12
 AUDIO_SAMPLES = 4000
@@ -47,6 +49,15 @@ _VIT = {
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "intermediate_size": 128,
+}
+# Swin and Swinv2: two stages of 4x4 windows over 32x32 images.
+_WINDOWS = {
+    "image_size": 32,
+    "patch_size": 4,
+    "embed_dim": 16,
+    "depths": [1, 1],
+    "num_heads": [2, 4],
+    "window_size": 4,
 }
 _STAGES = {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1]}
 _WAV2VEC2 = {
@@ -278,26 +289,12 @@ _ARCHITECTURES: dict[str, _Arch] = {
     "swin": _Arch(
         "vision",
         "SwinModel",
-        {
-            "image_size": 32,
-            "patch_size": 4,
-            "embed_dim": 16,
-            "depths": [1, 1],
-            "num_heads": [2, 4],
-            "window_size": 4,
-        },
+        _WINDOWS,
     ),
     "swinv2": _Arch(
         "vision",
         "Swinv2Model",
-        {
-            "image_size": 32,
-            "patch_size": 4,
-            "embed_dim": 16,
-            "depths": [1, 1],
-            "num_heads": [2, 4],
-            "window_size": 4,
-        },
+        _WINDOWS,
     ),
     "focalnet": _Arch(
         "vision",
@@ -454,20 +451,6 @@ def _model_class(name: str) -> type:
     return getattr(transformers, name)
 
 
-def _randomise_constants(model: torch.nn.Module) -> None:
-    """Parameters equal everywhere (norm weights, biases...) and BatchNorm statistics."""
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.numel() and parameter.min() == parameter.max():
-                parameter.normal_(float(parameter.flatten()[0]), 0.2)
-        for module in model.modules():
-            mean = getattr(module, "running_mean", None)
-            var = getattr(module, "running_var", None)
-            if isinstance(mean, torch.Tensor) and isinstance(var, torch.Tensor):
-                mean.normal_(0, 0.5)
-                var.uniform_(0.5, 2.0)
-
-
 def _text_inputs(config) -> dict:
     generator = torch.Generator().manual_seed(1)
     vocab = min(getattr(config, "vocab_size", VOCAB) or VOCAB, VOCAB)
@@ -506,7 +489,7 @@ def build(name: str) -> tuple:
     model_class = _model_class(arch.model)
     config = model_class.config_class(**arch.config)
     model = model_class(config).eval()
-    _randomise_constants(model)
+    randomise(model)
     return model, _inputs(arch.modality, config, arch.config), None
 
 
