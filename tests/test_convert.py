@@ -326,3 +326,41 @@ def test_writes_through_a_view_of_a_temporary_are_kept(tmp_path):
     )
     assert result.passed
     assert "nn.Linear(3, 4)" in (tmp_path / "pkg" / "model.py").read_text()  # still a layer
+
+
+class Structured(nn.Module):
+    """Takes a list and a dict of tensors, as a model with a cache or named features does."""
+
+    def forward(self, x, pair, extras=None):
+        first, second = pair
+        return x * first + second + extras["bias"], [first * 2, extras["scale"]]
+
+
+def test_list_and_dict_inputs_stay_one_argument_each(tmp_path):
+    """torch.export flattens them into one input per tensor; model.py takes them as torch
+    does (model(x, [a, b], extras={...})) and unpacks them itself."""
+    import mlx.core as mx
+
+    from torch2mlx.runtime import load
+
+    torch.manual_seed(0)
+    x, a, b = (torch.randn(2, 3) for _ in range(3))
+    extras = {"bias": torch.randn(3), "scale": torch.randn(1)}
+    result = torch2mlx.convert(Structured(), (x, [a, b], extras), tmp_path / "pkg")
+    assert result.passed is True
+    source = (tmp_path / "pkg" / "model.py").read_text()
+    assert "def __call__(self, x, pair, extras):" in source
+    model = load(tmp_path / "pkg")
+    out, listed = model(
+        mx.array(x.numpy()),
+        [mx.array(a.numpy()), mx.array(b.numpy())],
+        {key: mx.array(value.numpy()) for key, value in extras.items()},
+    )
+    expected, expected_list = Structured()(x, [a, b], extras)
+    assert abs(out - mx.array(expected.numpy())).max().item() < 1e-6
+    assert isinstance(listed, list) and len(listed) == 2
+    assert abs(listed[0] - mx.array(expected_list[0].numpy())).max().item() < 1e-6
+    # The same arguments given by keyword.
+    keywords = {"x": x, "pair": [a, b], "extras": extras}
+    assert torch2mlx.convert(Structured(), keywords, tmp_path / "kw").passed is True
+    assert "def __call__(self, x, pair, extras):" in (tmp_path / "kw" / "model.py").read_text()

@@ -247,6 +247,13 @@ struct Method {
   std::map<std::string, std::string> deferred;
 };
 
+// A model input that torch.export flattened out of a list, tuple or dict argument: the
+// argument's parameter name and the subscripts that reach the input (`[0]`, `["mask"]`).
+struct ContainerLeaf {
+  std::string parameter;
+  std::string access;
+};
+
 class Generator {
  public:
   explicit Generator(const ExportedProgram& program) : program_(program) {
@@ -284,6 +291,7 @@ class Generator {
   bool accessible(const std::string& target, const std::string& method_path) const;
   std::string output_expression(const nlohmann::json& spec, std::size_t& next,
                                 const std::vector<std::string>& values) const;
+  std::map<std::string, ContainerLeaf> container_leaves() const;
   std::string assemble();
   void ensure_module(const std::string& path);
   std::string class_source(ModuleNode& module);
@@ -1035,6 +1043,84 @@ std::string Generator::emit_method(Region& region, const std::string& method_pat
   body += fmt::format("        return {}\n", fmt::join(returned, ", "));
   return fmt::format("    def __call__(self{}{}):\n{}", parameters.empty() ? "" : ", ",
                      fmt::join(parameters, ", "), body);
+}
+
+namespace {
+
+// The leaves below `spec` (a pytree spec), each with its subscripts and the suffix torch
+// appends to the argument's name to name that input (`_0`, `_mask`).
+void spec_leaves(const nlohmann::json& spec, const std::string& access, const std::string& suffix,
+                 std::vector<std::pair<std::string, std::string>>& leaves) {
+  if (!spec.is_object() || !spec.contains("type") || spec.at("type").is_null()) {
+    leaves.emplace_back(access, suffix);
+    return;
+  }
+  const auto& children = spec.at("children_spec");
+  const bool keyed = spec.at("type").get<std::string>().find("dict") != std::string::npos;
+  const nlohmann::json keys =
+      keyed ? nlohmann::json::parse(spec.at("context").get<std::string>()) : nlohmann::json();
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    if (keyed) {
+      const std::string key =
+          keys.at(i).is_string() ? keys.at(i).get<std::string>() : keys.at(i).dump();
+      spec_leaves(children[i], fmt::format("{}[{}]", access, python_string(key)),
+                  fmt::format("{}_{}", suffix, key), leaves);
+    } else {
+      spec_leaves(children[i], fmt::format("{}[{}]", access, i), fmt::format("{}_{}", suffix, i),
+                  leaves);
+    }
+  }
+}
+
+}  // namespace
+
+// Inputs that come out of container arguments, from the program's input spec: each
+// positional argument and keyword of (args, kwargs) whose spec is not a single leaf.
+std::map<std::string, ContainerLeaf> Generator::container_leaves() const {
+  std::map<std::string, ContainerLeaf> result;
+  if (program_.in_spec.empty()) return result;
+  std::vector<std::string> names;  // user inputs in the order of the spec's leaves
+  for (const InputSpec& spec : program_.inputs) {
+    if (spec.kind == InputKind::UserInput) names.push_back(spec.name);
+  }
+  try {
+    const auto parsed = nlohmann::json::parse(program_.in_spec);
+    const auto& root = parsed.is_array() && parsed.size() == 2 ? parsed[1] : parsed;
+    const auto& halves = root.at("children_spec");                         // (args, kwargs)
+    std::vector<std::pair<std::string, const nlohmann::json*>> arguments;  // keyword or ""
+    for (const auto& argument : halves.at(0).at("children_spec"))
+      arguments.emplace_back("", &argument);
+    const auto keywords = nlohmann::json::parse(halves.at(1).at("context").get<std::string>());
+    for (std::size_t i = 0; i < keywords.size(); ++i) {
+      arguments.emplace_back(keywords.at(i).get<std::string>(),
+                             &halves.at(1).at("children_spec").at(i));
+    }
+    std::size_t next = 0;
+    for (const auto& [keyword, argument] : arguments) {
+      std::vector<std::pair<std::string, std::string>> leaves;
+      spec_leaves(*argument, "", "", leaves);
+      if (next + leaves.size() > names.size()) return {};
+      const bool single = leaves.size() == 1 && leaves[0].first.empty();
+      // The argument's own name: its keyword, else the first input's name less the suffix.
+      std::string parameter = keyword;
+      if (!single && parameter.empty() && !leaves.empty()) {
+        const std::string& first = names[next];
+        const std::string& suffix = leaves[0].second;
+        parameter = first.ends_with(suffix) && first.size() > suffix.size()
+                        ? first.substr(0, first.size() - suffix.size())
+                        : fmt::format("argument_{}", result.size());
+      }
+      if (!is_python_identifier(parameter) || is_reserved(parameter))
+        parameter = "v_" + attribute_name(parameter);
+      for (const auto& [access, suffix] : leaves) {
+        if (!single) result[names[next]] = {parameter, access};
+        ++next;
+      }
+    }
+  } catch (const nlohmann::json::exception&) {
+    return {};  // an unusual spec: the inputs stay flat, as torch.export numbers them
+  }
+  return result;
 }
 
 std::string Generator::output_expression(const nlohmann::json& spec, std::size_t& next,
@@ -1903,14 +1989,31 @@ std::string Generator::emit_root() {
   // The model's inputs in torch's order; its outputs back in torch's axis order and
   // structure (tuples, lists, dicts).
   Method scope;
+  // An argument that is a list, tuple or dict of tensors stays one parameter, unpacked into
+  // the graph's inputs first (torch.export flattens it into one input per tensor).
+  const std::map<std::string, ContainerLeaf> containers = container_leaves();
   std::vector<std::string> parameters;
-  for (const std::string& input : user_inputs_) parameters.push_back(local_name(scope, input));
+  std::set<std::string> container_taken;
+  std::vector<std::string> unpacking;
+  for (const std::string& input : user_inputs_) {
+    const auto leaf = containers.find(input);
+    if (leaf == containers.end()) {
+      parameters.push_back(local_name(scope, input));
+      continue;
+    }
+    const auto [it, first] = container_taken.emplace(leaf->second.parameter);
+    if (first) parameters.push_back(local_name(scope, "#arg " + *it, *it));
+    const bool plain = is_python_identifier(input) && !is_reserved(input);
+    unpacking.push_back(fmt::format("{} = {}{}", local_name(scope, input, plain ? input : ""),
+                                    scope.local.at("#arg " + *it), leaf->second.access));
+  }
   // Non-tensor inputs keep their place in the signature with the value export baked in.
   for (const InputSpec& spec : program_.inputs) {
-    if (!spec.constant) continue;
+    if (!spec.constant || containers.contains(spec.name)) continue;
     parameters.push_back(
         fmt::format("{}={}", local_name(scope, spec.name), literal_of(spec.value)));
   }
+  scope.lines = unpacking;
   emit_items(*root_, "", scope);
   std::vector<std::string> values;
   for (const OutputSpec& output : program_.outputs) {
