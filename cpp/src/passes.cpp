@@ -419,6 +419,86 @@ std::size_t eliminate_common_subexpressions(ExportedProgram& program) {
   return remove_nodes(program, remove);
 }
 
+namespace {
+
+// The module call a node belongs to: its innermost frame, "" at the top level.
+std::string call_key(const Node& node) {
+  return node.module_stack.empty() ? std::string() : node.module_stack.back().key;
+}
+
+bool is_size_arithmetic(const Node& node) {
+  return node.target.starts_with("_operator.") && node.outputs.size() == 1 &&
+         output_names(node).size() == 1;
+}
+
+// Renames reads of `from` to `to` in the inputs of `node`.
+void rename_input(Node& node, const std::string& from, const std::string& to) {
+  for (NamedArg& input : node.inputs) {
+    for (std::string& name : input.arg.names) {
+      if (name == from) name = to;
+    }
+  }
+}
+
+bool reads(const Node& node, const std::string& value) {
+  return std::any_of(node.inputs.begin(), node.inputs.end(), [&](const NamedArg& input) {
+    return std::find(input.arg.names.begin(), input.arg.names.end(), value) !=
+           input.arg.names.end();
+  });
+}
+
+}  // namespace
+
+std::size_t rematerialize_sizes(ExportedProgram& program) {
+  std::set<std::string> taken;
+  for (const Node& node : program.nodes) {
+    for (const std::string& name : output_names(node)) taken.insert(name);
+  }
+  for (const InputSpec& input : program.inputs) taken.insert(input.name);
+  std::size_t changed = 0;
+  // Last to first, so that a size computed from another size is copied first and then
+  // counts as a reader of that one in its new module call.
+  for (std::size_t index = program.nodes.size(); index-- > 0;) {
+    if (!is_size_arithmetic(program.nodes[index])) continue;
+    const std::string value = output_names(program.nodes[index])[0];
+    const std::string home = call_key(program.nodes[index]);
+    std::map<std::string, std::string> copies;  // module call -> the copy's value
+    std::vector<std::pair<std::size_t, Node>> inserts;
+    for (std::size_t user = index + 1; user < program.nodes.size(); ++user) {
+      Node& reader = program.nodes[user];
+      const std::string call = call_key(reader);
+      if (call == home || !reads(reader, value)) continue;
+      auto copy = copies.find(call);
+      if (copy == copies.end()) {
+        Node clone = program.nodes[index];
+        // "add_5" -> "add_6": the code generator names locals after the stem ("add").
+        std::string stem = value;
+        const std::size_t underscore = stem.rfind('_');
+        if (underscore != std::string::npos && underscore + 1 < stem.size() &&
+            stem.find_first_not_of("0123456789", underscore + 1) == std::string::npos) {
+          stem.erase(underscore);
+        }
+        std::string name = stem;
+        for (int count = 1; taken.contains(name); ++count) name = fmt::format("{}_{}", stem, count);
+        taken.insert(name);
+        clone.name = name;
+        clone.outputs[0].names[0] = name;
+        clone.module_stack = reader.module_stack;
+        copy = copies.emplace(call, name).first;
+        inserts.emplace_back(user, std::move(clone));
+      }
+      rename_input(reader, value, copy->second);
+      ++changed;
+    }
+    // Each copy goes just before the first node of its module call that reads it.
+    for (std::size_t k = inserts.size(); k-- > 0;) {
+      program.nodes.insert(program.nodes.begin() + static_cast<std::ptrdiff_t>(inserts[k].first),
+                           std::move(inserts[k].second));
+    }
+  }
+  return changed;
+}
+
 const std::vector<Pass>& default_passes() {
   static const std::vector<Pass> kPasses = {
       {"noops", eliminate_noops},
@@ -426,6 +506,7 @@ const std::vector<Pass>& default_passes() {
       {"fuse-rms-norm", fuse_rms_norm},
       {"fuse-rope", fuse_rope},
       {"fuse-gqa", fuse_grouped_query_attention},
+      {"rematerialize-sizes", rematerialize_sizes},
       {"dead-code", eliminate_dead_code},
   };
   return kPasses;

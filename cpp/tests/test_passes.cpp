@@ -108,6 +108,57 @@ TEST(EliminateCommonSubexpressions, KeepsRandomOpsAndOtherModuleCalls) {
   EXPECT_EQ(eliminate_common_subexpressions(program), 0U);
 }
 
+// `length + 1` computed in one module call and read in two others.
+ExportedProgram shared_size() {
+  Builder builder;
+  builder.program.inputs.push_back({InputKind::UserInput, "length", "", true, {}, false});
+  Node add;
+  add.name = "add";
+  add.target = "_operator.add";
+  Arg length;
+  length.kind = ArgKind::Int;
+  length.names = {"length"};
+  add.inputs = {{"a", length, false}, {"b", integer(1), false}};
+  Arg out;
+  out.kind = ArgKind::Int;
+  out.names = {"add"};
+  add.outputs = {out};
+  add.module_stack = {{"m0", "layers.0", "pkg.Layer"}};
+  builder.program.nodes.push_back(add);
+  Arg end = length;
+  end.names = {"add"};
+  for (const char* call : {"m0", "m1", "m1", "m2"}) {
+    builder.node("slice_" + std::to_string(builder.program.nodes.size()), "aten.slice.Tensor",
+                 {{"self", tensor("x")}, {"end", end}}, meta({2, 3}), call);
+  }
+  return builder.returning({"slice_1", "slice_2", "slice_3", "slice_4"});
+}
+
+TEST(RematerializeSizes, EachModuleCallComputesTheSizeItReads) {
+  ExportedProgram program = shared_size();
+  EXPECT_EQ(rematerialize_sizes(program), 3U);  // the reads in m1 (twice) and m2
+  ASSERT_EQ(program.nodes.size(), 7U);
+  EXPECT_EQ(program.nodes[2].target, "_operator.add");
+  EXPECT_EQ(program.nodes[2].module_stack.back().key, "m1");
+  const std::string m1_size = program.nodes[2].outputs[0].names[0];
+  EXPECT_NE(m1_size, "add");
+  EXPECT_EQ(program.nodes[3].input("end")->names[0], m1_size);
+  EXPECT_EQ(program.nodes[4].input("end")->names[0], m1_size);
+  EXPECT_EQ(program.nodes[5].module_stack.back().key, "m2");
+  EXPECT_EQ(program.nodes[6].input("end")->names[0], program.nodes[5].outputs[0].names[0]);
+  EXPECT_EQ(program.nodes[1].input("end")->names[0], "add");  // m0's own read is unchanged
+}
+
+TEST(RematerializeSizes, LeavesTensorOpsShared) {
+  ExportedProgram program =
+      Builder()
+          .node("exp", "aten.exp.default", {{"self", tensor("x")}}, meta({2, 3}), "m0")
+          .node("neg", "aten.neg.default", {{"self", tensor("exp")}}, meta({2, 3}), "m1")
+          .returning({"neg"});
+  EXPECT_EQ(rematerialize_sizes(program), 0U);
+  EXPECT_EQ(program.nodes.size(), 2U);
+}
+
 TEST(PassManager, DumpsTheIrAfterTheNamedPass) {
   ExportedProgram program = Builder()
                                 .node("alias", "aten.alias.default", {{"self", tensor("x")}})
@@ -133,7 +184,8 @@ TEST(PassManager, AnUnknownPassNameListsThePasses) {
     FAIL() << "no error";
   } catch (const Error& error) {
     EXPECT_NE(std::string(error.what())
-                  .find("input, noops, cse, fuse-rms-norm, fuse-rope, fuse-gqa, dead-code"),
+                  .find("input, noops, cse, fuse-rms-norm, fuse-rope, fuse-gqa, "
+                        "rematerialize-sizes, dead-code"),
               std::string::npos)
         << error.what();
   }

@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PASS",
         help=(
             "print the graph IR to stderr after this pass (input, noops, cse, fuse-rms-norm, "
-            "fuse-rope, fuse-gqa, dead-code)"
+            "fuse-rope, fuse-gqa, rematerialize-sizes, dead-code)"
         ),
     )
     convert.add_argument("--atol", type=float, help="absolute tolerance (1e-4; 1e-2 for float16)")

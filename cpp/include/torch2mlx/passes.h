@@ -52,6 +52,12 @@ std::size_t fuse_rope(ExportedProgram& program);
 /// mx.fast.scaled_dot_product_attention groups heads natively.
 std::size_t fuse_grouped_query_attention(ExportedProgram& program);
 
+/// Symbolic size arithmetic (`length + 1`, which torch.export records once however many
+/// modules compute it) is copied into each module call that reads it, so that a module's
+/// method computes it from its own inputs instead of taking it from a sibling, as a
+/// hand-written model does.
+std::size_t rematerialize_sizes(ExportedProgram& program);
+
 /// The passes code generation runs, in order.
 const std::vector<Pass>& default_passes();
 
