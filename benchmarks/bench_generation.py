@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch2mlx  # noqa: E402
-from torch2mlx.generation import Generator  # noqa: E402
+from torch2mlx.generation import Generator, with_room  # noqa: E402
 
 
 def build_llama(directory: Path):
@@ -56,10 +56,14 @@ def ours_prefill(generator: Generator, ids: list[int]):
 
 def ours_decode(generator: Generator, ids: list[int], steps: int) -> None:
     logits, keys, values = ours_prefill(generator, ids)
+    length = len(ids)
     for _ in range(steps):
         token = mx.argmax(logits[0])
-        logits, keys, values = generator.decode(token.reshape(1, 1).astype(mx.int32), keys, values)
+        keys, values = with_room(keys, length), with_room(values, length)
+        ids_ = token.reshape(1, 1).astype(mx.int32)
+        logits, keys, values = generator.decode(ids_, keys, values, length)
         mx.eval(logits, keys, values)
+        length += 1
 
 
 def mlx_lm_prefill(model, ids: list[int]):

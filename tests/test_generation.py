@@ -49,6 +49,11 @@ def _mistral():
     )
 
 
+def _mistral_sliding():
+    """A window shorter than the prompt: attention must see only the last 4 positions."""
+    return transformers.MistralForCausalLM(transformers.MistralConfig(**COMMON, sliding_window=4))
+
+
 def _qwen3():
     return transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**COMMON, head_dim=16))
 
@@ -74,6 +79,7 @@ MODELS = {
     "qwen2": _qwen2,
     "qwen3": _qwen3,
     "mistral": _mistral,
+    "mistral_sliding": _mistral_sliding,
     "gemma": _gemma,
     "phi3": _phi3,
     "gpt2": _gpt2,
@@ -112,6 +118,43 @@ def test_greedy_equals_transformers_generate(name, tmp_path):
     generator = Generator(tmp_path / name)
     got = list(generator.tokens(PROMPT, new, stop_at_eos=False))
     assert got == expected
+
+
+def test_the_cache_grows_past_its_first_buffers(tmp_path, monkeypatch):
+    """Buffers grown every 8 positions (CACHE_STEP, 256 in use): the prompt fills the first
+    one, and two growths happen during generation; the tokens still equal transformers'."""
+    from torch2mlx import generation
+
+    monkeypatch.setattr(generation, "CACHE_STEP", 8)
+    model = _build("llama")
+    _convert(model, tmp_path / "lm")
+    with torch.no_grad():
+        expected = model.generate(
+            torch.tensor([PROMPT]), max_new_tokens=12, do_sample=False, eos_token_id=None
+        )[0, len(PROMPT) :].tolist()
+    generator = Generator(tmp_path / "lm")
+    assert list(generator.tokens(PROMPT, 12, stop_at_eos=False)) == expected
+    assert list(generator.tokens(PROMPT, 1, stop_at_eos=False)) == expected[:1]
+    assert list(generator.tokens(PROMPT, 0)) == []
+
+
+def test_decode_writes_one_position_and_reads_the_cache_as_mlx_lm_does(tmp_path):
+    """The decode program writes the new keys and values into the buffers (a slice update,
+    which MLX does in place) instead of concatenating the cache, attends with no mask (one
+    query sees every key) and with fewer key/value heads; prefill asks for mx.fast's causal
+    mask; each module type is one class."""
+    import re
+
+    _convert(_build("llama"), tmp_path / "lm")
+    decode = (tmp_path / "lm" / "decode" / "model.py").read_text()
+    prefill = (tmp_path / "lm" / "prefill" / "model.py").read_text()
+    assert decode.count("slice_scatter(keys") == 1 and "mx.concatenate" not in decode
+    assert re.search(r"= attention\(rope, \w+, \w+, [0-9.]+, None\)", decode)
+    assert re.search(r'= attention\(rope, rope_1, \w+, [0-9.]+, "causal"\)', prefill)
+    assert "def __call__(self, input_ids, keys, values, length):" in decode
+    for source in (decode, prefill):
+        classes = re.findall(r"^class (\w+)", source, re.MULTILINE)
+        assert not [name for name in classes if name[-1].isdigit()], classes
 
 
 def test_sampling_is_reproducible_with_a_seed(tmp_path):

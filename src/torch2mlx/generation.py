@@ -2,11 +2,12 @@
 
 A Hugging Face CausalLM is converted as two programs that share one cache format
 (docs/generation.md): ``prefill`` takes the prompt and returns the logits of its last
-position and the keys and values of every layer; ``decode`` takes one token and the cache so
-far and returns the next logits and the cache grown by one position. The cache is plain
-tensors, ``keys`` and ``values`` stacked over layers as ``[layers, batch, kv_heads, length,
-head_dim]``, so both programs are ordinary torch.export graphs the code generator translates;
-the generation loop (here, in Python) threads the cache from one call to the next.
+position and the keys and values of every layer; ``decode`` takes one token, the cache so
+far and its length, writes the token's keys and values at that position and returns the
+next logits and the cache. The cache is plain tensors, ``keys`` and ``values`` as lists over
+layers of ``[batch, kv_heads, positions, head_dim]``, so both programs are ordinary
+torch.export graphs the code generator translates; the generation loop (here, in Python)
+keeps the buffers, with room to spare as mlx-lm's KVCache does, from one call to the next.
 """
 
 from __future__ import annotations
@@ -19,11 +20,77 @@ from typing import Any
 from torch2mlx.checkpoint import Torch2MLXError
 
 FORMAT = "torch2mlx-generation"
+CACHE_STEP = 256  # cache positions allocated at a time (mlx-lm's KVCache.step)
+
+
+# The attention implementation the two programs are captured with (see _attention_during).
+_ATTENTION = "torch2mlx_generation"
+
+
+def _mask(**arguments: Any) -> Any:
+    """The mask of a plain causal attention without padding is None in both programs: prefill
+    has no past, so its queries and keys are the same positions (causal, which the attention
+    below asks of SDPA), and decode has one query, which sees every key. Sliding windows,
+    padding and custom patterns keep transformers' own mask. transformers skips the mask
+    itself only when it is not exporting, since it cannot know that the shapes stay so."""
+    from transformers.masking_utils import causal_mask_function, sdpa_mask
+
+    plain = arguments.get("mask_function") is causal_mask_function
+    if plain and arguments.get("attention_mask") is None and arguments.get("local_size") is None:
+        return None
+    return sdpa_mask(**{**arguments, "allow_is_causal_skip": False})
+
+
+def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any):
+    """transformers' SDPA attention, with the mask _mask leaves out: causal when queries and
+    keys are the same positions (prefill: the query length is a symbolic size), none for the
+    one query of decode (a static 1). Key and value keep their fewer heads (enable_gqa), so
+    the generated code calls mx.fast with them as they are, as mlx-lm does."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if attention_mask is not None or kwargs.get("position_bias") is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    is_causal = kwargs.get("is_causal")
+    causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+    one_query = isinstance(query.shape[2], int) and query.shape[2] == 1
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        dropout_p=0.0,
+        scale=kwargs.get("scaling"),
+        is_causal=bool(causal) and not one_query,
+        enable_gqa=query.shape[1] != key.shape[1],
+    )
+    return output.transpose(1, 2).contiguous(), None
+
+
+class _attention_during:
+    """Captures ``model`` with _attention and _mask instead of transformers' SDPA (only when
+    it uses SDPA: eager models, e.g. with logit soft-capping, keep theirs), and restores it."""
+
+    def __init__(self, model: Any) -> None:
+        self.config = model.config
+        self.previous = self.config._attn_implementation
+
+    def __enter__(self) -> None:
+        if self.previous != "sdpa":
+            return
+        from transformers.masking_utils import AttentionMaskInterface
+        from transformers.modeling_utils import AttentionInterface
+
+        AttentionInterface.register(_ATTENTION, _attention)
+        AttentionMaskInterface.register(_ATTENTION, _mask)
+        self.config._attn_implementation = _ATTENTION
+
+    def __exit__(self, *exc: Any) -> None:
+        self.config._attn_implementation = self.previous
 
 
 def _step_module(model: Any, with_past: bool) -> Any:
     import torch
-    from transformers import DynamicCache
+    from transformers.cache_utils import Cache, DynamicLayer
 
     class Prefill(torch.nn.Module):
         def __init__(self, lm: Any) -> None:
@@ -40,19 +107,53 @@ def _step_module(model: Any, with_past: bool) -> Any:
                 position_ids=position.unsqueeze(0).expand(input_ids.shape[0], -1),
                 cache_position=position,
             )
-            cache = out.past_key_values
-            keys = torch.stack([layer.keys for layer in cache.layers])
-            values = torch.stack([layer.values for layer in cache.layers])
+            layers = out.past_key_values.layers
+            keys = [layer.keys for layer in layers]
+            values = [layer.values for layer in layers]
             return out.logits[:, -1, :], keys, values
 
         def forward(self, input_ids: Any) -> tuple:
-            return self.run(input_ids, DynamicCache(config=self.lm.config), 0)
+            # Plain layers that keep every position, also for sliding-window attention:
+            # its mask limits what each query sees, and decode needs the whole prompt.
+            return self.run(input_ids, Cache(layer_class_to_replicate=DynamicLayer), 0)
+
+    class BufferLayer(DynamicLayer):
+        """A layer's cache in preallocated buffers: the new position is written at
+        ``length`` (slice_scatter, which MLX runs in place on a buffer nobody else holds) and
+        attention reads the first ``length + 1`` positions, as mlx-lm's KVCache does."""
+
+        def __init__(self, keys: Any, values: Any, length: Any) -> None:
+            super().__init__()
+            self.buffers = (keys, values)
+            self.length = length
+            self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+            self.is_initialized = True
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any):
+            end = self.length + key_states.shape[2]
+            self.buffers = tuple(
+                torch.slice_scatter(buffer, states, dim=2, start=self.length, end=end)
+                for buffer, states in zip(self.buffers, (key_states, value_states), strict=True)
+            )
+            self.keys, self.values = (buffer[:, :, :end] for buffer in self.buffers)
+            return self.keys, self.values
+
+        def get_seq_length(self) -> Any:
+            return self.length
+
+        def get_mask_sizes(self, query_length: int) -> tuple[Any, int]:
+            return self.length + query_length, 0
 
     class Decode(Prefill):
-        def forward(self, input_ids: Any, past_keys: Any, past_values: Any) -> tuple:
-            pairs = [(past_keys[i], past_values[i]) for i in range(past_keys.shape[0])]
-            cache = DynamicCache(ddp_cache_data=pairs, config=self.lm.config)
-            return self.run(input_ids, cache, past_keys.shape[3])
+        def forward(self, input_ids: Any, keys: list, values: list, length: int) -> tuple:
+            layers = [BufferLayer(k, v, length) for k, v in zip(keys, values, strict=True)]
+            cache = Cache(layers=layers)
+            logits, _, _ = self.run(input_ids, cache, length)
+            return (
+                logits,
+                [layer.buffers[0] for layer in layers],
+                [layer.buffers[1] for layer in layers],
+            )
 
     return (Decode if with_past else Prefill)(model)
 
@@ -117,11 +218,10 @@ def convert_for_generation(
     vocab = int(config.vocab_size)
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (1, example_length), generator=generator)
-    # Batch 1 (one sequence). The past length is Dim.DYNAMIC: a named Dim with a range is
-    # refused by export over guards sympy cannot simplify (min(16 + 16*p, 32 + 32*p)).
+    # Batch 1 (one sequence); the prompt, the cache buffers and the past have any length.
     seq = torch.export.Dim("seq", min=1, max=1 << 16)
-    past = torch.export.Dim.DYNAMIC
-    cache_shape = {3: past}
+    capacity = torch.export.Dim("capacity", min=2, max=1 << 16)
+    length = torch.export.Dim.DYNAMIC
     options = {
         "dtype": dtype,
         "quantize": quantize,
@@ -134,21 +234,28 @@ def convert_for_generation(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
     )
     try:
-        prefill = _step_module(model, with_past=False)
-        results = {
-            "prefill": convert(
-                prefill, (ids,), staging / "prefill", dynamic_shapes=({1: seq},), **options
+        with _attention_during(model):
+            prefill = _step_module(model, with_past=False)
+            results = {
+                "prefill": convert(
+                    prefill, (ids,), staging / "prefill", dynamic_shapes=({1: seq},), **options
+                )
+            }
+            with torch.no_grad():
+                _, keys, values = prefill(ids)
+            # The decode example: buffers twice the prompt's length whose free tail holds
+            # noise, so that verification shows it is never read.
+            buffers = [
+                torch.cat([cache, torch.randn_like(cache)], dim=2) for cache in (*keys, *values)
+            ]
+            cache_shape = [{2: capacity}] * len(keys)
+            results["decode"] = convert(
+                _step_module(model, with_past=True),
+                (ids[:, :1], buffers[: len(keys)], buffers[len(keys) :], example_length),
+                staging / "decode",
+                dynamic_shapes=(None, cache_shape, cache_shape, length),
+                **options,
             )
-        }
-        with torch.no_grad():
-            _, keys, values = prefill(ids)
-        results["decode"] = convert(
-            _step_module(model, with_past=True),
-            (ids[:, :1], keys, values),
-            staging / "decode",
-            dynamic_shapes=(None, cache_shape, cache_shape),
-            **options,
-        )
         summary = _summary(model, keys, values, dtype, quantize)
         if extra_files:
             # In a folder of their own: AutoTokenizer would read the config.json above as a
@@ -181,14 +288,21 @@ def _summary(model: Any, keys: Any, values: Any, dtype: str | None, quantize: di
         "architecture": type(model).__name__,
         "programs": {
             "prefill": "prefill/: (input_ids[batch, seq]) -> (last logits, keys, values)",
-            "decode": "decode/: (input_ids[batch, 1], keys, values) -> (logits, keys, values)",
+            "decode": (
+                "decode/: (input_ids[batch, 1], keys, values, length) -> (logits, keys, values): "
+                "writes position `length` of the buffers and attends to positions 0..length"
+            ),
         },
         "cache": {
-            "layout": "[layers, batch, kv_heads, length, head_dim]",
-            "layers": int(keys.shape[0]),
-            "kv_heads": int(keys.shape[2]),
-            "head_dim": int(keys.shape[4]),
-            "value_head_dim": int(values.shape[4]),
+            "layout": (
+                "keys and values: a list over layers of [batch, kv_heads, positions, head_dim]; "
+                "prefill returns the prompt's, decode takes and returns buffers with room "
+                f"beyond `length`, grown {CACHE_STEP} positions at a time"
+            ),
+            "layers": len(keys),
+            "kv_heads": int(keys[0].shape[1]),
+            "head_dim": int(keys[0].shape[3]),
+            "value_head_dim": int(values[0].shape[3]),
         },
         "vocab_size": int(config.vocab_size),
         "eos_token_id": eos if isinstance(eos, list) else ([eos] if eos is not None else []),
@@ -240,30 +354,74 @@ class Generator:
         if not prompt_ids:
             raise Torch2MLXError("[generation] the prompt is empty: pass at least one token")
         key = mx.random.key(0 if seed is None else seed)
+
+        def choose(logits: Any) -> Any:
+            nonlocal key
+            sub = None
+            if temperature > 0:
+                key, sub = mx.random.split(key)
+            return _choose(logits, temperature, top_p, sub)
+
         logits, keys, values = self.prefill(mx.array([list(prompt_ids)], dtype=mx.int32))
-        for _ in range(max_tokens):
-            key, sub = mx.random.split(key)
-            token = _choose(logits, temperature, top_p, sub)
-            yield token
-            if stop_at_eos and token in self.eos:
+        length = len(prompt_ids)
+        token = choose(logits)
+        mx.async_eval(token)
+        for step in range(max_tokens):
+            # The next step is queued before this token is read, so that MLX computes it
+            # while the caller handles this one (mlx-lm's generate_step does the same).
+            following = None
+            if step + 1 < max_tokens:
+                keys, values = with_room(keys, length), with_room(values, length)
+                logits, keys, values = self.decode(token, keys, values, length)
+                following = choose(logits)
+                mx.async_eval(following)
+            value = int(token.item())
+            yield value
+            if stop_at_eos and value in self.eos:
                 return
-            logits, keys, values = self.decode(mx.array([[token]], dtype=mx.int32), keys, values)
+            token, length = following, length + 1
 
 
-def _choose(logits: Any, temperature: float, top_p: float, key: Any) -> int:
+def with_room(buffers: list, length: int) -> list:
+    """The cache buffers of every layer, with room for position ``length``: grown by
+    CACHE_STEP positions when full, as mlx-lm's KVCache does, so that decode writes one
+    position in place instead of copying the cache each step."""
+    import mlx.core as mx
+
+    if length < buffers[0].shape[2]:
+        return buffers
+    capacity = (length // CACHE_STEP + 1) * CACHE_STEP
+    return [
+        mx.concatenate(
+            [
+                buffer[:, :, :length],
+                mx.zeros((*buffer.shape[:2], capacity - length, buffer.shape[3]), buffer.dtype),
+            ],
+            axis=2,
+        )
+        for buffer in buffers
+    ]
+
+
+def _choose(logits: Any, temperature: float, top_p: float, key: Any) -> Any:
+    """The next token, as a [1, 1] int32 array (unevaluated): the argmax at temperature 0,
+    else a sample, restricted to the top-p nucleus when top_p < 1."""
     import mlx.core as mx
 
     logits = logits[0].astype(mx.float32)
     if temperature <= 0:
-        return int(mx.argmax(logits).item())
-    logits = logits / temperature
-    if top_p < 1.0:
-        order = mx.argsort(-logits)
-        probs = mx.softmax(logits[order])
-        keep = (mx.cumsum(probs) - probs) < top_p  # always keeps the most likely token
-        masked = mx.where(keep, logits[order], -mx.inf)
-        return int(order[mx.random.categorical(masked, key=key)].item())
-    return int(mx.random.categorical(logits, key=key).item())
+        token = mx.argmax(logits)
+    else:
+        logits = logits / temperature
+        if top_p < 1.0:
+            order = mx.argsort(-logits)
+            probs = mx.softmax(logits[order])
+            keep = (mx.cumsum(probs) - probs) < top_p  # always keeps the most likely token
+            masked = mx.where(keep, logits[order], -mx.inf)
+            token = order[mx.random.categorical(masked, key=key)]
+        else:
+            token = mx.random.categorical(logits, key=key)
+    return token.reshape(1, 1).astype(mx.int32)
 
 
 def generate(
