@@ -12,6 +12,7 @@ keeps the buffers, with room to spare as mlx-lm's KVCache does, from one call to
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,16 +97,20 @@ def _step_module(model: Any, with_past: bool) -> Any:
         def __init__(self, lm: Any) -> None:
             super().__init__()
             self.lm = lm
+            self.takes_logits_to_keep = "logits_to_keep" in inspect.signature(lm.forward).parameters
 
         def run(self, input_ids: Any, cache: Any, past: Any) -> tuple:
             length = input_ids.shape[1]
             position = torch.arange(length, device=input_ids.device) + past
+            # Only the last position's logits are returned: the LM head runs on it alone.
+            keep = {"logits_to_keep": 1} if self.takes_logits_to_keep else {}
             out = self.lm(
                 input_ids=input_ids,
                 past_key_values=cache,
                 use_cache=True,
                 position_ids=position.unsqueeze(0).expand(input_ids.shape[0], -1),
                 cache_position=position,
+                **keep,
             )
             layers = out.past_key_values.layers
             keys = [layer.keys for layer in layers]
