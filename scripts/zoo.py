@@ -75,12 +75,7 @@ def _status(passed: bool, max_rel_error: float) -> str:
 SCALED_TOLERANCE = 1e-5
 
 # Why a model of the zoo does not convert yet, where that is known: docs/models.md lists it.
-KNOWN_EXCEPTIONS = {
-    "hf.mixtral": "mixture of experts: transformers routes tokens through its own custom op "
-    "(`transformers.grouped_mm_fallback`) after counting them with `aten.histc`; neither has a "
-    "translation yet. MLX's equivalent is `mx.gather_mm` over expert-sorted tokens, as "
-    "mlx-lm's SwitchGLU does.",
-}
+KNOWN_EXCEPTIONS: dict[str, str] = {}
 
 
 def _first_line(text: str, width: int = 160) -> str:

@@ -54,6 +54,11 @@ def _mistral_sliding():
     return transformers.MistralForCausalLM(transformers.MistralConfig(**COMMON, sliding_window=4))
 
 
+def _mixtral():
+    config = transformers.MixtralConfig(**COMMON, num_local_experts=4, num_experts_per_tok=2)
+    return transformers.MixtralForCausalLM(config)
+
+
 def _qwen3():
     return transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**COMMON, head_dim=16))
 
@@ -80,6 +85,7 @@ MODELS = {
     "qwen3": _qwen3,
     "mistral": _mistral,
     "mistral_sliding": _mistral_sliding,
+    "mixtral": _mixtral,
     "gemma": _gemma,
     "phi3": _phi3,
     "gpt2": _gpt2,

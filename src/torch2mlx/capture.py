@@ -60,6 +60,29 @@ def export_workarounds() -> Iterator[None]:
         transformer._detect_is_causal_mask = original
 
 
+@contextlib.contextmanager
+def batched_experts(model: Any) -> Iterator[None]:
+    """Mixture-of-experts layers of ``transformers`` (Mixtral, Qwen-MoE, ...) run their
+    experts through a custom op by default (``grouped_mm``, a kernel outside ATen that no
+    graph translation can read) or a loop over experts with data-dependent sizes (``eager``).
+    During capture they run as ``batched_mm``: each token gathers its experts' weights and
+    multiplies them in one batched matmul, ATen ops only, with the same result."""
+    configs = {
+        id(config): config
+        for module in model.modules()
+        if (config := getattr(module, "config", None)) is not None
+        and getattr(config, "_experts_implementation", None) not in (None, "batched_mm")
+    }
+    previous = {key: config._experts_implementation for key, config in configs.items()}
+    for config in configs.values():
+        config._experts_implementation = "batched_mm"
+    try:
+        yield
+    finally:
+        for key, config in configs.items():
+            config._experts_implementation = previous[key]
+
+
 # Which axes of an example input are batch or sequence axes, by (integer or not, rank):
 # token ids and masks are (batch, sequence); float sequences are (batch, sequence, features)
 # or (sequence, batch, features) for recurrent nets, and (batch, channels, time) for 1-D
@@ -123,7 +146,7 @@ def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
     failure: Exception = AssertionError("no export attempted")
     for shapes in attempts:
         try:
-            with torch.no_grad(), export_workarounds():
+            with torch.no_grad(), export_workarounds(), batched_experts(model):
                 return torch.export.export(model, args, kwargs, dynamic_shapes=shapes)
         except Exception as error:  # torch raises many types here; the last one is reported
             failure = error
