@@ -33,7 +33,7 @@ def max_pool(x, kernel, stride, padding, dilation, ceil_mode):
 def pool_windows(x, kernel, stride, padding, dilation, ceil_mode, value):
     # Sliding windows over the spatial axes of a channels-last x: (N, *out, *kernel, C).
     pads, out = [(0, 0)], []
-    for size, k, s, p, d in zip(x.shape[1:-1], kernel, stride, padding, dilation):
+    for size, k, s, p, d in zip(x.shape[1:-1], kernel, stride, padding, dilation, strict=True):
         span = d * (k - 1) + 1
         n = (size + 2 * p - span + (s - 1 if ceil_mode else 0)) // s + 1
         if ceil_mode and (n - 1) * s >= size + p:
@@ -51,8 +51,8 @@ def pool_windows(x, kernel, stride, padding, dilation, ceil_mode, value):
     inner = strides[1:-1]
     steps = (
         strides[0],
-        *(a * s for a, s in zip(inner, stride)),
-        *(a * d for a, d in zip(inner, dilation)),
+        *(a * s for a, s in zip(inner, stride, strict=True)),
+        *(a * d for a, d in zip(inner, dilation, strict=True)),
         strides[-1],
     )
     return mx.as_strided(x, shape, steps)

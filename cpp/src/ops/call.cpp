@@ -328,6 +328,7 @@ std::string Call::helper(std::string_view name) {
     fail("codegen", fmt::format("internal: no helper named '{}'", name));
   }
   state_.helpers.emplace(name);
+  for (std::string& callee : helper_dependencies(name)) state_.helpers.insert(std::move(callee));
   return std::string(name);
 }
 

@@ -102,14 +102,12 @@ class Call {
 /// "mx.float32" for "float32"; nullopt for dtypes MLX lacks.
 [[nodiscard]] std::optional<std::string> mlx_dtype(std::string_view numpy_name);
 
-/// A Python function that generated code may call: `def <name>(...)` in `source`.
-struct Helper {
-  std::string_view name;
-  std::string_view source;
-};
-
-/// The Python source of helper `name`, or nullopt.
+/// The Python source of helper `name` (a function of src/torch2mlx/mlx_helpers.py), or
+/// nullopt.
 [[nodiscard]] std::optional<std::string_view> helper_source(std::string_view name);
+
+/// The helpers that helper `name` calls, directly or through others.
+[[nodiscard]] std::vector<std::string> helper_dependencies(std::string_view name);
 
 // The op tables, one per family (cpp/src/ops/<family>.cpp).
 std::vector<OpEntry> elementwise_ops();
@@ -121,16 +119,6 @@ std::vector<OpEntry> indexing_ops();
 std::vector<OpEntry> creation_ops();
 std::vector<OpEntry> symbolic_ops();
 std::vector<OpEntry> recurrent_ops();
-// The helper functions of each family.
-std::vector<Helper> elementwise_helpers();
-std::vector<Helper> reduction_helpers();
-std::vector<Helper> shape_helpers();
-std::vector<Helper> conv_pool_helpers();
-std::vector<Helper> norm_attention_helpers();
-std::vector<Helper> indexing_helpers();
-std::vector<Helper> creation_helpers();
-std::vector<Helper> symbolic_helpers();
-std::vector<Helper> recurrent_helpers();
 /// The unsupported overloads and why, one table for all families.
 std::vector<UnsupportedOp> unsupported_op_table();
 

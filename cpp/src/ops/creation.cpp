@@ -269,30 +269,4 @@ std::vector<UnsupportedOp> unsupported_op_table() {
   };
 }
 
-std::vector<Helper> creation_helpers() {
-  // clang-format off
-  return {
-{"linspace", R"(def linspace(start, end, steps, dtype):
-    # torch fills the second half backward from end, so that both ends are exact.
-    if steps == 1:
-        return mx.array([start], dtype=dtype)
-    step = (end - start) / (steps - 1)
-    i = mx.arange(steps, dtype=mx.float32)
-    return mx.where(i < steps // 2, start + step * i, end - step * (steps - 1 - i)).astype(dtype)
-)"},
-{"dropout", R"(def dropout(x, p):
-    # Training-mode dropout: zero with probability p, scale the rest by 1 / (1 - p).
-    if p == 1:
-        return mx.zeros_like(x)
-    return x * mx.random.bernoulli(1 - p, x.shape) * (1 / (1 - p))
-)"},
-{"native_dropout", R"(def native_dropout(x, p, mask_dtype):
-    # Training-mode dropout that also returns the keep mask.
-    keep = mx.random.bernoulli(1 - p, x.shape) if p < 1 else mx.zeros(x.shape, dtype=mx.bool_)
-    return x * keep * (1 / (1 - p) if p < 1 else 0.0), keep.astype(mask_dtype)
-)"},
-  };
-  // clang-format on
-}
-
 }  // namespace torch2mlx

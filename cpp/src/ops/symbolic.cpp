@@ -105,18 +105,4 @@ std::vector<OpEntry> symbolic_ops() {
   };
 }
 
-std::vector<Helper> symbolic_helpers() {
-  // clang-format off
-  return {
-{"contiguous_stride", R"(def contiguous_stride(shape, dim):
-    # The stride torch gives a contiguous tensor: empty dims count as size 1.
-    stride = 1
-    for size in shape[dim + 1 :]:
-        stride *= max(size, 1)
-    return stride
-)"},
-  };
-  // clang-format on
-}
-
 }  // namespace torch2mlx
