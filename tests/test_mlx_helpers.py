@@ -103,3 +103,13 @@ def test_topk_returns_values_and_indices_as_torch():
     expected = torch.topk(x, 2, dim=1)
     _close(values, expected.values)
     _close(indices, expected.indices)
+
+
+def test_pooling_over_overlapping_dilated_windows():
+    """Windows of 3 with dilation 2 over 5 positions overlap in a way MLX's CPU reductions
+    misread when they reduce the strided view itself (mlx 0.32.4)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5)
+    expected = torch.nn.functional.max_pool1d(x, 3, 1, 1, 2)
+    got = mlx_helpers.max_pool(_mx(x.permute(0, 2, 1)), (3,), (1,), (1,), (2,), False)
+    _close(mx.transpose(got, (0, 2, 1)), expected)

@@ -55,7 +55,10 @@ def pool_windows(x, kernel, stride, padding, dilation, ceil_mode, value):
         *(a * d for a, d in zip(inner, dilation, strict=True)),
         strides[-1],
     )
-    return mx.as_strided(x, shape, steps)
+    # Copied out of the overlapping view: MLX's CPU reductions misread some overlapping
+    # as_strided views (mlx 0.32.4: a (2, 7, 3) input, windows of 3 with dilation 2, sums
+    # the wrong rows), and every caller reduces or reshapes the windows next.
+    return mx.contiguous(mx.as_strided(x, shape, steps))
 
 
 # torch: tests.zoo.models.BasicBlock (layer1.0 and 4 more)

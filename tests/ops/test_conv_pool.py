@@ -346,6 +346,8 @@ MAX_POOL_CASES = [
     ("aten.max_pool1d.default", (2, 3, 11), [3], [2], [1], [1], False),
     ("aten.max_pool1d.default", (2, 3, 11), [2], [], [0], [2], True),
     ("aten.max_pool1d.default", (3, 10), [3], [3], [1], [1], True),  # unbatched
+    # Overlapping dilated windows that MLX's CPU reduction misread as a strided view.
+    ("aten.max_pool1d.default", (2, 3, 5), [3], [1], [1], [2], False),
     ("aten.max_pool2d.default", (2, 3, 9, 8), [3, 3], [2, 2], [1, 1], [1, 1], False),
     ("aten.max_pool2d.default", (2, 3, 9, 8), [2, 3], [2, 1], [1, 0], [2, 1], True),
     ("aten.max_pool2d.default", (3, 9, 8), [2, 2], [], [0, 0], [1, 1], False),  # unbatched

@@ -15,8 +15,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from torch2mlx.mlx_helpers import adaptive_pool
+
 from ._utils import ntuple
-from .pooling import _adaptive_windows, _mean_over_windows
 
 _LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
 
@@ -40,9 +41,9 @@ def _source_coordinates(out_size, in_size, scale_factor, align_corners, mode):
 
 def _resample_axis(x, axis, out_size, scale_factor, mode, align_corners, exact_2x=False):
     in_size = x.shape[axis]
-    if mode == "area":  # torch's "area" is adaptive average pooling
-        windows = _adaptive_windows(in_size, out_size)
-        return _mean_over_windows(x, axis, windows, [len(w) for w in windows])
+    if mode == "area":  # torch's "area" is adaptive average pooling, here along one axis
+        sizes = tuple(out_size if a == axis else None for a in range(1, x.ndim - 1))
+        return adaptive_pool(x, sizes, "mean")
     src = _source_coordinates(out_size, in_size, scale_factor, align_corners, mode)
     low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     if exact_2x and out_size == 2 * in_size:
