@@ -703,94 +703,139 @@ std::string conv_constructor(const Node& node, const ExportedProgram& program, i
   return text + ")";
 }
 
+namespace {
+
+// What a leaf-layer rule sees of the single node of a module's region.
+struct LeafNode {
+  const Node& node;
+  const ExportedProgram& program;
+  const std::map<std::string, std::string>& params;  // graph value -> state-dict target
+  const std::string& path;                           // the module's path
+
+  // The state-dict target a tensor argument reads: "" when absent, "?" when not a weight.
+  [[nodiscard]] std::string param(const char* name) const {
+    const Arg* arg = node.input(name);
+    if (arg == nullptr || arg->kind != ArgKind::Tensor) return {};
+    const auto found = params.find(arg->names[0]);
+    return found == params.end() ? std::string("?") : found->second;
+  }
+  // Whether the argument is the module's own parameter `name` (or absent, if allowed).
+  [[nodiscard]] bool owned(const char* name, bool required) const {
+    const std::string target = param(name);
+    if (target.empty()) return !required;
+    return target == path + "." + name;
+  }
+  [[nodiscard]] const std::vector<Dim>& shape(const char* name) const {
+    return program.tensors.at(node.input(name)->names[0]).shape;
+  }
+  [[nodiscard]] std::optional<double> number(const char* name) const {
+    const Arg* arg = node.input(name);
+    if (arg == nullptr || arg->floats.empty()) return std::nullopt;
+    return arg->floats[0];
+  }
+  [[nodiscard]] std::int64_t integer(const char* name, std::int64_t fallback) const {
+    const Arg* arg = node.input(name);
+    return arg == nullptr || arg->ints.empty() ? fallback : arg->ints[0];
+  }
+};
+
+// ", eps=..." unless eps is mlx.nn's default, 1e-5.
+std::string eps_argument(const LeafNode& leaf) {
+  const auto eps = leaf.number("eps");
+  return eps && *eps != 1e-5 ? fmt::format(", eps={}", float_literal(*eps)) : "";
+}
+
+std::string linear_layer(const LeafNode& leaf) {
+  if (!leaf.owned("weight", true) || !leaf.owned("bias", false)) return {};
+  const auto& w = leaf.shape("weight");
+  return fmt::format("nn.Linear({}, {}{})", w[1].hint, w[0].hint,
+                     leaf.param("bias").empty() ? ", bias=False" : "");
+}
+
+template <int Dims>
+std::string conv_layer(const LeafNode& leaf) {
+  if (!leaf.owned("weight", true) || !leaf.owned("bias", false)) return {};
+  // mlx.nn.Conv3d takes no groups (mx.conv3d does): a grouped one stays the op.
+  if (Dims == 3 && leaf.integer("groups", 1) != 1) return {};
+  return conv_constructor(leaf.node, leaf.program, Dims, false);
+}
+
+template <int Dims>
+std::string conv_transpose_layer(const LeafNode& leaf) {
+  if (!leaf.owned("weight", true) || !leaf.owned("bias", false)) return {};
+  if (leaf.integer("groups", 1) != 1) return {};
+  // A dilated one keeps the functional form: fewer mlx.nn versions to match.
+  const Arg* dilation = leaf.node.input("dilation");
+  if (dilation != nullptr && !dilation->ints.empty()) return {};
+  return conv_constructor(leaf.node, leaf.program, Dims, true);
+}
+
+std::string layer_norm_layer(const LeafNode& leaf) {
+  if (!leaf.owned("weight", false) || !leaf.owned("bias", false)) return {};
+  const Arg* normalized = leaf.node.input("normalized_shape");
+  if (normalized == nullptr || normalized->ints.size() != 1) return {};
+  const bool weight = !leaf.param("weight").empty();
+  const bool bias = !leaf.param("bias").empty();
+  if (!weight && bias) return {};  // a bias without a weight: mlx.nn has no such norm
+  const std::string affine = !weight ? ", affine=False" : !bias ? ", bias=False" : "";
+  return fmt::format("nn.LayerNorm({}{}{})", normalized->ints[0], eps_argument(leaf), affine);
+}
+
+std::string embedding_layer(const LeafNode& leaf) {
+  if (!leaf.owned("weight", true)) return {};
+  const auto& w = leaf.shape("weight");
+  return fmt::format("nn.Embedding({}, {})", w[0].hint, w[1].hint);
+}
+
+std::string batch_norm_layer(const LeafNode& leaf) {
+  for (const char* name : {"weight", "bias", "running_mean", "running_var"}) {
+    if (!leaf.owned(name, true)) return {};
+  }
+  if (leaf.integer("training", 1) != 0) return {};
+  return fmt::format("nn.BatchNorm({}{})", leaf.shape("weight")[0].hint, eps_argument(leaf));
+}
+
+// The torch modules an mlx.nn layer stands for in model.py, when the module's region is
+// one call of `target` on the module's own parameters; `layer` writes the constructor, or
+// "" when this call does not fit the layer (then the op is written out).
+struct LeafLayerRule {
+  std::string_view type;  // torch's class name
+  std::string_view target;
+  std::string (*layer)(const LeafNode& leaf);
+};
+
+constexpr LeafLayerRule kLeafLayers[] = {
+    {"Linear", "aten.linear.default", linear_layer},
+    {"Conv1d", "aten.conv1d.default", conv_layer<1>},
+    {"Conv2d", "aten.conv2d.default", conv_layer<2>},
+    {"Conv3d", "aten.conv3d.default", conv_layer<3>},
+    {"ConvTranspose1d", "aten.conv_transpose1d.default", conv_transpose_layer<1>},
+    {"ConvTranspose2d", "aten.conv_transpose2d.input", conv_transpose_layer<2>},
+    {"ConvTranspose3d", "aten.conv_transpose3d.input", conv_transpose_layer<3>},
+    {"LayerNorm", "aten.layer_norm.default", layer_norm_layer},
+    {"Embedding", "aten.embedding.default", embedding_layer},
+    // Not BatchNorm3d: mlx.nn.BatchNorm takes at most 4-D input, so video models' 5-D norms
+    // are written out as the op (which any rank takes).
+    {"BatchNorm1d", "aten.batch_norm.default", batch_norm_layer},
+    {"BatchNorm2d", "aten.batch_norm.default", batch_norm_layer},
+};
+
+}  // namespace
+
 void Generator::decide_leaf_layers(Region& region) {
   if (region.items.size() != 1 || region.items[0].child != nullptr) return;
   const Node& node = program_.nodes[static_cast<std::size_t>(region.items[0].node)];
-  const auto param = [&](const char* name) -> std::string {
-    const Arg* arg = node.input(name);
-    if (arg == nullptr || arg->kind != ArgKind::Tensor) return {};
-    const auto found = state_.params.find(arg->names[0]);
-    return found == state_.params.end() ? std::string("?") : found->second;
-  };
-  const auto owned = [&](const char* name, bool required) {
-    const std::string target = param(name);
-    if (target.empty()) return !required;
-    return target == region.path + "." + name;
-  };
-  const auto shape = [&](const char* name) {
-    return program_.tensors.at(node.input(name)->names[0]).shape;
-  };
   const Arg* input = data_input(node);
   if (input == nullptr || input->kind != ArgKind::Tensor ||
       state_.params.contains(input->names[0])) {
     return;
   }
   const std::string type = short_type(region.type);
-  const std::string& target = node.target;
-  std::string constructor;
-  if (type == "Linear" && target == "aten.linear.default" && owned("weight", true) &&
-      owned("bias", false)) {
-    const auto& w = shape("weight");
-    constructor = fmt::format("nn.Linear({}, {}{})", w[1].hint, w[0].hint,
-                              param("bias").empty() ? ", bias=False" : "");
-  } else if ((type == "Conv1d" || type == "Conv2d" || type == "Conv3d") &&
-             target == fmt::format("aten.conv{}d.default", type[4]) && owned("weight", true) &&
-             owned("bias", false)) {
-    const Arg* groups = node.input("groups");
-    const bool grouped = groups != nullptr && !groups->ints.empty() && groups->ints[0] != 1;
-    // mlx.nn.Conv3d takes no groups (mx.conv3d does): a grouped one stays the op.
-    if (!(type == "Conv3d" && grouped)) {
-      constructor = conv_constructor(node, program_, type[4] - '0', false);
-    }
-  } else if ((type == "ConvTranspose1d" || type == "ConvTranspose2d" ||
-              type == "ConvTranspose3d") &&
-             target == fmt::format("aten.conv_transpose{}d.{}", type[13],
-                                   type[13] == '1' ? "default" : "input") &&
-             owned("weight", true) && owned("bias", false)) {
-    const Arg* groups = node.input("groups");
-    const Arg* dilation = node.input("dilation");
-    if ((groups == nullptr || groups->ints.empty() || groups->ints[0] == 1)) {
-      constructor = conv_constructor(node, program_, type[13] - '0', true);
-      if (dilation != nullptr && !dilation->ints.empty()) {
-        constructor.clear();  // keep the functional form: fewer mlx.nn versions to match
-      }
-    }
-  } else if (type == "LayerNorm" && target == "aten.layer_norm.default" && owned("weight", false) &&
-             owned("bias", false)) {
-    const Arg* normalized = node.input("normalized_shape");
-    const Arg* eps = node.input("eps");
-    if (normalized != nullptr && normalized->ints.size() == 1) {
-      constructor = fmt::format("nn.LayerNorm({}", normalized->ints[0]);
-      if (eps != nullptr && !eps->floats.empty() && eps->floats[0] != 1e-5) {
-        constructor += fmt::format(", eps={}", float_literal(eps->floats[0]));
-      }
-      if (param("weight").empty()) {
-        constructor += ", affine=False";
-      } else if (param("bias").empty()) {
-        constructor += ", bias=False";
-      }
-      if (param("weight").empty() != param("bias").empty() && param("weight").empty())
-        constructor.clear();
-      if (!constructor.empty()) constructor += ")";
-    }
-  } else if (type == "Embedding" && target == "aten.embedding.default" && owned("weight", true)) {
-    const auto& w = shape("weight");
-    constructor = fmt::format("nn.Embedding({}, {})", w[0].hint, w[1].hint);
-  } else if ((type == "BatchNorm1d" || type == "BatchNorm2d") &&
-             // Not BatchNorm3d: mlx.nn.BatchNorm takes at most 4-D input, so video models'
-             // 5-D norms are written out as the op (which any rank takes).
-             target == "aten.batch_norm.default" && owned("weight", true) && owned("bias", true) &&
-             owned("running_mean", true) && owned("running_var", true)) {
-    const Arg* training = node.input("training");
-    const Arg* eps = node.input("eps");
-    if (training != nullptr && !training->ints.empty() && training->ints[0] == 0) {
-      constructor = fmt::format("nn.BatchNorm({}", shape("weight")[0].hint);
-      if (eps != nullptr && !eps->floats.empty() && eps->floats[0] != 1e-5) {
-        constructor += fmt::format(", eps={}", float_literal(eps->floats[0]));
-      }
-      constructor += ")";
-    }
-  }
+  const auto* rule = std::find_if(
+      std::begin(kLeafLayers), std::end(kLeafLayers),
+      [&](const LeafLayerRule& row) { return row.type == type && row.target == node.target; });
+  if (rule == std::end(kLeafLayers)) return;
+  const std::string constructor = rule->layer(LeafNode{node, program_, state_.params, region.path});
   if (constructor.empty()) return;
   ModuleNode& module = modules_[region.path];
   if (!module.leaf_constructor.empty() && module.leaf_constructor != constructor) return;
