@@ -719,6 +719,16 @@ std::string user_source_line(const std::string& trace) {
                      frame.line, frame.code);
 }
 
+std::string describe_node(const Node& node) {
+  const std::string where =
+      node.module_stack.empty()
+          ? std::string("the model")
+          : fmt::format("{} ({})", node.module_stack.back().path, node.module_stack.back().type);
+  const std::string line = user_source_line(node.stack_trace);
+  return fmt::format("node '{}' ({}) in {}{}", node.name, node.target, where,
+                     line.empty() ? "" : " at " + line);
+}
+
 std::optional<std::string> scalar_type_name(std::int64_t code) {
   for (const auto& [known, name] : kScalarTypes) {
     if (known == code) return std::string(name);
