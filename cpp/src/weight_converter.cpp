@@ -78,16 +78,21 @@ Tensor fold_weight_norm(const Tensor& g, const Tensor& v, const std::string& nam
                      (g.shape.empty() || v.shape.size() != g.shape.size() ||
                       std::all_of(g.shape.begin(), g.shape.end(), [](auto d) { return d == 1; }));
   std::int64_t kept_axis = -1;
+  // g and v as torch's weight_norm never writes them: a damaged or hand-edited checkpoint.
+  const auto misfit = [&](std::string_view problem) {
+    fail(kComponent,
+         fmt::format("weight norm '{}': {} (g {}, v {}); save the model's state_dict() again, "
+                     "or call torch.nn.utils.remove_weight_norm before saving",
+                     name, problem, fmt::join(g.shape, "x"), fmt::join(v.shape, "x")));
+  };
   if (!whole) {
-    if (g.shape.size() != v.shape.size())
-      fail(kComponent, fmt::format("weight norm '{}': g and v ranks differ", name));
+    if (g.shape.size() != v.shape.size()) misfit("g and v ranks differ");
     for (std::size_t axis = 0; axis < g.shape.size(); ++axis) {
       if (g.shape[axis] == v.shape[axis] && g.shape[axis] != 1) {
-        if (kept_axis >= 0)
-          fail(kComponent, fmt::format("weight norm '{}': g keeps more than one axis", name));
+        if (kept_axis >= 0) misfit("g keeps more than one axis");
         kept_axis = static_cast<std::int64_t>(axis);
       } else if (g.shape[axis] != 1) {
-        fail(kComponent, fmt::format("weight norm '{}': g shape does not fit v", name));
+        misfit("g shape does not fit v");
       }
     }
   }
