@@ -26,9 +26,11 @@ class EveryArgumentKind(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3)
+        self.norm = nn.BatchNorm2d(4)
 
     def forward(self, x):
         y = self.conv(x)  # the source line [codegen] errors quote
+        y = nn.functional.pad(self.norm(y), (1, 1, 1, 1), mode="reflect").squeeze()
         y = nn.functional.gelu(y, approximate="tanh")
         y = torch.cat([y, y], 1).sum(dim=[2, 3], keepdim=True)
         y = y.to(torch.float16).float().flatten(1)
@@ -247,6 +249,31 @@ CODEGEN_CASES = {
         "to",
         "MLX has no dtype complex128",
     ),
+    "argument of a kind no literal has": (
+        set_argument("clamp", "min", {"as_device": {"type": "cpu", "index": None}}),
+        "clamp",
+        "argument 'min' has a kind the code generator cannot write",
+    ),
+    "convolution of four spatial dims": (
+        set_graph("tensor_values", "p_conv_weight", {"dtype": 7, "sizes": [{"as_int": 3}] * 6}),
+        "conv2d",
+        "a 4-d convolution",
+    ),
+    "normalisation without channels": (
+        set_graph("tensor_values", "conv2d", {"dtype": 7, "sizes": [{"as_int": 4}]}),
+        "batch_norm",
+        "a normalisation over channels needs (N, C, ...)",
+    ),
+    "squeeze of a value whose shape is unknown": (
+        lambda d: d["graph_module"]["graph"]["tensor_values"].pop("pad"),
+        "squeeze",
+        "the input shape is unknown",
+    ),
+    "padding mode torch lacks": (
+        set_argument("pad", "mode", {"as_string": "mirror"}),
+        "pad",
+        "pad mode 'mirror'",
+    ),
     "gelu approximation torch lacks": (
         set_argument("gelu", "approximate", {"as_string": "sigmoid"}),
         "gelu",
@@ -279,3 +306,15 @@ def test_a_node_inside_a_module_names_its_path_and_type(program):
     message = generate(document)
     assert "in conv (torch.nn.modules.conv.Conv2d) at test_graph_errors.py:" in message, message
     assert "y = self.conv(x)  # the source line [codegen] errors quote" in message, message
+
+
+def test_a_custom_object_input_is_refused_by_name(program):
+    # A TorchBind object (a C++ class torch scripts call into) has no MLX equivalent.
+    document = copy.deepcopy(program)
+    document["graph_module"]["signature"]["input_specs"].append(
+        {"custom_obj": {"arg": {"name": "obj"}, "custom_obj_name": "tokenizer"}}
+    )
+    message = generate(document)
+    assert message.startswith("[codegen] "), message
+    assert "input 'tokenizer' is a custom object (a TorchBind class)" in message, message
+    assert "rewrite those lines" in message, message
