@@ -196,6 +196,31 @@ def test_weight_norm_that_does_not_fit(problem: str, tmp_path: Path) -> None:
     assert not (tmp_path / "out.safetensors").exists()
 
 
+def test_torch_zip_with_two_roots(tmp_path: Path) -> None:
+    path = tmp_path / "two.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("one/data.pkl", state_dict(b"N"))
+        archive.writestr("two/data.pkl", state_dict(b"N"))
+    check(
+        read(path),
+        "torch",
+        [str(path), "more than one data.pkl", "one/data.pkl and two/data.pkl"],
+        "save the state_dict() again with torch.save",
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "named"),
+    [(b"3" * 100, "is 100 bytes"), (b"three", "holds 'three', not a format version")],
+)
+def test_torch_zip_version_record(version: bytes, named: str, tmp_path: Path) -> None:
+    path = tmp_path / "versioned.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", state_dict(b"N"))
+        archive.writestr("archive/.data/version", version)
+    check(read(path), "torch", [str(path), "archive/.data/version", named], "save it again")
+
+
 def test_zip_hostile_name(tmp_path: Path) -> None:
     path = tmp_path / "climb.pt"
     with zipfile.ZipFile(path, "w") as archive:
