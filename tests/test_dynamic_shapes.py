@@ -173,6 +173,33 @@ def test_transformer_encoder_with_a_padding_mask(tmp_path):
     assert fixed_sizes(config) == [["32"], []], config["inputs"]
 
 
+class PaddedSelfAttention(nn.Module):
+    """nn.MultiheadAttention with a key padding mask; without weights, eager inference takes
+    torch's fused fast path."""
+
+    def __init__(self, need_weights: bool):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(32, 4, batch_first=True)
+        self.need_weights = need_weights
+
+    def forward(self, x, padding):
+        out, weights = self.attention(
+            x, x, x, key_padding_mask=padding, need_weights=self.need_weights
+        )
+        return (out, weights) if self.need_weights else out
+
+
+@pytest.mark.parametrize("need_weights", [True, False], ids=["with_weights", "fast_path"])
+def test_multihead_attention_with_a_padding_mask(need_weights, tmp_path):
+    torch.manual_seed(0)
+    model = PaddedSelfAttention(need_weights).eval()
+    batch, length = Dim("batch", max=64), Dim("length", max=512)
+    axes = ({0: batch, 1: length}, {0: batch, 1: length})
+    sizes = [_padded(1, 5), _padded(4, 9, left=True), _padded(3, 30)]
+    config = convert_once_run_at(model, _padded(3, 7), axes, sizes, tmp_path)
+    assert fixed_sizes(config) == [["32"], []], config["inputs"]
+
+
 def _text(vocab: int, batch: int, length: int) -> dict:
     generator = torch.Generator().manual_seed(batch * 100 + length)
     ids = torch.randint(0, vocab, (batch, length), generator=generator)
