@@ -200,6 +200,40 @@ def test_multihead_attention_with_a_padding_mask(need_weights, tmp_path):
     assert fixed_sizes(config) == [["32"], []], config["inputs"]
 
 
+class Seq2Seq(nn.Module):
+    """nn.Transformer with padded sources and targets: the encoder's padded memory (zeros
+    in eager inference) is what the decoder attends to, masked."""
+
+    def __init__(self):
+        super().__init__()
+        self.transformer = nn.Transformer(32, 4, 2, 2, 64, dropout=0.0, batch_first=True)
+
+    def forward(self, source, target, source_padding, target_padding):
+        return self.transformer(
+            source,
+            target,
+            src_key_padding_mask=source_padding,
+            tgt_key_padding_mask=target_padding,
+            memory_key_padding_mask=source_padding,
+        )
+
+
+def _seq2seq(batch: int, source: int, target: int) -> tuple[torch.Tensor, ...]:
+    (src, source_padding), (tgt, target_padding) = _padded(batch, source), _padded(batch, target)
+    return src, tgt, source_padding, target_padding
+
+
+def test_transformer_with_padded_sources_and_targets(tmp_path):
+    torch.manual_seed(0)
+    model = Seq2Seq().eval()
+    batch, source, target = Dim("batch", max=64), Dim("source", max=512), Dim("target", max=512)
+    axes = ({0: batch, 1: source}, {0: batch, 1: target}, {0: batch, 1: source})
+    axes += ({0: batch, 1: target},)
+    sizes = [_seq2seq(1, 4, 3), _seq2seq(4, 9, 11), _seq2seq(2, 30, 6)]
+    config = convert_once_run_at(model, _seq2seq(3, 7, 5), axes, sizes, tmp_path)
+    assert fixed_sizes(config) == [["32"], ["32"], [], []], config["inputs"]
+
+
 def _text(vocab: int, batch: int, length: int) -> dict:
     generator = torch.Generator().manual_seed(batch * 100 + length)
     ids = torch.randint(0, vocab, (batch, length), generator=generator)
