@@ -68,6 +68,17 @@ def test_safetensors_header(tmp_path: Path) -> None:
     check(read(path), "safetensors", [str(path), "tensor 'b'", "overlap"], "save it again")
 
 
+def test_safetensors_header_that_is_not_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "list.safetensors"
+    path.write_bytes(struct.pack("<Q", 8) + b"[1, 2]  ")
+    check(
+        read(path),
+        "safetensors",
+        [str(path), "header does not start with '{'"],
+        "download or save it again",
+    )
+
+
 def test_safetensors_tensor_with_more_than_64_dims(tmp_path: Path) -> None:
     path = write_safetensors_by_hand(
         tmp_path / "dims.safetensors",
@@ -310,6 +321,17 @@ def test_shard_index(tmp_path: Path) -> None:
             [str(index), "shard 'model-00002-of-00002.safetensors'", "missing"],
             f"download it into {tmp_path}",
         )
+
+
+def test_shard_index_naming_a_number(tmp_path: Path) -> None:
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": 3}}))
+    check(
+        read(index),
+        "checkpoint",
+        [str(index), "weight_map['a'] is not a file name"],
+        "download it again",
+    )
 
 
 # ---------------------------------------------------------------------------------------
