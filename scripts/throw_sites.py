@@ -9,8 +9,9 @@ refuse(), the graph reader's bad(), the unpickler's error_at() and over_limit(),
 unsupported(), codegen's collected errors and a bare throw (the wrappers' own bodies are not
 sites: their callers are). A site counts as driven when a test names its message: a fixed
 fragment of its text (10+ characters between format fields) appears in tests/ or cpp/tests/,
-or a string literal of a test (6+ characters) appears in its text and in at most three
-sites' texts (so "is not a list" alone names none). This reads text, it runs nothing: a test
+or a string literal of a test (6+ characters; quoted values and numbers read as format
+fields) appears in its text and in at most three sites' texts (so "is not a list" alone
+names none). This reads text, it runs nothing: a test
 that drives a site without naming its message is not counted, so the count is a lower
 bound, and a generic fragment can count a site that no test reaches. Coverage of a
 sanitizer build would be exact; this takes a second.
@@ -90,6 +91,9 @@ def mark_driven(found: list[dict], tests: str) -> None:
         (double or single).replace("\\", "") for double, single in TEST_LITERAL.findall(tests)
     }
     literals = {text for text in literals if len(text) >= 6}
+    # A test quotes the message as formatted ("pad mode 'mirror'", "is 100 bytes"): its
+    # quoted values and numbers stand for the format fields of the site's text.
+    literals |= {re.sub(r"\d+", "{}", re.sub(r"'[^']*'", "'{}'", text)) for text in literals}
     literals = {
         text for text in literals if not text.startswith(("[", "{", "/", "torch.", "aten."))
     }
