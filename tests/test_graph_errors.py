@@ -318,3 +318,18 @@ def test_a_custom_object_input_is_refused_by_name(program):
     assert message.startswith("[codegen] "), message
     assert "input 'tokenizer' is a custom object (a TorchBind class)" in message, message
     assert "rewrite those lines" in message, message
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [
+        ("conv2d", "in conv (torch.nn.modules.conv.Conv2d) at test_graph_errors.py:"),
+        ("cat", "in the model at test_graph_errors.py:"),
+    ],
+)
+def test_a_damaged_node_names_its_module_and_line(name, where, program):
+    document = copy.deepcopy(program)
+    set_node(name, "outputs", 1)(document)
+    message = generate(document)
+    assert f"node '{name}' (aten." in message and "outputs are not a list" in message, message
+    assert where in message, message

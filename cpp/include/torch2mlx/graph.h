@@ -175,6 +175,10 @@ struct SourceFrame {
 /// path is "the model" for the root's own ops, and the line is left out when unknown.
 [[nodiscard]] std::string describe_node(const Node& node);
 
+/// Where a node sits: "in features.0 (torch.nn.modules.conv.Conv2d) at model.py:12: y = ...",
+/// "in the model" for the root's own ops; describe_node without the node and the op.
+[[nodiscard]] std::string node_location(const Node& node);
+
 /// The numpy dtype name for a torch.export ScalarType code, or nullopt for an unknown code.
 [[nodiscard]] std::optional<std::string> scalar_type_name(std::int64_t code);
 
