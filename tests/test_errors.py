@@ -176,6 +176,21 @@ def test_zip_container_lies(lie: str, tmp_path: Path) -> None:
     check(read(path), "zip", [str(path), named], "download or save it again")
 
 
+def test_checkpoint_tensor_that_does_not_fit_its_layer(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    state = {"0.weight": torch.zeros(4, 27), "0.bias": torch.zeros(4)}  # a flattened kernel
+    source = torch_save(state, tmp_path / "flat.pt")
+    message = refusal(
+        lambda: torch2mlx.convert_weights(source, tmp_path / "out.safetensors", model=model)
+    )
+    check(
+        message,
+        "convert",
+        ["tensor '0.weight' (shape 4x27)", "torch.nn.modules.conv.Conv2d", "3 or more dims"],
+        "pass the model the checkpoint was saved from",
+    )
+
+
 # Weight norm whose g does not fit v, as a damaged or hand-edited checkpoint has it.
 WEIGHT_NORM_GAINS = {
     "g and v ranks differ": torch.ones(4, 1),

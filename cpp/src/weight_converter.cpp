@@ -331,8 +331,19 @@ ConversionPlan plan_conversion(const Checkpoint& checkpoint, std::span<const Mod
           name, fmt::format("bookkeeping of {}, unused at inference", planned.module_type));
       continue;
     }
-    planned.shape =
-        transformed_shape(planned.transform, tensor.shape, planned.groups, options.reverse);
+    try {
+      planned.shape =
+          transformed_shape(planned.transform, tensor.shape, planned.groups, options.reverse);
+    } catch (const Error& error) {
+      // The module's rule does not fit the tensor (a 2-d "conv weight"): the checkpoint
+      // was saved from another model. Name the tensor and its module, not just the rule.
+      std::string_view cause = error.what();
+      cause.remove_prefix(std::min(cause.size(), error.component().size() + 3));
+      fail(kComponent,
+           fmt::format("tensor '{}' (shape {}) of module '{}' ({}) does not fit its "
+                       "layer: {}; pass the model the checkpoint was saved from",
+                       name, fmt::join(tensor.shape, "x"), owner, planned.module_type, cause));
+    }
     if (planned.target != name) plan.renamed.emplace(name, planned.target);
     const std::optional<QuantSpec> spec = local == "weight" && quantizes(planned.module_type)
                                               ? quant_spec_for(owner, options)
