@@ -68,6 +68,17 @@ def test_safetensors_header(tmp_path: Path) -> None:
     check(read(path), "safetensors", [str(path), "tensor 'b'", "overlap"], "save it again")
 
 
+def test_safetensors_header_that_is_not_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "list.safetensors"
+    path.write_bytes(struct.pack("<Q", 8) + b"[1, 2]  ")
+    check(
+        read(path),
+        "safetensors",
+        [str(path), "header does not start with '{'"],
+        "download or save it again",
+    )
+
+
 def test_safetensors_tensor_with_more_than_64_dims(tmp_path: Path) -> None:
     path = write_safetensors_by_hand(
         tmp_path / "dims.safetensors",
@@ -99,6 +110,141 @@ def test_zip_structure(genuine: Path, tmp_path: Path) -> None:
     path = tmp_path / "cut.pt"
     path.write_bytes(data[: directory - 200] + bytes(200) + data[directory:])
     check(read(path), "zip", [str(path), "local header of entry"], "download or save it again")
+
+
+def _end_record(data: bytearray) -> int:
+    return data.rindex(b"PK\x05\x06")
+
+
+def _last_central_entry(data: bytearray) -> int:
+    return data.rindex(b"PK\x01\x02")
+
+
+def _zip64_announced(data: bytearray) -> bytearray:
+    struct.pack_into("<H", data, _end_record(data) + 10, 0xFFFF)  # entries: see the zip64 record
+    return data
+
+
+def _zip64_locator_to_byte_0(data: bytearray) -> bytearray:
+    end = _end_record(data)
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, 0, 1)  # zip64 end record "at byte 0"
+    return _zip64_announced(bytearray(data[:end] + locator + data[end:]))
+
+
+def _directory_past_the_end(data: bytearray) -> bytearray:
+    struct.pack_into("<I", data, _end_record(data) + 16, len(data) + 1000)
+    return data
+
+
+def _entry_past_the_directory(data: bytearray) -> bytearray:
+    struct.pack_into("<H", data, _last_central_entry(data) + 32, 0xFFFF)  # comment length
+    return data
+
+
+def _short_zip64_field(data: bytearray) -> bytearray:
+    # The last entry (given an empty zip64 extra field below) says its size is in it.
+    struct.pack_into("<I", data, _last_central_entry(data) + 24, 0xFFFFFFFF)
+    return data
+
+
+# A structural lie in the zip container: (zip extra field of the last entry, change, what the
+# message names). Each is refused before any member is read.
+ZIP_LIES = {
+    "zip64 without its locator": (b"", _zip64_announced, "zip64 end record is announced"),
+    "zip64 locator to nothing": (b"", _zip64_locator_to_byte_0, "no zip64 end record at byte 0"),
+    "directory past the end": (b"", _directory_past_the_end, "lies outside the"),
+    "entry past the directory": (b"", _entry_past_the_directory, "runs past the directory"),
+    "extra field longer than it is": (
+        struct.pack("<HH", 0x9999, 16) + bytes(4),
+        lambda data: data,
+        "has a damaged extra field",
+    ),
+    "zip64 field too short": (struct.pack("<HH", 1, 0), _short_zip64_field, "short zip64 field"),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(ZIP_LIES))
+def test_zip_container_lies(lie: str, tmp_path: Path) -> None:
+    extra, change, named = ZIP_LIES[lie]
+    path = tmp_path / "lying.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", state_dict(b"N"))
+        last = zipfile.ZipInfo("archive/data/0")
+        last.extra = extra
+        archive.writestr(last, bytes(8))
+    path.write_bytes(change(bytearray(path.read_bytes())))
+    check(read(path), "zip", [str(path), named], "download or save it again")
+
+
+def test_checkpoint_tensor_that_does_not_fit_its_layer(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    state = {"0.weight": torch.zeros(4, 27), "0.bias": torch.zeros(4)}  # a flattened kernel
+    source = torch_save(state, tmp_path / "flat.pt")
+    message = refusal(
+        lambda: torch2mlx.convert_weights(source, tmp_path / "out.safetensors", model=model)
+    )
+    check(
+        message,
+        "convert",
+        ["tensor '0.weight' (shape 4x27)", "torch.nn.modules.conv.Conv2d", "3 or more dims"],
+        "pass the model the checkpoint was saved from",
+    )
+
+
+# Weight norm whose g does not fit v, as a damaged or hand-edited checkpoint has it.
+WEIGHT_NORM_GAINS = {
+    "g and v ranks differ": torch.ones(4, 1),
+    "g keeps more than one axis": torch.ones(4, 3, 1, 1),
+    "g shape does not fit v": torch.ones(5, 1, 1, 1),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(WEIGHT_NORM_GAINS))
+def test_weight_norm_that_does_not_fit(problem: str, tmp_path: Path) -> None:
+    conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv2d(3, 4, 3))
+    model = torch.nn.Sequential(conv)
+    v = torch.randn(4, 3, 3, 3)
+    state = {
+        "0.parametrizations.weight.original0": WEIGHT_NORM_GAINS[problem],
+        "0.parametrizations.weight.original1": v,
+        "0.bias": torch.zeros(4),
+    }
+    source = torch_save(state, tmp_path / "normed.pt")
+    message = refusal(
+        lambda: torch2mlx.convert_weights(source, tmp_path / "out.safetensors", model=model)
+    )
+    check(
+        message,
+        "convert",
+        [f"weight norm '0': {problem}", "v 4x3x3x3"],
+        "call torch.nn.utils.remove_weight_norm before saving",
+    )
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_torch_zip_with_two_roots(tmp_path: Path) -> None:
+    path = tmp_path / "two.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("one/data.pkl", state_dict(b"N"))
+        archive.writestr("two/data.pkl", state_dict(b"N"))
+    check(
+        read(path),
+        "torch",
+        [str(path), "more than one data.pkl", "one/data.pkl and two/data.pkl"],
+        "save the state_dict() again with torch.save",
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "named"),
+    [(b"3" * 100, "is 100 bytes"), (b"three", "holds 'three', not a format version")],
+)
+def test_torch_zip_version_record(version: bytes, named: str, tmp_path: Path) -> None:
+    path = tmp_path / "versioned.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", state_dict(b"N"))
+        archive.writestr("archive/.data/version", version)
+    check(read(path), "torch", [str(path), "archive/.data/version", named], "save it again")
 
 
 def test_zip_hostile_name(tmp_path: Path) -> None:
@@ -190,6 +336,17 @@ def test_shard_index(tmp_path: Path) -> None:
             [str(index), "shard 'model-00002-of-00002.safetensors'", "missing"],
             f"download it into {tmp_path}",
         )
+
+
+def test_shard_index_naming_a_number(tmp_path: Path) -> None:
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"a": 3}}))
+    check(
+        read(index),
+        "checkpoint",
+        [str(index), "weight_map['a'] is not a file name"],
+        "download it again",
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <exception>
 #include <memory>
+#include <new>
+#include <string>
 
 #include "arrays.h"
 #include "bindings.h"
@@ -280,6 +283,30 @@ NB_MODULE(_core, m) {
   // Registers the Python type and the C++ -> Python translation; the object is kept alive
   // by the module attribute it creates.
   const nb::exception<torch2mlx::Error> core_error(m, "CoreError", PyExc_ValueError);
+  // Any other C++ exception from the core is a bug of ours (a missing map entry, an index
+  // out of range): it reaches Python as a CoreError that says so, never as a bare
+  // "IndexError: map::at". Python's own errors, nanobind's and running out of memory pass
+  // on to their usual translations. (Translators registered later are tried first.)
+  nb::register_exception_translator(
+      [](const std::exception_ptr& error, void* payload) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const torch2mlx::Error&) {
+          throw;
+        } catch (const nb::python_error&) {
+          throw;
+        } catch (const nb::builtin_exception&) {
+          throw;
+        } catch (const std::bad_alloc&) {
+          throw;
+        } catch (const std::exception& internal) {
+          const std::string message = std::string("[core] internal error (") + internal.what() +
+                                      "); this is a torch2mlx bug: please report it with the "
+                                      "file or model that caused it";
+          PyErr_SetString(static_cast<PyObject*>(payload), message.c_str());
+        }
+      },
+      core_error.ptr());
   bind_pt2(m);
   bind_codegen(m);
   bind_analyzer(m);

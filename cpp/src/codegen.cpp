@@ -387,12 +387,8 @@ void Generator::plan_layouts() {
     const OpEntry* entry = find_op(node.target);
     if (entry == nullptr) {
       const std::string_view reason = unsupported_reason(node.target);
-      const std::string where =
-          node.module_stack.empty() ? "the model" : node.module_stack.back().path;
-      const std::string line = user_source_line(node.stack_trace);
       errors_.push_back(fmt::format(
-          "node '{}' ({}) in {}{}: {}", node.name, node.target, where,
-          line.empty() ? "" : " at " + line,
+          "{}: {}", describe_node(node),
           reason.empty() ? "no MLX translation is registered for this op" : std::string(reason)));
       continue;
     }
@@ -2109,14 +2105,7 @@ std::string Generator::emit_root() {
 std::string Generator::current_node() const {
   if (current_ < 0 || static_cast<std::size_t>(current_) >= program_.nodes.size())
     return "the model's structure";
-  const Node& node = program_.nodes[static_cast<std::size_t>(current_)];
-  const std::string where =
-      node.module_stack.empty()
-          ? std::string("the model")
-          : fmt::format("{} ({})", node.module_stack.back().path, node.module_stack.back().type);
-  const std::string line = user_source_line(node.stack_trace);
-  return fmt::format("node '{}' ({}) in {}{}", node.name, node.target, where,
-                     line.empty() ? "" : " at " + line);
+  return describe_node(program_.nodes[static_cast<std::size_t>(current_)]);
 }
 
 GeneratedModel generate_model(const ExportedProgram& program, const CodegenOptions& options) {

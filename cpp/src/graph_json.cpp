@@ -236,9 +236,13 @@ namespace {
 // Reads JSON for one file and reports errors against it.
 struct Reader {
   std::string_view file;
+  // Where the node being read sits in the model (", in conv (Conv2d) at m.py:12: ..."), so
+  // that an error in its arguments points at the user's line; empty between nodes.
+  mutable std::string location;
 
   [[noreturn]] void bad(std::string_view what) const {
-    fail("graph", fmt::format("{}: {}; re-export the model with torch.export.save", file, what));
+    fail("graph",
+         fmt::format("{}: {}{}; re-export the model with torch.export.save", file, what, location));
   }
 
   const Json& field(const Json& object, const char* key, std::string_view where) const {
@@ -463,6 +467,19 @@ struct Reader {
     } else {
       result.name = fmt::format("node_{}", index);
     }
+    // The metadata first: an error in the arguments below then names the module and line.
+    if (value.contains("metadata") && value.at("metadata").is_object()) {
+      const Json& metadata = value.at("metadata");
+      if (metadata.contains("nn_module_stack") && metadata.at("nn_module_stack").is_string()) {
+        result.module_stack = module_stack(metadata.at("nn_module_stack").get<std::string>());
+      }
+      if (metadata.contains("stack_trace") && metadata.at("stack_trace").is_string()) {
+        result.stack_trace = metadata.at("stack_trace").get<std::string>();
+      }
+    }
+    if (!result.module_stack.empty() || !user_source_line(result.stack_trace).empty()) {
+      location = ", " + node_location(result);
+    }
     const std::string here = fmt::format("node '{}' ({})", result.name, result.target);
     const Json& inputs = field(value, "inputs", here);
     if (!inputs.is_array()) bad(fmt::format("{} inputs are not a list", here));
@@ -478,15 +495,7 @@ struct Reader {
     const Json& outputs = field(value, "outputs", here);
     if (!outputs.is_array()) bad(fmt::format("{} outputs are not a list", here));
     for (const Json& output : outputs) result.outputs.push_back(argument(output, here + " output"));
-    if (value.contains("metadata") && value.at("metadata").is_object()) {
-      const Json& metadata = value.at("metadata");
-      if (metadata.contains("nn_module_stack") && metadata.at("nn_module_stack").is_string()) {
-        result.module_stack = module_stack(metadata.at("nn_module_stack").get<std::string>());
-      }
-      if (metadata.contains("stack_trace") && metadata.at("stack_trace").is_string()) {
-        result.stack_trace = metadata.at("stack_trace").get<std::string>();
-      }
-    }
+    location.clear();
     return result;
   }
 
@@ -719,6 +728,19 @@ std::string user_source_line(const std::string& trace) {
                      frame.line, frame.code);
 }
 
+std::string node_location(const Node& node) {
+  const std::string where =
+      node.module_stack.empty()
+          ? std::string("the model")
+          : fmt::format("{} ({})", node.module_stack.back().path, node.module_stack.back().type);
+  const std::string line = user_source_line(node.stack_trace);
+  return fmt::format("in {}{}", where, line.empty() ? "" : " at " + line);
+}
+
+std::string describe_node(const Node& node) {
+  return fmt::format("node '{}' ({}) {}", node.name, node.target, node_location(node));
+}
+
 std::optional<std::string> scalar_type_name(std::int64_t code) {
   for (const auto& [known, name] : kScalarTypes) {
     if (known == code) return std::string(name);
@@ -727,7 +749,7 @@ std::optional<std::string> scalar_type_name(std::int64_t code) {
 }
 
 ExportedProgram parse_exported_program(std::string_view json, std::string_view name) {
-  const Reader reader{name};
+  const Reader reader{name, {}};
   Json root;
   try {
     root = Json::parse(json);

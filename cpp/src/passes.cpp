@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <exception>
 #include <map>
 #include <set>
 #include <string>
@@ -560,7 +561,18 @@ void run_passes(ExportedProgram& program, const std::vector<Pass>& passes,
   }
   if (dump_after == "input" && dump) dump(print_ir(program));
   for (const Pass& pass : passes) {
-    pass.run(program);
+    try {
+      pass.run(program);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& error) {
+      // A bug of ours (a missing map entry, an index out of range) must not reach the user
+      // as a bare "map::at": name the pass and how to get around it meanwhile.
+      fail("passes", fmt::format("internal error ({}) in pass '{}'; this is a torch2mlx bug: "
+                                 "please report it with the model (torch2mlx convert "
+                                 "--dump-ir input prints the graph the passes were given)",
+                                 error.what(), pass.name));
+    }
     if (pass.name == dump_after && dump) dump(print_ir(program));
   }
 }

@@ -32,7 +32,13 @@ std::string find_root(const ZipArchive& archive) {
   for (const auto& entry : archive.entries()) {
     const auto slash = entry.name.find('/');
     if (slash != std::string::npos && entry.name.substr(slash) == "/data.pkl") {
-      if (!root.empty()) reject(archive.file().name(), "archive holds more than one data.pkl");
+      if (!root.empty()) {
+        reject(archive.file().name(),
+               fmt::format("archive holds more than one data.pkl ({}/data.pkl and {}), so which "
+                           "tensors it holds is ambiguous; save the state_dict() again with "
+                           "torch.save",
+                           root, entry.name));
+      }
       root = entry.name.substr(0, slash);
     }
   }
@@ -50,7 +56,8 @@ void check_version(const ZipArchive& archive, const std::string& root) {
   if (entry == nullptr) return;
   // Checked before reading: a deflated member may claim to inflate to a gigabyte.
   if (entry->size > kMaxVersionBytes) {
-    reject(name, fmt::format("{} is {} bytes; it should hold a format version such as '3'",
+    reject(name, fmt::format("{} is {} bytes; it should hold a format version such as '3': the "
+                             "archive is damaged, download or save it again",
                              entry->name, entry->size));
   }
   const std::string text = archive.read_text(*entry);

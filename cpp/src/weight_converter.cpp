@@ -78,16 +78,21 @@ Tensor fold_weight_norm(const Tensor& g, const Tensor& v, const std::string& nam
                      (g.shape.empty() || v.shape.size() != g.shape.size() ||
                       std::all_of(g.shape.begin(), g.shape.end(), [](auto d) { return d == 1; }));
   std::int64_t kept_axis = -1;
+  // g and v as torch's weight_norm never writes them: a damaged or hand-edited checkpoint.
+  const auto misfit = [&](std::string_view problem) {
+    fail(kComponent,
+         fmt::format("weight norm '{}': {} (g {}, v {}); save the model's state_dict() again, "
+                     "or call torch.nn.utils.remove_weight_norm before saving",
+                     name, problem, fmt::join(g.shape, "x"), fmt::join(v.shape, "x")));
+  };
   if (!whole) {
-    if (g.shape.size() != v.shape.size())
-      fail(kComponent, fmt::format("weight norm '{}': g and v ranks differ", name));
+    if (g.shape.size() != v.shape.size()) misfit("g and v ranks differ");
     for (std::size_t axis = 0; axis < g.shape.size(); ++axis) {
       if (g.shape[axis] == v.shape[axis] && g.shape[axis] != 1) {
-        if (kept_axis >= 0)
-          fail(kComponent, fmt::format("weight norm '{}': g keeps more than one axis", name));
+        if (kept_axis >= 0) misfit("g keeps more than one axis");
         kept_axis = static_cast<std::int64_t>(axis);
       } else if (g.shape[axis] != 1) {
-        fail(kComponent, fmt::format("weight norm '{}': g shape does not fit v", name));
+        misfit("g shape does not fit v");
       }
     }
   }
@@ -326,8 +331,19 @@ ConversionPlan plan_conversion(const Checkpoint& checkpoint, std::span<const Mod
           name, fmt::format("bookkeeping of {}, unused at inference", planned.module_type));
       continue;
     }
-    planned.shape =
-        transformed_shape(planned.transform, tensor.shape, planned.groups, options.reverse);
+    try {
+      planned.shape =
+          transformed_shape(planned.transform, tensor.shape, planned.groups, options.reverse);
+    } catch (const Error& error) {
+      // The module's rule does not fit the tensor (a 2-d "conv weight"): the checkpoint
+      // was saved from another model. Name the tensor and its module, not just the rule.
+      std::string_view cause = error.what();
+      cause.remove_prefix(std::min(cause.size(), error.component().size() + 3));
+      fail(kComponent,
+           fmt::format("tensor '{}' (shape {}) of module '{}' ({}) does not fit its "
+                       "layer: {}; pass the model the checkpoint was saved from",
+                       name, fmt::join(tensor.shape, "x"), owner, planned.module_type, cause));
+    }
     if (planned.target != name) plan.renamed.emplace(name, planned.target);
     const std::optional<QuantSpec> spec = local == "weight" && quantizes(planned.module_type)
                                               ? quant_spec_for(owner, options)

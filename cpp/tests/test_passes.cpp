@@ -1,6 +1,7 @@
 // The passes of passes.h, each on small programs built here, and the pass manager's dump.
 #include <gtest/gtest.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -188,6 +189,22 @@ TEST(PassManager, AnUnknownPassNameListsThePasses) {
                         "rematerialize-sizes, dead-code"),
               std::string::npos)
         << error.what();
+  }
+}
+
+TEST(PassManager, ABugInAPassIsACoreErrorNamingThePass) {
+  // A std::exception out of a pass (a missing map entry) reaches the user as an Error that
+  // names the pass and says it is ours, never as a bare "map::at".
+  const Pass buggy{"buggy",
+                   [](ExportedProgram&) -> std::size_t { throw std::out_of_range("map::at"); }};
+  ExportedProgram program = Builder().returning({"x"});
+  try {
+    run_passes(program, {buggy}, "", {});
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    EXPECT_EQ(message.rfind("[passes] internal error (map::at) in pass 'buggy'", 0), 0U) << message;
+    EXPECT_NE(message.find("torch2mlx bug"), std::string::npos) << message;
   }
 }
 

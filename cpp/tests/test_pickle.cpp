@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -578,6 +579,148 @@ TEST(UnpickleRefuses, FlatteningToNamesLongerThanTheLimit) {
   const std::string message = error_of([&] { (void)flat(unpickled, limits); });
   EXPECT_TRUE(StartsWith(message, kPrefix));
   EXPECT_TRUE(Contains(message, "100000 bytes of names"));
+}
+
+// One crafted program per refusal of the opcode machine that no test above reaches; each
+// must be a [pickle] error at a byte offset that says what is wrong.
+struct Refusal {
+  std::string_view name;
+  std::function<void(PickleBuilder&)> program;
+  std::string_view message;
+};
+
+// A rebuild call of `callable` (module, name) on the arguments `arguments` writes.
+std::function<void(PickleBuilder&)> call_of(std::string_view module, std::string_view name,
+                                            std::function<void(PickleBuilder&)> arguments) {
+  return [=](PickleBuilder& program) {
+    program.global(module, name).mark();
+    arguments(program);
+    program.tuple().reduce();
+  };
+}
+
+TEST(UnpickleRefuses, EveryMalformedProgramWithItsReason) {
+  const auto storage = [](PickleBuilder& program) {
+    program.storage("torch", "FloatStorage", "0", 4);
+  };
+  const std::vector<Refusal> refusals = {
+      {"global without a newline", [](PickleBuilder& p) { p.op('c').raw("torch\nfloat32"); },
+       "GLOBAL name is not terminated by a newline"},
+      {"tuple without a mark", [](PickleBuilder& p) { p.none().tuple(); },
+       "opcode needs a MARK but none is open"},
+      {"protocol 9", [](PickleBuilder& p) { p.op(0x80).byte(9); },
+       "pickle protocol 9 is not one Python writes"},
+      {"append to a dict", [](PickleBuilder& p) { p.empty_dict().none().append(); },
+       "APPEND to something that is not a list"},
+      {"appends to a tuple", [](PickleBuilder& p) { p.empty_tuple().mark().none().appends(); },
+       "APPENDS to something that is not a list"},
+      {"setitems with an odd count",
+       [](PickleBuilder& p) { p.empty_dict().mark().none().setitems(); },
+       "SETITEMS with an odd number of values"},
+      {"setitem on a list", [](PickleBuilder& p) { p.empty_list().none().none().setitem(); },
+       "SETITEM(S) on something that is not a dict"},
+      {"reduce with a list",
+       [](PickleBuilder& p) { p.global("collections", "OrderedDict").empty_list().reduce(); },
+       "REDUCE arguments are not a tuple"},
+      {"newobj with a list",
+       [](PickleBuilder& p) { p.global("collections", "OrderedDict").empty_list().op(0x81); },
+       "NEWOBJ arguments are not a tuple"},
+      {"persistent id that is a string",
+       [](PickleBuilder& p) { p.binunicode("storage").binpersid(); },
+       "persistent id is not a ('storage', type, key, location, numel) tuple"},
+      {"persistent id naming a dtype",
+       [](PickleBuilder& p) {
+         p.mark().binunicode("storage").global("torch", "float32").binunicode("0");
+         p.binunicode("cpu").integer(4).tuple().binpersid();
+       },
+       "persistent id does not name a storage type"},
+      {"quantized storage", [](PickleBuilder& p) { p.storage("torch", "QInt8Storage", "0", 4); },
+       "storage of type torch.QInt8Storage"},
+      {"storage key that is a number",
+       [](PickleBuilder& p) {
+         p.mark().binunicode("storage").global("torch", "FloatStorage").integer(0);
+         p.binunicode("cpu").integer(4).tuple().binpersid();
+       },
+       "persistent id has a malformed storage key or size"},
+      {"complex dtype called", call_of("torch", "complex64", [](PickleBuilder&) {}),
+       "torch.complex64"},
+      {"tensor size that is a string",
+       call_of("torch._utils", "_rebuild_tensor_v2",
+               [&](PickleBuilder& p) {
+                 storage(p);
+                 p.integer(0).binunicode("2x2").int_tuple({2, 1}).newfalse().ordered_dict();
+               }),
+       "tensor size is not a tuple"},
+      {"tensor stride holding a float",
+       call_of("torch._utils", "_rebuild_tensor_v2",
+               [&](PickleBuilder& p) {
+                 storage(p);
+                 p.integer(0).int_tuple({2, 2}).mark().binfloat(2.0).integer(1).tuple();
+                 p.newfalse().ordered_dict();
+               }),
+       "tensor stride holds a non-integer"},
+      {"tensor metadata that is a list",
+       call_of("torch._utils", "_rebuild_tensor_v2",
+               [&](PickleBuilder& p) {
+                 storage(p);
+                 p.integer(0).int_tuple({2, 2}).int_tuple({2, 1}).newfalse().ordered_dict();
+                 p.empty_list();  // the seventh argument, torch's metadata dict
+               }),
+       "tensor metadata is not a dict"},
+      {"tensor from a string",
+       call_of("torch._utils", "_rebuild_tensor_v2",
+               [](PickleBuilder& p) {
+                 p.binunicode("0").integer(0).int_tuple({2}).int_tuple({1}).newfalse();
+                 p.ordered_dict();
+               }),
+       "tensor is rebuilt from something that is not a storage"},
+      {"tensor offset that is a string",
+       call_of("torch._utils", "_rebuild_tensor_v2",
+               [&](PickleBuilder& p) {
+                 storage(p);
+                 p.binunicode("0").int_tuple({2}).int_tuple({1}).newfalse().ordered_dict();
+               }),
+       "tensor storage offset is not an integer"},
+      {"rebuild with one argument",
+       call_of("torch._utils", "_rebuild_tensor_v2", [&](PickleBuilder& p) { storage(p); }),
+       "torch._utils._rebuild_tensor_v2 called with 1 arguments"},
+      {"OrderedDict with arguments",
+       call_of("collections", "OrderedDict", [](PickleBuilder& p) { p.none(); }),
+       "collections.OrderedDict called with arguments"},
+      {"parameter from a string",
+       call_of("torch._utils", "_rebuild_parameter",
+               [](PickleBuilder& p) { p.binunicode("w").newtrue().ordered_dict(); }),
+       "parameter is rebuilt from something that is not a tensor"},
+      {"Parameter() of nothing",
+       [](PickleBuilder& p) { p.global("torch.nn.parameter", "Parameter").empty_tuple().op(0x81); },
+       "Parameter() without a tensor"},
+      {"state set on a list", [](PickleBuilder& p) { p.empty_list().integer(3).build(); },
+       "BUILD on an object torch2mlx cannot set state on"},
+      {"encode to ascii",
+       call_of("_codecs", "encode",
+               [](PickleBuilder& p) { p.binunicode("abc").binunicode("ascii"); }),
+       "_codecs.encode with encoding 'ascii'"},
+      {"latin1 above U+00FF (two bytes)",
+       call_of("_codecs", "encode",
+               [](PickleBuilder& p) { p.binunicode("\xc4\x80").binunicode("latin1"); }),
+       "latin1 text holds a character above U+00FF"},
+      {"latin1 above U+00FF (three bytes)",
+       call_of("_codecs", "encode",
+               [](PickleBuilder& p) { p.binunicode("\xe2\x82\xac").binunicode("latin1"); }),
+       "latin1 text holds a character above U+00FF"},
+  };
+  for (const Refusal& refusal : refusals) {
+    PickleBuilder program;
+    program.proto();
+    refusal.program(program);
+    program.stop();
+    FakeStorages storages;
+    storages.add("0", test::raw_bytes(std::vector<float>{1, 2, 3, 4}));
+    const std::string message = run_error(program, storages.loader());
+    EXPECT_TRUE(StartsWith(message, kPrefix)) << refusal.name << ": " << message;
+    EXPECT_TRUE(Contains(message, refusal.message)) << refusal.name << ": " << message;
+    EXPECT_TRUE(Contains(message, "byte ")) << refusal.name << ": " << message;
+  }
 }
 
 TEST(AllowedGlobals, ListRebuildFunctionsButNothingThatRunsCode) {

@@ -368,6 +368,30 @@ TEST_F(Pt2, RefusesNegativeStridesAndSizes) {
                        "negative or overflowing"));
 }
 
+// `text` with its first `from` replaced by `to`.
+std::string replaced(std::string text, std::string_view from, std::string_view to) {
+  text.replace(text.find(from), from.size(), to);
+  return text;
+}
+
+TEST_F(Pt2, RefusesPayloadDescriptionsTorchNeverWrites) {
+  const std::string name = "model/data/weights/model_weights_config.json";
+  // As many strides as sizes, flags that are booleans, a path for every tensor: a config
+  // torch wrote has all three.
+  const Meta short_strides{.strides = {3}};
+  EXPECT_TRUE(Contains(
+      refusal(with(pt2_members(), name, config({payload("w", "weight_0", short_strides)}))),
+      "has 2 sizes but 1 strides"));
+  const std::string genuine = config({payload("w", "weight_0")});
+  EXPECT_TRUE(
+      Contains(refusal(with(pt2_members(), name,
+                            replaced(genuine, R"("use_pickle": false)", R"("use_pickle": "no")"))),
+               "'use_pickle' is not true or false"));
+  EXPECT_TRUE(
+      Contains(refusal(with(pt2_members(), name, replaced(genuine, R"("path_name")", R"("path")"))),
+               "has no 'path_name'"));
+}
+
 TEST_F(Pt2, RefusesAStorageThatIsNotWholeElements) {
   auto bytes = test::raw_bytes(kValues);
   bytes.pop_back();

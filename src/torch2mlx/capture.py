@@ -41,6 +41,158 @@ def without_cache_outputs(model: Any, kwargs: dict) -> Iterator[None]:
         config.use_cache = True
 
 
+def _gru_or_rnn_shapes(
+    input: Any,
+    hx: Any,
+    params: Any,
+    has_biases: bool,
+    num_layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+    batch_first: bool,
+) -> Any:
+    """aten.gru/rnn_tanh/rnn_relu.input's outputs, with their shapes but no values: every
+    axis of the output is the input's but the last, and the final state is shaped as the
+    initial one."""
+    features = (2 if bidirectional else 1) * hx.shape[-1]
+    return input.new_empty((*input.shape[:-1], features)), hx.new_empty(hx.shape)
+
+
+def _lstm_shapes(
+    input: Any,
+    hx: Any,
+    params: Any,
+    has_biases: bool,
+    num_layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+    batch_first: bool,
+) -> Any:
+    """aten.lstm.input's outputs with their shapes but no values (h is projected, c is not)."""
+    h, c = hx
+    features = (2 if bidirectional else 1) * h.shape[-1]
+    return (
+        input.new_empty((*input.shape[:-1], features)),
+        h.new_empty(h.shape),
+        c.new_empty(c.shape),
+    )
+
+
+# torch.export keeps the recurrent ops whole but computes their output shapes by running
+# torch's Python decomposition on fake tensors, which loops over the time steps
+# (`for i in precomputed_input`) and so fixes the sequence length: a dynamic sequence fails
+# with "Constraints violated", or (Dim.AUTO, run_decompositions) is fixed without a word.
+# While capturing, these ops' shapes come from the rules below. The decomposition is found
+# in two places: the op's CompositeImplicitAutograd kernel (export's trace) and
+# torch._decomp.decomposition_table (FakeTensorMode on symbolic sizes, as run_decompositions
+# retraces); both are replaced, and only fake tensors see the rule.
+_RECURRENT_SHAPES = {
+    ("gru", "input"): _gru_or_rnn_shapes,
+    ("rnn_tanh", "input"): _gru_or_rnn_shapes,
+    ("rnn_relu", "input"): _gru_or_rnn_shapes,
+    ("lstm", "input"): _lstm_shapes,
+}
+
+
+def _shapes_on_fake_tensors(original: Any, shapes: Any) -> Any:
+    from torch._subclasses.fake_tensor import is_fake
+
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        # Real tensors (torch folding constants while it traces) get the real computation.
+        first = args[0] if args else next(iter(kwargs.values()))
+        return shapes(*args, **kwargs) if is_fake(first) else original(*args, **kwargs)
+
+    return kernel
+
+
+@contextlib.contextmanager
+def _recurrent_ops_keep_dynamic_lengths() -> Iterator[None]:
+    import torch
+    import torch._decomp.decompositions  # registers the kernels replaced here
+    from torch._decomp import decomposition_table
+
+    key = torch._C.DispatchKey.CompositeImplicitAutograd
+    saved_kernels, saved_table = {}, {}
+    for (name, overload), shapes in _RECURRENT_SHAPES.items():
+        op = getattr(getattr(torch.ops.aten, name), overload)
+        original = op.py_kernels.get(key)
+        if original is not None:
+            saved_kernels[op] = original
+            op.py_kernels[key] = _shapes_on_fake_tensors(original, shapes)
+            op._dispatch_cache.clear()
+        if op in decomposition_table:
+            saved_table[op] = decomposition_table[op]
+            decomposition_table[op] = _shapes_on_fake_tensors(decomposition_table[op], shapes)
+    try:
+        yield
+    finally:
+        for op, original in saved_kernels.items():
+            op.py_kernels[key] = original
+            op._dispatch_cache.clear()
+        decomposition_table.update(saved_table)
+
+
+def _nests_in_eager(encoder: Any, src: Any, mask: Any, padding: Any) -> bool:
+    """Whether nn.TransformerEncoder, run eagerly without grad, may take its nested-tensor
+    path: its conditions that do not depend on the values of the padding mask."""
+    import torch
+
+    return (
+        padding is not None
+        and mask is None
+        and src.dim() == 3
+        and getattr(encoder, "use_nested_tensor", False)
+        and not encoder.layers[0].training
+        and torch.backends.mha.get_fastpath_enabled()
+        and not torch.is_autocast_enabled()
+    )
+
+
+def _encoder_forward_as_in_inference(original: Any) -> Any:
+    """nn.TransformerEncoder.forward, traced as it computes in eager inference.
+
+    Eagerly, without grad and with a padding mask whose rows are left aligned, the encoder
+    packs the batch into a nested tensor and unpacks it with zeros at the padded positions
+    (before the final norm). torch.export always takes the padded path, which computes
+    values there, so the exported model differed from the eager one at every padded
+    position. Traced here: the padded path, then zeros where eager puts them, decided from
+    the mask's values at run time (left aligned or not) as eager decides.
+    """
+    import torch
+    from torch.nn import functional
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        if not _nests_in_eager(self, src, mask, src_key_padding_mask):
+            return original(self, src, mask, src_key_padding_mask, is_causal)
+        norm = self.norm
+        self.norm = None
+        try:
+            output = original(self, src, mask, src_key_padding_mask, is_causal)
+        finally:
+            self.norm = norm
+        padding = functional._canonical_mask(
+            mask=src_key_padding_mask,
+            mask_name="src_key_padding_mask",
+            other_type=None,
+            other_name="mask",
+            target_type=src.dtype,
+        )
+        keep = padding.logical_not()
+        zero = keep.logical_not()
+        if getattr(self, "mask_check", True):
+            # Eager nests only masks whose rows keep a prefix (torch's left-alignment check),
+            # written without slices, which would guard the length against 0 and 1.
+            positions = torch.arange(keep.shape[-1], device=keep.device)
+            prefix = positions < keep.sum(dim=-1, keepdim=True)
+            zero = zero & (keep == prefix).all()
+        output = torch.where(zero.unsqueeze(-1), torch.zeros_like(output), output)
+        return output if norm is None else norm(output)
+
+    return forward
+
+
 @contextlib.contextmanager
 def export_workarounds() -> Iterator[None]:
     """Works around torch.export's own blockers in torch.nn while a model is captured.
@@ -49,15 +201,22 @@ def export_workarounds() -> Iterator[None]:
       comparing its values (``_detect_is_causal_mask``): a data-dependent guard export
       cannot trace. During capture the mask is used as given (``is_causal=False``), which
       torch documents as always correct (the hint only selects a faster kernel).
+    - nn.TransformerEncoder with a padding mask computes zeros at padded positions in eager
+      inference but not in an export (``_encoder_forward_as_in_inference``).
+    - nn.GRU, nn.RNN and nn.LSTM would fix the sequence length (``_RECURRENT_SHAPES``).
     """
     from torch.nn.modules import transformer
 
     original = transformer._detect_is_causal_mask
+    encoder_forward = transformer.TransformerEncoder.forward
     transformer._detect_is_causal_mask = _mask_as_given
+    transformer.TransformerEncoder.forward = _encoder_forward_as_in_inference(encoder_forward)
     try:
-        yield
+        with _recurrent_ops_keep_dynamic_lengths():
+            yield
     finally:
         transformer._detect_is_causal_mask = original
+        transformer.TransformerEncoder.forward = encoder_forward
 
 
 @contextlib.contextmanager
@@ -220,7 +379,8 @@ def decompose_untranslated(program: Any) -> tuple[Any, list[str]]:
         # `table[:, :, 2] = x` on a temporary writes through a view (select, then copy_):
         # translated op by op, the write would be lost. Functionalization (an empty table
         # decomposes nothing else) turns it into select_scatter, which translates.
-        program = program.run_decompositions({})
+        with _recurrent_ops_keep_dynamic_lengths():
+            program = program.run_decompositions({})
     for _ in range(_MAX_DECOMPOSITION_ROUNDS):
         missing = _untranslated_ops(program, supported)
         table = {op: defaults[op] for op in missing if op in defaults}
@@ -234,7 +394,10 @@ def decompose_untranslated(program: Any) -> tuple[Any, list[str]]:
         }
         if not table and not implicit:
             break
-        program = program.run_decompositions(table)
+        # Decomposing traces the whole program again: the recurrent ops' shape rules must
+        # hold then too, or a dynamic sequence would be fixed silently.
+        with _recurrent_ops_keep_dynamic_lengths():
+            program = program.run_decompositions(table)
         left = _untranslated_ops(program, supported)
         done = sorted(str(op) for op in missing - left)
         if not done:

@@ -170,6 +170,15 @@ struct SourceFrame {
 /// "file.py:12: code" (the file's base name) for user_frame(trace), or "" when there is none.
 [[nodiscard]] std::string user_source_line(const std::string& trace);
 
+/// What an error says about where it happened: "node 'conv2d' (aten.conv2d.default) in
+/// features.0 (torch.nn.modules.conv.Conv2d) at model.py:12: y = self.conv(x)"; the module
+/// path is "the model" for the root's own ops, and the line is left out when unknown.
+[[nodiscard]] std::string describe_node(const Node& node);
+
+/// Where a node sits: "in features.0 (torch.nn.modules.conv.Conv2d) at model.py:12: y = ...",
+/// "in the model" for the root's own ops; describe_node without the node and the op.
+[[nodiscard]] std::string node_location(const Node& node);
+
 /// The numpy dtype name for a torch.export ScalarType code, or nullopt for an unknown code.
 [[nodiscard]] std::optional<std::string> scalar_type_name(std::int64_t code);
 

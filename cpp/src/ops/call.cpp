@@ -34,10 +34,6 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 16> kMlxDtyp
     {"complex128", ""},
 }};
 
-std::string module_path(const Node& node) {
-  return node.module_stack.empty() ? std::string("the model") : node.module_stack.back().path;
-}
-
 }  // namespace
 
 std::string int_tuple(const std::vector<std::int64_t>& values) {
@@ -333,8 +329,7 @@ std::string Call::helper(std::string_view name) {
 }
 
 void Call::unsupported(std::string_view reason) const {
-  fail("codegen", fmt::format("node '{}' ({}) in {}: {}", node_.name, node_.target,
-                              module_path(node_), reason));
+  fail("codegen", fmt::format("{}: {}", describe_node(node_), reason));
 }
 
 }  // namespace torch2mlx
