@@ -9,6 +9,8 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <numbers>
 #include <optional>
 #include <string>
 #include <vector>
@@ -474,6 +476,437 @@ Match match_grouped_query_attention(const ExportedProgram& program, const DefUse
   return std::make_pair(&attention, std::move(fused));
 }
 
+// --- Activations written out: GELU (exact and tanh) and SiLU.
+
+// A value as coefficient * factor * factor * ...: the multiplications, divisions by a
+// number and negations that compute it, flattened (so that `0.5 * x * y`, `x * 0.5 * y`
+// and `x * y / 2` read the same). Each value below the root must be read once, by the
+// pattern; a value read elsewhere is a factor.
+struct Product {
+  double coefficient = 1.0;
+  std::vector<std::string> factors;
+};
+
+// A value as constant + term + term + ...: the additions and subtractions of numbers
+// that compute it, flattened likewise.
+struct Sum {
+  double constant = 0.0;
+  std::vector<std::string> terms;
+};
+
+bool unit_alpha(const Node& node) {
+  return node.input("alpha") == nullptr || literal_number(node, "alpha") == 1.0;
+}
+
+void collect_product(const DefUse& graph, const std::string& value, bool root, Product& product) {
+  const Node* node = graph.producer(value);
+  if (node == nullptr || (!root && !graph.read_once(value))) {
+    product.factors.push_back(value);
+    return;
+  }
+  const bool multiplies = is(node, "aten.mul.Tensor") || is(node, "aten.mul.Scalar");
+  const bool divides = is(node, "aten.div.Tensor") || is(node, "aten.div.Scalar");
+  if ((multiplies || divides) && node->input("rounding_mode") == nullptr) {
+    if (const auto number = literal_number(*node, "other"); number && *number != 0.0) {
+      product.coefficient *= divides ? 1.0 / *number : *number;
+      collect_product(graph, tensor_input(*node, "self"), false, product);
+      return;
+    }
+    if (const auto pair = operands(*node); pair && multiplies) {
+      collect_product(graph, pair->first, false, product);
+      collect_product(graph, pair->second, false, product);
+      return;
+    }
+  }
+  if (is(node, "aten.neg.default")) {
+    product.coefficient = -product.coefficient;
+    collect_product(graph, tensor_input(*node, "self"), false, product);
+    return;
+  }
+  product.factors.push_back(value);
+}
+
+Product product_of(const DefUse& graph, const std::string& value, bool root) {
+  Product product;
+  collect_product(graph, value, root, product);
+  return product;
+}
+
+void collect_sum(const DefUse& graph, const std::string& value, bool root, Sum& sum) {
+  const Node* node = graph.producer(value);
+  if (node == nullptr || (!root && !graph.read_once(value))) {
+    sum.terms.push_back(value);
+    return;
+  }
+  const bool adds = is(node, "aten.add.Tensor") || is(node, "aten.add.Scalar");
+  const bool subtracts = is(node, "aten.sub.Tensor") || is(node, "aten.sub.Scalar");
+  if ((adds || subtracts) && unit_alpha(*node)) {
+    if (const auto number = literal_number(*node, "other")) {
+      sum.constant += subtracts ? -*number : *number;
+      collect_sum(graph, tensor_input(*node, "self"), false, sum);
+      return;
+    }
+    if (const auto pair = operands(*node); pair && adds) {
+      collect_sum(graph, pair->first, false, sum);
+      collect_sum(graph, pair->second, false, sum);
+      return;
+    }
+  }
+  sum.terms.push_back(value);
+}
+
+Sum sum_of(const DefUse& graph, const std::string& value, bool root) {
+  Sum sum;
+  collect_sum(graph, value, root, sum);
+  return sum;
+}
+
+// Whether a coefficient written in a model equals `expected`: to float32's precision, in
+// which models compute (GPT-2 writes sqrt(2/pi) exactly, others as 0.7978845608).
+bool about(double coefficient, double expected) {
+  return std::abs(coefficient - expected) <= 1e-7 * std::abs(expected);
+}
+
+// The node `value` is the output of, when it is `target` and read only by the pattern.
+const Node* inner(const DefUse& graph, const std::string& value, std::string_view target) {
+  const Node* node = graph.producer(value);
+  return is(node, target) && graph.read_once(value) ? node : nullptr;
+}
+
+// Whether `value` is coefficient * x, alone.
+bool scales(const DefUse& graph, const std::string& value, double coefficient,
+            const std::string& x) {
+  const Product product = product_of(graph, value, false);
+  return product.factors == std::vector<std::string>{x} && about(product.coefficient, coefficient);
+}
+
+// Whether `value` is 1 + f(coefficient * x), where f is `function`.
+bool one_plus(const DefUse& graph, const std::string& value, std::string_view function,
+              const std::function<bool(const std::string&)>& argument) {
+  const Sum sum = sum_of(graph, value, false);
+  if (sum.terms.size() != 1 || sum.constant != 1.0) return false;
+  const Node* node = inner(graph, sum.terms[0], function);
+  return node != nullptr && argument(tensor_input(*node, "self"));
+}
+
+// x ** 3 written as pow(x, 3) or x * x * x, times 0.044715: GELU's cubic term.
+bool cubic_term(const DefUse& graph, const std::string& value, const std::string& x) {
+  const Product product = product_of(graph, value, false);
+  if (!about(product.coefficient, 0.044715)) return false;
+  if (product.factors == std::vector<std::string>{x, x, x}) return true;
+  const Node* cube = product.factors.size() == 1
+                         ? inner(graph, product.factors[0], "aten.pow.Tensor_Scalar")
+                         : nullptr;
+  return cube != nullptr && tensor_input(*cube, "self") == x &&
+         literal_number(*cube, "exponent") == 3.0;
+}
+
+// The argument of tanh in the tanh approximation, in its two usual spellings:
+// sqrt(2/pi) * (x + 0.044715 * x**3) (GPT-2's NewGELU) and
+// x * sqrt(2/pi) * (1 + 0.044715 * x * x) (FastGELU).
+bool tanh_gelu_argument(const DefUse& graph, const std::string& value, const std::string& x) {
+  const Product product = product_of(graph, value, false);
+  if (!about(product.coefficient, std::sqrt(2.0 / std::numbers::pi))) return false;
+  if (product.factors.size() == 1) {
+    const Sum sum = sum_of(graph, product.factors[0], false);
+    if (sum.constant != 0.0 || sum.terms.size() != 2) return false;
+    return (sum.terms[0] == x && cubic_term(graph, sum.terms[1], x)) ||
+           (sum.terms[1] == x && cubic_term(graph, sum.terms[0], x));
+  }
+  if (product.factors.size() != 2) return false;
+  for (const auto& [first, second] : {std::make_pair(product.factors[0], product.factors[1]),
+                                      std::make_pair(product.factors[1], product.factors[0])}) {
+    if (first != x) continue;
+    const Sum sum = sum_of(graph, second, false);
+    if (sum.constant != 1.0 || sum.terms.size() != 1) continue;
+    const Product square = product_of(graph, sum.terms[0], false);
+    if (square.factors == std::vector<std::string>{x, x} && about(square.coefficient, 0.044715)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The activation a fused node computes, as aten's gelu or silu takes it.
+Match activation(const ExportedProgram& program, const Node& anchor, const std::string& x,
+                 std::string_view target, std::optional<std::string_view> approximate) {
+  const std::string out = output_of(anchor);
+  const TensorMeta* in_meta = meta_of(program, x);
+  const TensorMeta* out_meta = meta_of(program, out);
+  // The same dtype and shape: a broadcast or a promotion is more than the activation.
+  if (out.empty() || in_meta == nullptr || out_meta == nullptr ||
+      in_meta->dtype != out_meta->dtype || !pass_util::same_dims(in_meta->shape, out_meta->shape)) {
+    return std::nullopt;
+  }
+  std::vector<NamedArg> inputs = {{"self", tensor_arg(x)}};
+  if (approximate) {
+    inputs.push_back(
+        {"approximate", Arg{ArgKind::String, {}, {}, {}, {std::string(*approximate)}}});
+  }
+  return std::make_pair(&anchor, replacing(anchor, std::string(target), std::move(inputs)));
+}
+
+// 0.5 * x * (1 + erf(x / sqrt(2))) or 0.5 * x * (1 + tanh(...)), in any order of factors.
+Match match_gelu(const ExportedProgram& program, const DefUse& graph, const Node& anchor) {
+  const Product product = product_of(graph, output_of(anchor), true);
+  if (product.factors.size() != 2 || !about(product.coefficient, 0.5)) return std::nullopt;
+  for (const auto& order : {std::make_pair(product.factors[0], product.factors[1]),
+                            std::make_pair(product.factors[1], product.factors[0])}) {
+    const std::string& x = order.first;
+    const std::string& bracket = order.second;
+    if (one_plus(graph, bracket, "aten.erf.default", [&](const std::string& argument) {
+          return scales(graph, argument, 1.0 / std::numbers::sqrt2, x);
+        })) {
+      return activation(program, anchor, x, "aten.gelu.default", "none");
+    }
+    if (one_plus(graph, bracket, "aten.tanh.default", [&](const std::string& argument) {
+          return tanh_gelu_argument(graph, argument, x);
+        })) {
+      return activation(program, anchor, x, "aten.gelu.default", "tanh");
+    }
+  }
+  return std::nullopt;
+}
+
+// x * sigmoid(x).
+Match match_silu(const ExportedProgram& program, const DefUse& graph, const Node& anchor) {
+  const auto pair = operands(anchor);
+  if (!pair) return std::nullopt;
+  for (const auto& [x, gate] : {*pair, std::make_pair(pair->second, pair->first)}) {
+    const Node* sigmoid = inner(graph, gate, "aten.sigmoid.default");
+    if (sigmoid != nullptr && tensor_input(*sigmoid, "self") == x) {
+      return activation(program, anchor, x, "aten.silu.default", std::nullopt);
+    }
+  }
+  return std::nullopt;
+}
+
+// --- Layer norm: (x - mean(x)) / sqrt(var(x) + eps) [* weight] [+ bias], along one axis.
+
+// Which output of `node` `value` is, or nullopt.
+std::optional<std::size_t> output_index(const Node& node, const std::string& value) {
+  for (std::size_t index = 0; index < node.outputs.size(); ++index) {
+    const Arg& output = node.outputs[index];
+    if (output.kind == ArgKind::Tensor && !output.names.empty() && output.names[0] == value) {
+      return index;
+    }
+  }
+  return std::nullopt;
+}
+
+// The one axis a statistic reduces with keepdim, as a non-negative axis of a `rank`-d input.
+std::optional<std::int64_t> kept_axis(const Node& node, std::size_t rank) {
+  const auto dims = literal_ints(node, "dim");
+  const auto keepdim = literal_int(node, "keepdim");
+  if (!dims || dims->size() != 1 || keepdim != 1 || rank == 0) return std::nullopt;
+  const auto size = static_cast<std::int64_t>(rank);
+  const std::int64_t axis = (*dims)[0] < 0 ? (*dims)[0] + size : (*dims)[0];
+  return axis >= 0 && axis < size ? std::optional(axis) : std::nullopt;
+}
+
+// Whether a var or var_mean node computes the population variance (no Bessel correction).
+bool population_variance(const Node& node) {
+  if (node.input("correction") != nullptr) return literal_number(node, "correction") == 0.0;
+  return literal_int(node, "unbiased") == 0;  // var.dim / var_mean.dim: unbiased=False
+}
+
+constexpr std::array<std::string_view, 4> kVariances = {
+    "aten.var.dim", "aten.var.correction", "aten.var_mean.dim", "aten.var_mean.correction"};
+
+// The statistics of a written-out layer norm: x, the axis, and the nodes that only the
+// pattern may read.
+struct Moments {
+  std::string x;
+  std::int64_t axis = 0;
+};
+
+// `centered` = x - mean(x) and `variance` its mean square, along one kept axis:
+// mean((x - mean(x)) ** 2) or var(x, correction=0), or var_mean's two outputs.
+std::optional<Moments> moments(const ExportedProgram& program, const DefUse& graph,
+                               const std::string& centered, const std::string& variance,
+                               const Node& anchor) {
+  const Node* sub = graph.producer(centered);
+  if (!is(sub, "aten.sub.Tensor") || !unit_alpha(*sub)) return std::nullopt;
+  const std::string x = tensor_input(*sub, "self");
+  const std::string mean_value = tensor_input(*sub, "other");
+  const Node* mean = graph.producer(mean_value);
+  const Node* statistic = graph.producer(variance);
+  const std::size_t rank = rank_of(program, x);
+  if (mean == nullptr || statistic == nullptr || x.empty() || !graph.read_once(mean_value) ||
+      !graph.read_once(variance)) {
+    return std::nullopt;
+  }
+  std::optional<std::int64_t> axis;
+  const Node* square = nullptr;
+  if (is(statistic, "aten.mean.dim") && is(mean, "aten.mean.dim")) {
+    // mean((x - mean(x)) ** 2): the centered values are read by the square and the anchor.
+    const std::string squares = tensor_input(*statistic, "self");
+    square = graph.producer(squares);
+    if (!graph.read_once(squares) ||
+        !((is(square, "aten.pow.Tensor_Scalar") && tensor_input(*square, "self") == centered &&
+           literal_number(*square, "exponent") == 2.0) ||
+          (is(square, "aten.mul.Tensor") && tensor_input(*square, "self") == centered &&
+           tensor_input(*square, "other") == centered)) ||
+        statistic->input("dtype") != nullptr) {
+      return std::nullopt;
+    }
+    axis = kept_axis(*statistic, rank);
+  } else if (std::find(kVariances.begin(), kVariances.end(), statistic->target) !=
+                 kVariances.end() &&
+             tensor_input(*statistic, "self") == x && population_variance(*statistic)) {
+    const bool joint = statistic->target.starts_with("aten.var_mean");
+    // var_mean gives (variance, mean) from one node; var goes with a separate mean.
+    if (joint ? (mean != statistic || output_index(*statistic, variance) != 0U ||
+                 output_index(*statistic, mean_value) != 1U)
+              : !is(mean, "aten.mean.dim")) {
+      return std::nullopt;
+    }
+    axis = kept_axis(*statistic, rank);
+  } else {
+    return std::nullopt;
+  }
+  if (!axis || (is(mean, "aten.mean.dim") &&
+                (tensor_input(*mean, "self") != x || kept_axis(*mean, rank) != axis ||
+                 mean->input("dtype") != nullptr))) {
+    return std::nullopt;
+  }
+  // The centered values feed the variance and the normalisation, nothing else.
+  for (const Node* reader : graph.readers(centered)) {
+    if (reader != square && reader != &anchor) return std::nullopt;
+  }
+  if (graph.is_graph_output(centered)) return std::nullopt;
+  return Moments{x, *axis};
+}
+
+// A per-channel parameter applied along `axis` of a `rank`-d value: a 1-d tensor of `size`
+// elements, itself or unsqueezed to [size, 1, ..., 1] so that it broadcasts along `axis`.
+std::string channel_parameter(const ExportedProgram& program, const DefUse& graph,
+                              const std::string& value, std::int64_t axis, std::size_t rank,
+                              std::int64_t size, const std::string& dtype) {
+  const TensorMeta* meta = meta_of(program, value);
+  if (meta == nullptr || meta->dtype != dtype ||
+      static_cast<std::int64_t>(meta->shape.size()) != static_cast<std::int64_t>(rank) - axis ||
+      meta->shape[0].hint != size || !meta->shape[0].symbol.empty() ||
+      !std::all_of(meta->shape.begin() + 1, meta->shape.end(),
+                   [](const Dim& dim) { return dim.hint == 1 && dim.symbol.empty(); })) {
+    return "";
+  }
+  const std::string source = strip(graph, value, true);
+  const TensorMeta* source_meta = meta_of(program, source);
+  return source_meta != nullptr && source_meta->dtype == dtype && source_meta->shape.size() == 1
+             ? source
+             : "";
+}
+
+// The normalised value `anchor` computes: (centered, variance + eps) when the anchor is
+// centered / sqrt(variance + eps) or centered * rsqrt(variance + eps).
+std::optional<std::pair<std::string, std::string>> normalisation(const DefUse& graph,
+                                                                 const Node& anchor) {
+  const auto pair = operands(anchor);
+  if (!pair) return std::nullopt;
+  const bool divides = is(&anchor, "aten.div.Tensor");
+  const std::string_view root = divides ? "aten.sqrt.default" : "aten.rsqrt.default";
+  for (const auto& [centered, scale] : {*pair, std::make_pair(pair->second, pair->first)}) {
+    if (divides && centered != pair->first) continue;  // the divisor is the root
+    if (const Node* node = inner(graph, scale, root)) {
+      return std::make_pair(centered, tensor_input(*node, "self"));
+    }
+  }
+  return std::nullopt;
+}
+
+Match match_layer_norm(const ExportedProgram& program, const DefUse& graph, const Node& anchor) {
+  const auto normalised = normalisation(graph, anchor);
+  if (!normalised) return std::nullopt;
+  const auto& [centered, shifted] = *normalised;
+  const Node* add = inner(graph, shifted, "aten.add.Tensor");
+  const auto eps = add != nullptr ? literal_number(*add, "other") : std::nullopt;
+  if (!eps || !unit_alpha(*add)) return std::nullopt;
+  const auto stats = moments(program, graph, centered, tensor_input(*add, "self"), anchor);
+  if (!stats) return std::nullopt;
+  const TensorMeta* x_meta = meta_of(program, stats->x);
+  const Dim& channels = x_meta->shape[static_cast<std::size_t>(stats->axis)];
+  const std::size_t rank = x_meta->shape.size();
+  const Node* last = &anchor;
+  std::string value = output_of(anchor);
+  // A cast back to the input's dtype, as half-precision models do after computing in float32.
+  if (const auto next = graph.readers(value);
+      graph.read_once(value) && next.size() == 1 && is_cast(next[0])) {
+    last = next[0];
+    value = output_of(*last);
+  }
+  const std::string dtype = dtype_of(program, value);
+  // Weight and bias need the channel count; without them it may be dynamic.
+  std::string weight;
+  std::string bias;
+  const auto affine = [&](std::string_view target) {
+    const auto next = graph.readers(value);
+    if (!channels.symbol.empty() || !graph.read_once(value) || next.size() != 1 ||
+        !is(next[0], target) || (target == "aten.add.Tensor" && !unit_alpha(*next[0]))) {
+      return std::string();
+    }
+    const std::string other = other_operand(*next[0], value);
+    std::string parameter =
+        channel_parameter(program, graph, other, stats->axis, rank, channels.hint, dtype);
+    const TensorMeta* out = meta_of(program, output_of(*next[0]));
+    if (parameter.empty() || out == nullptr || out->dtype != dtype ||
+        !pass_util::same_dims(out->shape, x_meta->shape)) {
+      return std::string();
+    }
+    last = next[0];
+    value = output_of(*last);
+    return parameter;
+  };
+  weight = affine("aten.mul.Tensor");
+  if (!weight.empty()) bias = affine("aten.add.Tensor");
+  // x upcast from the input for the statistics: normalise the input itself, when the result
+  // is in the input's dtype again.
+  std::string input = stats->x;
+  if (const Node* upcast = graph.producer(input);
+      is_cast(upcast) && dtype_of(program, tensor_input(*upcast, "self")) == dtype) {
+    input = tensor_input(*upcast, "self");
+  }
+  if (dtype_of(program, input) != dtype || output_of(*last).empty()) return std::nullopt;
+  const bool last_axis = stats->axis + 1 == static_cast<std::int64_t>(rank);
+  const auto optional_tensor = [](const std::string& name) {
+    return name.empty() ? Arg{ArgKind::None, {}, {}, {}, {}} : tensor_arg(name);
+  };
+  std::vector<NamedArg> inputs = {{"input", tensor_arg(input)}};
+  if (last_axis) {
+    // aten.layer_norm, which the registry writes as mx.fast.layer_norm, and which a
+    // LayerNorm module's region becomes an nn.LayerNorm for.
+    inputs.push_back(
+        {"normalized_shape", ints_arg({channels.symbol.empty() ? channels.hint : -1})});
+  }
+  inputs.push_back({"weight", optional_tensor(weight)});
+  inputs.push_back({"bias", optional_tensor(bias)});
+  inputs.push_back({"eps", float_arg(*eps)});
+  if (!last_axis) inputs.push_back({"axis", int_arg(stats->axis)});
+  return std::make_pair(
+      last, replacing(*last, last_axis ? "aten.layer_norm.default" : "mlx.fast.layer_norm",
+                      std::move(inputs)));
+}
+
+// native_layer_norm of which only the output is read (not the mean and 1 / std that
+// training keeps): aten.layer_norm, one mx.fast.layer_norm call.
+Match match_native_layer_norm(const ExportedProgram& /*program*/, const DefUse& graph,
+                              const Node& node) {
+  if (node.outputs.empty() || node.outputs[0].kind != ArgKind::Tensor ||
+      node.outputs[0].names.empty() || node.outputs[0].names[0].empty()) {
+    return std::nullopt;
+  }
+  for (std::size_t index = 1; index < node.outputs.size(); ++index) {
+    for (const std::string& name : node.outputs[index].names) {
+      if (!name.empty() && (!graph.readers(name).empty() || graph.is_graph_output(name))) {
+        return std::nullopt;
+      }
+    }
+  }
+  Node fused = replacing(node, "aten.layer_norm.default", node.inputs);
+  fused.outputs.resize(1);
+  return std::make_pair(&node, std::move(fused));
+}
+
 // Matches every node of `target` against one DefUse of the program, then replaces each
 // matched pattern's last node. With a `base`, each replacement's output is renamed after
 // what it now computes ("rms_norm", "rope_1"): the anchor's name ("mul_4", "add_3") told
@@ -518,6 +951,29 @@ std::size_t fuse_rms_norm(ExportedProgram& program) {
 
 std::size_t fuse_rope(ExportedProgram& program) {
   return rewrite(program, "aten.add.Tensor", match_rope, "rope");
+}
+
+std::size_t fuse_layer_norm(ExportedProgram& program) {
+  return rewrite(program, "aten.div.Tensor", match_layer_norm, "layer_norm") +
+         rewrite(program, "aten.mul.Tensor", match_layer_norm, "layer_norm") +
+         rewrite(program, "aten.native_layer_norm.default", match_native_layer_norm, "layer_norm");
+}
+
+std::size_t fuse_activations(ExportedProgram& program) {
+  // Anchors: the last op of each pattern (GELU may end in a multiplication or in `/ 2`).
+  struct Rule {
+    std::string_view anchor;
+    Match (*match)(const ExportedProgram&, const DefUse&, const Node&);
+    std::string_view name;
+  };
+  constexpr std::array<Rule, 3> kRules = {{
+      {"aten.mul.Tensor", match_gelu, "gelu"},
+      {"aten.div.Tensor", match_gelu, "gelu"},
+      {"aten.mul.Tensor", match_silu, "silu"},
+  }};
+  std::size_t fused = 0;
+  for (const Rule& rule : kRules) fused += rewrite(program, rule.anchor, rule.match, rule.name);
+  return fused;
 }
 
 std::size_t fuse_grouped_query_attention(ExportedProgram& program) {

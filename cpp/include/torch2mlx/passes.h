@@ -42,10 +42,23 @@ std::size_t eliminate_common_subexpressions(ExportedProgram& program);
 /// aten.rms_norm node, which becomes mx.fast.rms_norm.
 std::size_t fuse_rms_norm(ExportedProgram& program);
 
+/// Fuses layer normalisation written out as ops (`(x - mean(x)) / sqrt(var(x) + eps)`, the
+/// variance as a mean of squares, var or var_mean, then `* weight + bias` or neither, with or
+/// without the float32 round trip of half-precision models) into one node: aten.layer_norm
+/// along the last axis, mlx.fast.layer_norm with an `axis` along another (ConvNeXt's
+/// channels-first norm). Both become one mx.fast.layer_norm call. A native_layer_norm whose
+/// statistics are unread becomes aten.layer_norm.
+std::size_t fuse_layer_norm(ExportedProgram& program);
+
 /// Fuses rotary position embeddings in the split-half form (`x * cos + rotate_half(x) * sin`,
 /// the tables computed from `arange` positions and an inverse-frequency buffer
 /// `base ** (-2i / d)`) into one mlx.fast.rope node. Other tables stay as they are.
 std::size_t fuse_rope(ExportedProgram& program);
+
+/// Fuses activations written out as ops into the one op they compute: GELU
+/// (`0.5 * x * (1 + erf(x / sqrt(2)))`, and the tanh approximation as GPT-2's NewGELU and
+/// FastGELU write it) into aten.gelu, `x * sigmoid(x)` into aten.silu.
+std::size_t fuse_activations(ExportedProgram& program);
 
 /// Attention whose keys and values are repeated across query heads (`repeat_kv`: unsqueeze,
 /// expand, reshape) reads the unrepeated keys and values instead, with enable_gqa:
