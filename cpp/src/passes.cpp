@@ -433,6 +433,8 @@ const std::vector<Pass>& default_passes() {
       {"fuse-rope", fuse_rope},
       {"fuse-activations", fuse_activations},
       {"fuse-gqa", fuse_grouped_query_attention},
+      // After the fusions, which match ranges and tables by how they are computed.
+      {"fold-constants", fold_constants},
       {"dead-code", eliminate_dead_code},
   };
   return kPasses;

@@ -65,6 +65,14 @@ std::size_t fuse_activations(ExportedProgram& program);
 /// mx.fast.scaled_dot_product_attention groups heads natively.
 std::size_t fuse_grouped_query_attention(ExportedProgram& program);
 
+/// Evaluates what is known before run time: nodes whose every input is a literal, a small
+/// lifted constant, a fill or range of static size, or a static size (the tables in
+/// constant_folding.cpp say which ops fold and how). A folded value that a run-time node
+/// reads becomes one creation op (aten.full, or an mlx.array literal of at most 16 values);
+/// folded sizes become literal arguments; an operand that a constant identity leaves
+/// unchanged (`x & True`, `x * 1` with a constant tensor) is read in place of the op.
+std::size_t fold_constants(ExportedProgram& program);
+
 /// The passes code generation runs, in order.
 const std::vector<Pass>& default_passes();
 
