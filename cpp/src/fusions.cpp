@@ -274,36 +274,30 @@ std::pair<std::string, std::optional<Arg>> shifted_positions(const DefUse& graph
   return {tensor_input(*add, "self"), *other};
 }
 
-std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse& graph,
-                                    const std::string& table, std::string_view function,
-                                    const std::string& x, std::int64_t dims) {
-  // The table broadcasts over every axis of x but the last two: [1, ..., 1, L, dims].
+// Whether a table of `columns` columns broadcasts over every axis of x but the last two:
+// [1, ..., 1, L, columns], with L x's second-to-last dim.
+bool table_fits(const ExportedProgram& program, const std::string& table, const std::string& x,
+                std::int64_t columns) {
   const TensorMeta* table_meta = meta_of(program, table);
   const TensorMeta* x_meta = meta_of(program, x);
   if (table_meta == nullptr || x_meta == nullptr || table_meta->shape.size() < 2 ||
       table_meta->shape.size() > x_meta->shape.size()) {
-    return std::nullopt;
+    return false;
   }
   const auto& shape = table_meta->shape;
-  if (!same_dim(shape[shape.size() - 2], x_meta->shape[x_meta->shape.size() - 2]) ||
-      shape.back().hint != dims || !shape.back().symbol.empty() ||
-      !std::all_of(shape.begin(), shape.end() - 2,
-                   [](const Dim& dim) { return dim.hint == 1 && dim.symbol.empty(); })) {
-    return std::nullopt;
-  }
-  const Node* trig = graph.producer(strip(graph, table, true));
-  if (!is(trig, function)) return std::nullopt;
-  RopeTable result;
-  result.angles = tensor_input(*trig, "self");
-  const Node* cat = graph.producer(result.angles);
-  const Arg* parts = cat != nullptr ? cat->input("tensors") : nullptr;
-  const auto cat_dim = cat != nullptr ? literal_int(*cat, "dim") : std::nullopt;
-  if (!is(cat, "aten.cat.default") || parts == nullptr || parts->names.size() != 2 ||
-      parts->names[0] != parts->names[1] ||
-      !is_last_axis(cat_dim.value_or(0), rank_of(program, result.angles))) {
-    return std::nullopt;
-  }
-  const Node* product = graph.producer(parts->names[0]);
+  return same_dim(shape[shape.size() - 2], x_meta->shape[x_meta->shape.size() - 2]) &&
+         shape.back().hint == columns && shape.back().symbol.empty() &&
+         std::all_of(shape.begin(), shape.end() - 2,
+                     [](const Dim& dim) { return dim.hint == 1 && dim.symbol.empty(); });
+}
+
+// The positions' offset and the base when `frequencies` is the outer product of positions
+// (an arange, maybe shifted, one per row of x) and an inverse-frequency buffer
+// base ** (-2i / dims); `rows` is the length of x's second-to-last axis.
+std::optional<RopeTable> rope_frequencies(const ExportedProgram& program, const DefUse& graph,
+                                          const std::string& frequencies_value, const Dim& rows,
+                                          std::int64_t dims) {
+  const Node* product = graph.producer(frequencies_value);
   const auto pair =
       product != nullptr && is(product, "aten.mul.Tensor") ? operands(*product) : std::nullopt;
   if (!pair) return std::nullopt;
@@ -325,17 +319,66 @@ std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse
     if (shift && start != 0) continue;
     // Positions run along the table's second-to-last axis, one per row of x.
     const TensorMeta* count = meta_of(program, output_of(*arange));
-    if (count == nullptr || count->shape.size() != 1 ||
-        !same_dim(count->shape[0], shape[shape.size() - 2])) {
+    if (count == nullptr || count->shape.size() != 1 || !same_dim(count->shape[0], rows)) {
       continue;
     }
     const auto base = rope_base(*values, dims);
     if (!base) continue;
+    RopeTable result;
+    result.angles = frequencies_value;
     result.offset = shift ? *shift : int_arg(start);
     result.base = *base;
     return result;
   }
   return std::nullopt;
+}
+
+// The length of x's second-to-last axis (the positions).
+const Dim& rows_of(const ExportedProgram& program, const std::string& x) {
+  const auto& shape = meta_of(program, x)->shape;
+  return shape[shape.size() - 2];
+}
+
+// A split-half table: cos or sin of cat([freqs, freqs], -1), [1, ..., L, dims].
+std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse& graph,
+                                    const std::string& table, std::string_view function,
+                                    const std::string& x, std::int64_t dims) {
+  if (!table_fits(program, table, x, dims)) return std::nullopt;
+  const Node* trig = graph.producer(strip(graph, table, true));
+  if (!is(trig, function)) return std::nullopt;
+  const std::string angles = tensor_input(*trig, "self");
+  const Node* cat = graph.producer(angles);
+  const Arg* parts = cat != nullptr ? cat->input("tensors") : nullptr;
+  const auto cat_dim = cat != nullptr ? literal_int(*cat, "dim") : std::nullopt;
+  if (!is(cat, "aten.cat.default") || parts == nullptr || parts->names.size() != 2 ||
+      parts->names[0] != parts->names[1] ||
+      !is_last_axis(cat_dim.value_or(0), rank_of(program, angles))) {
+    return std::nullopt;
+  }
+  auto result = rope_frequencies(program, graph, parts->names[0], rows_of(program, x), dims);
+  if (result) result->angles = angles;
+  return result;
+}
+
+// An interleaved table: cos or sin of freqs, one column per pair, [1, ..., L, dims / 2]; with
+// `repeated`, each column twice (repeat_interleave(table, 2, -1), as GPT-J writes it).
+std::optional<RopeTable> interleaved_table(const ExportedProgram& program, const DefUse& graph,
+                                           std::string table, std::string_view function,
+                                           const std::string& x, std::int64_t dims, bool repeated) {
+  if (repeated) {
+    if (!table_fits(program, table, x, dims)) return std::nullopt;
+    const Node* repeat = graph.producer(strip(graph, table, true));
+    if (!is(repeat, "aten.repeat_interleave.self_int") || literal_int(*repeat, "repeats") != 2 ||
+        !is_last_axis(literal_int(*repeat, "dim").value_or(0),
+                      rank_of(program, tensor_input(*repeat, "self")))) {
+      return std::nullopt;
+    }
+    table = tensor_input(*repeat, "self");
+  }
+  if (!table_fits(program, table, x, dims / 2)) return std::nullopt;
+  const Node* trig = graph.producer(strip(graph, table, true));
+  if (!is(trig, function)) return std::nullopt;
+  return rope_frequencies(program, graph, tensor_input(*trig, "self"), rows_of(program, x), dims);
 }
 
 // x when `rotated` is cat([-x[..., h:], x[..., :h]], -1) with h = dims / 2.
@@ -907,6 +950,191 @@ Match match_native_layer_norm(const ExportedProgram& /*program*/, const DefUse& 
   return std::make_pair(&node, std::move(fused));
 }
 
+// --- Interleaved rotary embedding (GPT-J, Meta's original Llama): pairs (x[2i], x[2i+1])
+// rotate, mx.fast.rope(..., traditional=True).
+
+// x[..., start::2], the even (start 0) or odd (start 1) elements of the last axis.
+std::string strided_half(const ExportedProgram& program, const DefUse& graph,
+                         const std::string& value, std::int64_t start) {
+  const Node* slice = graph.producer(value);
+  if (!is(slice, "aten.slice.Tensor") || literal_int(*slice, "step") != 2) return "";
+  std::string x = tensor_input(*slice, "self");
+  const auto dim = literal_int(*slice, "dim");
+  const auto dims = static_last_dim(program, x);
+  const auto end = literal_int(*slice, "end");
+  if (!dim || !is_last_axis(*dim, rank_of(program, x)) || !dims ||
+      (slice->input("start") == nullptr ? 0 : literal_int(*slice, "start")) != start || !end ||
+      *end < *dims) {
+    return "";
+  }
+  return x;
+}
+
+// The stack of two values along a new last axis, flattened back into x's shape: the
+// interleaving of (a, b) as [a0, b0, a1, b1, ...]; nullopt when `value` is not that.
+std::optional<std::pair<std::string, std::string>> interleaved(const ExportedProgram& program,
+                                                               const DefUse& graph,
+                                                               const Node& flatten) {
+  const std::string stacked = tensor_input(flatten, "self");
+  const Node* stack = graph.producer(stacked);
+  const Arg* parts = stack != nullptr ? stack->input("tensors") : nullptr;
+  const std::size_t rank = rank_of(program, stacked);
+  if (!is(stack, "aten.stack.default") || parts == nullptr || parts->names.size() != 2 ||
+      !graph.read_once(stacked) || !is_last_axis(literal_int(*stack, "dim").value_or(0), rank) ||
+      rank < 2) {
+    return std::nullopt;
+  }
+  // flatten(-2), or a view/reshape to x's shape (rank one less, last dim twice as wide).
+  if (is(&flatten, "aten.flatten.using_ints")) {
+    const auto start = literal_int(flatten, "start_dim");
+    const auto end = flatten.input("end_dim") == nullptr ? std::optional<std::int64_t>(-1)
+                                                         : literal_int(flatten, "end_dim");
+    const auto wrap = [&](std::int64_t dim) {
+      return dim < 0 ? dim + static_cast<std::int64_t>(rank) : dim;
+    };
+    if (!start || !end || wrap(*start) != static_cast<std::int64_t>(rank) - 2 ||
+        wrap(*end) != static_cast<std::int64_t>(rank) - 1) {
+      return std::nullopt;
+    }
+  }
+  const TensorMeta* in = meta_of(program, stacked);
+  const TensorMeta* out = meta_of(program, output_of(flatten));
+  if (in == nullptr || out == nullptr || out->shape.size() + 1 != rank ||
+      !pass_util::same_dims({in->shape.begin(), in->shape.end() - 2},
+                            {out->shape.begin(), out->shape.end() - 1}) ||
+      in->shape.back().hint != 2 || !out->shape.back().symbol.empty() ||
+      out->shape.back().hint != 2 * in->shape[rank - 2].hint) {
+    return std::nullopt;
+  }
+  return std::make_pair(parts->names[0], parts->names[1]);
+}
+
+Node interleaved_rope(const Node& anchor, const std::string& x, std::int64_t dims,
+                      const RopeTable& table) {
+  return replacing(anchor, "mlx.fast.rope",
+                   {{"input", tensor_arg(x)},
+                    {"dims", int_arg(dims)},
+                    {"traditional", bool_arg(true)},
+                    {"base", float_arg(table.base)},
+                    {"scale", float_arg(1.0)},
+                    {"offset", table.offset}});
+}
+
+bool same_offset(const RopeTable& a, const RopeTable& b) {
+  return a.offset.names == b.offset.names && a.offset.ints == b.offset.ints;
+}
+
+// The output has x's dtype and shape: no promotion or broadcast hides in the pattern.
+bool keeps_type(const ExportedProgram& program, const std::string& x, const std::string& out) {
+  const TensorMeta* x_meta = meta_of(program, x);
+  const TensorMeta* out_meta = meta_of(program, out);
+  return x_meta != nullptr && out_meta != nullptr && x_meta->dtype == out_meta->dtype &&
+         pass_util::same_dims(x_meta->shape, out_meta->shape) && x_meta->shape.size() >= 3;
+}
+
+// GPT-J: x * repeat_interleave(cos) + rotate_every_two(x) * repeat_interleave(sin), where
+// rotate_every_two(x) = stack((-x[..., 1::2], x[..., ::2]), -1).flatten(-2).
+Match match_rope_every_two(const ExportedProgram& program, const DefUse& graph, const Node& add) {
+  const auto sum = operands(add);
+  if (!sum || !unit_alpha(add)) return std::nullopt;
+  for (const auto& [cos_term, sin_term] : {*sum, std::make_pair(sum->second, sum->first)}) {
+    const Node* cos_product = inner(graph, cos_term, "aten.mul.Tensor");
+    const Node* sin_product = inner(graph, sin_term, "aten.mul.Tensor");
+    const auto sin_pair = sin_product != nullptr ? operands(*sin_product) : std::nullopt;
+    if (cos_product == nullptr || !sin_pair) continue;
+    for (const auto& [rotated, sin_table] :
+         {*sin_pair, std::make_pair(sin_pair->second, sin_pair->first)}) {
+      const Node* flatten = graph.producer(rotated);
+      if (flatten == nullptr || !graph.read_once(rotated)) continue;
+      const auto halves = interleaved(program, graph, *flatten);
+      const Node* negation = halves ? inner(graph, halves->first, "aten.neg.default") : nullptr;
+      if (negation == nullptr || !graph.read_once(halves->second)) continue;
+      const std::string x = strided_half(program, graph, halves->second, 0);
+      if (x.empty() || strided_half(program, graph, tensor_input(*negation, "self"), 1) != x ||
+          !graph.read_once(tensor_input(*negation, "self")) ||
+          !keeps_type(program, x, output_of(add))) {
+        continue;
+      }
+      const std::int64_t dims = *static_last_dim(program, x);
+      const std::string cos_table = other_operand(*cos_product, x);
+      if (cos_table.empty() || dims % 2 != 0) continue;
+      const auto cosine =
+          interleaved_table(program, graph, cos_table, "aten.cos.default", x, dims, true);
+      const auto sine =
+          interleaved_table(program, graph, sin_table, "aten.sin.default", x, dims, true);
+      if (!cosine || !sine || cosine->angles != sine->angles || !same_offset(*cosine, *sine)) {
+        continue;
+      }
+      return std::make_pair(&add, interleaved_rope(add, x, dims, *cosine));
+    }
+  }
+  return std::nullopt;
+}
+
+// a * b as (a, b) when `value` is their product, read only by the pattern.
+std::optional<std::pair<std::string, std::string>> factors_of(const DefUse& graph,
+                                                              const std::string& value) {
+  const Node* product = inner(graph, value, "aten.mul.Tensor");
+  return product != nullptr ? operands(*product) : std::nullopt;
+}
+
+// Whether {a, b} is the pair {first, second} in either order.
+bool same_pair(const std::pair<std::string, std::string>& pair, const std::string& first,
+               const std::string& second) {
+  return (pair.first == first && pair.second == second) ||
+         (pair.first == second && pair.second == first);
+}
+
+// The stack form: stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2), with
+// x1 = x[..., ::2], x2 = x[..., 1::2] and cos, sin of one column per pair.
+Match match_rope_stacked(const ExportedProgram& program, const DefUse& graph, const Node& flatten) {
+  const auto halves = interleaved(program, graph, flatten);
+  if (!halves) return std::nullopt;
+  const Node* difference = inner(graph, halves->first, "aten.sub.Tensor");
+  const Node* total = inner(graph, halves->second, "aten.add.Tensor");
+  if (difference == nullptr || total == nullptr || !unit_alpha(*difference) ||
+      !unit_alpha(*total)) {
+    return std::nullopt;
+  }
+  // x1 * cos - x2 * sin: the first product holds the even elements and the cosines.
+  const auto first = factors_of(graph, tensor_input(*difference, "self"));
+  const auto second = factors_of(graph, tensor_input(*difference, "other"));
+  const auto sum = operands(*total);
+  if (!first || !second || !sum) return std::nullopt;
+  const auto third = factors_of(graph, sum->first);
+  const auto fourth = factors_of(graph, sum->second);
+  if (!third || !fourth) return std::nullopt;
+  for (const auto& [even, cos_table] : {*first, std::make_pair(first->second, first->first)}) {
+    const std::string x = strided_half(program, graph, even, 0);
+    if (x.empty()) continue;
+    const bool odd_first = strided_half(program, graph, second->first, 1) == x;
+    if (!odd_first && strided_half(program, graph, second->second, 1) != x) continue;
+    const std::string& odd = odd_first ? second->first : second->second;
+    const std::string& sin_table = odd_first ? second->second : second->first;
+    // x1 * sin + x2 * cos, in either order of terms and factors.
+    if (!((same_pair(*third, even, sin_table) && same_pair(*fourth, odd, cos_table)) ||
+          (same_pair(*fourth, even, sin_table) && same_pair(*third, odd, cos_table)))) {
+      continue;
+    }
+    // The halves are read by these four products only.
+    if (graph.readers(even).size() != 2 || graph.readers(odd).size() != 2 ||
+        graph.is_graph_output(even) || graph.is_graph_output(odd) ||
+        !keeps_type(program, x, output_of(flatten))) {
+      continue;
+    }
+    const std::int64_t dims = *static_last_dim(program, x);
+    const auto cosine =
+        interleaved_table(program, graph, cos_table, "aten.cos.default", x, dims, false);
+    const auto sine =
+        interleaved_table(program, graph, sin_table, "aten.sin.default", x, dims, false);
+    if (!cosine || !sine || cosine->angles != sine->angles || !same_offset(*cosine, *sine)) {
+      continue;
+    }
+    return std::make_pair(&flatten, interleaved_rope(flatten, x, dims, *cosine));
+  }
+  return std::nullopt;
+}
+
 // Matches every node of `target` against one DefUse of the program, then replaces each
 // matched pattern's last node. With a `base`, each replacement's output is renamed after
 // what it now computes ("rms_norm", "rope_1"): the anchor's name ("mul_4", "add_3") told
@@ -950,7 +1178,12 @@ std::size_t fuse_rms_norm(ExportedProgram& program) {
 }
 
 std::size_t fuse_rope(ExportedProgram& program) {
-  return rewrite(program, "aten.add.Tensor", match_rope, "rope");
+  // The interleaved form ends in the add (GPT-J) or in the flatten of a stack.
+  return rewrite(program, "aten.add.Tensor", match_rope, "rope") +
+         rewrite(program, "aten.add.Tensor", match_rope_every_two, "rope") +
+         rewrite(program, "aten.flatten.using_ints", match_rope_stacked, "rope") +
+         rewrite(program, "aten.view.default", match_rope_stacked, "rope") +
+         rewrite(program, "aten.reshape.default", match_rope_stacked, "rope");
 }
 
 std::size_t fuse_layer_norm(ExportedProgram& program) {

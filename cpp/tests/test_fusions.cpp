@@ -170,6 +170,111 @@ TEST(FuseRope, LeavesOtherFrequencyTablesAsTheyAre) {
   EXPECT_EQ(fuse_rope(program), 0U);
 }
 
+// How an interleaved rotary embedding is written: GPT-J's rotate_every_two with tables
+// repeated per pair, or the halves rotated and stacked back.
+enum class Interleaving : std::uint8_t { EveryTwo, Stacked };
+
+// x [1, 2, 3, 4] rotated pair by pair by cos and sin of arange(3) * inv_freq ([3, 2]).
+// `swapped` writes the rotation the wrong way round (a near miss).
+Builder interleaved_rope_program(Interleaving form, const std::vector<float>& inverse_frequencies,
+                                 bool swapped = false) {
+  constexpr std::int64_t kHalf = 2;
+  constexpr std::int64_t kDims = 4;
+  Builder builder(meta({1, 2, 3, kDims}));
+  builder.input("inv_freq", meta({kHalf}), InputKind::Buffer, "rotary.inv_freq");
+  std::vector<std::byte> bytes(inverse_frequencies.size() * sizeof(float));
+  std::memcpy(bytes.data(), inverse_frequencies.data(), bytes.size());
+  builder.program.weights.push_back(
+      {"rotary.inv_freq", make_owned_tensor(DType::F32, {kHalf}, std::move(bytes))});
+  const auto half_slice = [&](const std::string& out, std::int64_t start) {
+    builder.node(out, "aten.slice.Tensor",
+                 {{"self", tensor("x")},
+                  {"dim", integer(3)},
+                  {"start", integer(start)},
+                  {"end", integer(INT64_MAX)},
+                  {"step", integer(2)}},
+                 meta({1, 2, 3, kHalf}));
+  };
+  const auto multiply = [&](const std::string& out, const std::string& a, const std::string& b,
+                            const std::vector<std::int64_t>& shape) {
+    builder.node(out, "aten.mul.Tensor", {{"self", tensor(a)}, {"other", tensor(b)}}, meta(shape));
+  };
+  builder.node("arange", "aten.arange.default", {{"end", integer(3)}}, meta({3}, "int64"))
+      .node("pos", "aten.unsqueeze.default", {{"self", tensor("arange")}, {"dim", integer(1)}},
+            meta({3, 1}, "int64"))
+      .node("posf", "aten.to.dtype", {{"self", tensor("pos")}}, meta({3, 1}));
+  multiply("freqs", "posf", "inv_freq", {3, kHalf});
+  builder.node("cos", "aten.cos.default", {{"self", tensor("freqs")}}, meta({3, kHalf}))
+      .node("sin", "aten.sin.default", {{"self", tensor("freqs")}}, meta({3, kHalf}));
+  half_slice("even", 0);
+  half_slice("odd", 1);
+  const auto interleave = [&](const std::string& out, const std::string& a, const std::string& b) {
+    builder
+        .node("stacked_" + out, "aten.stack.default",
+              {{"tensors", tensors({a, b})}, {"dim", integer(-1)}}, meta({1, 2, 3, kHalf, 2}))
+        .node(out, "aten.flatten.using_ints",
+              {{"self", tensor("stacked_" + out)}, {"start_dim", integer(-2)}},
+              meta({1, 2, 3, kDims}));
+  };
+  if (form == Interleaving::EveryTwo) {
+    for (const std::string table : {"cos", "sin"}) {
+      builder.node(table + "2", "aten.repeat_interleave.self_int",
+                   {{"self", tensor(table)}, {"repeats", integer(2)}, {"dim", integer(-1)}},
+                   meta({3, kDims}));
+    }
+    builder.node("neg", "aten.neg.default", {{"self", tensor(swapped ? "even" : "odd")}},
+                 meta({1, 2, 3, kHalf}));
+    interleave("rotated", "neg", swapped ? "odd" : "even");
+    multiply("x_cos", "x", "cos2", {1, 2, 3, kDims});
+    multiply("rot_sin", "rotated", "sin2", {1, 2, 3, kDims});
+    builder.node("embedded", "aten.add.Tensor",
+                 {{"self", tensor("x_cos")}, {"other", tensor("rot_sin")}}, meta({1, 2, 3, kDims}));
+    return builder;
+  }
+  multiply("a", "even", "cos", {1, 2, 3, kHalf});
+  multiply("b", "odd", swapped ? "cos" : "sin", {1, 2, 3, kHalf});
+  multiply("c", "even", "sin", {1, 2, 3, kHalf});
+  multiply("d", "cos", "odd", {1, 2, 3, kHalf});  // factors in either order
+  builder
+      .node("first", "aten.sub.Tensor", {{"self", tensor("a")}, {"other", tensor("b")}},
+            meta({1, 2, 3, kHalf}))
+      .node("second", "aten.add.Tensor", {{"self", tensor("d")}, {"other", tensor("c")}},
+            meta({1, 2, 3, kHalf}));
+  interleave("embedded", "first", "second");
+  return builder;
+}
+
+TEST(FuseRope, FusesInterleavedRotationsIntoTraditionalRope) {
+  for (const Interleaving form : {Interleaving::EveryTwo, Interleaving::Stacked}) {
+    ExportedProgram program = interleaved_rope_program(form, {1.0F, 0.01F}).returning({"embedded"});
+    EXPECT_EQ(fuse_rope(program), 1U);
+    eliminate_dead_code(program);
+    ASSERT_EQ(targets(program), std::vector<std::string>{"mlx.fast.rope"});
+    const Node& rope = program.nodes[0];
+    EXPECT_EQ(reads(rope, "input"), "x");
+    EXPECT_EQ(rope.input("traditional")->ints[0], 1);
+    EXPECT_EQ(rope.input("dims")->ints[0], 4);
+    EXPECT_DOUBLE_EQ(rope.input("base")->floats[0], 10000.0);
+    EXPECT_EQ(program.outputs[0].value.names[0], "rope");
+  }
+}
+
+TEST(FuseRope, LeavesInterleavedNearMissesAsTheyAre) {
+  for (const Interleaving form : {Interleaving::EveryTwo, Interleaving::Stacked}) {
+    // Rotated the other way, or with one table where the other belongs.
+    ExportedProgram swapped =
+        interleaved_rope_program(form, {1.0F, 0.01F}, true).returning({"embedded"});
+    EXPECT_EQ(fuse_rope(swapped), 0U);
+    // Frequencies scaled down (linear rope scaling) are not base ** (-2i / d).
+    ExportedProgram scaled = interleaved_rope_program(form, {0.5F, 0.005F}).returning({"embedded"});
+    EXPECT_EQ(fuse_rope(scaled), 0U);
+    // A half that something else reads.
+    ExportedProgram shared =
+        interleaved_rope_program(form, {1.0F, 0.01F}).returning({"embedded", "even"});
+    EXPECT_EQ(fuse_rope(shared), 0U);
+  }
+}
+
 // Attention of 4 query heads over 2 key/value heads repeated twice (transformers' repeat_kv).
 Builder grouped_attention_program() {
   Builder builder(meta({1, 4, 3, 8}));

@@ -81,6 +81,58 @@ def test_scaled_rotary_tables_stay_unfused_and_correct(op, tmp_path):
     assert "mx.fast.rope(" not in source
 
 
+class InterleavedRotary(torch.nn.Module):
+    """Rotary embeddings whose pairs are (x[2i], x[2i+1]), as GPT-J (rotate_every_two with
+    repeat_interleave'd tables) and Meta's original Llama write them; the complex form
+    (view_as_complex) does not export, so the usual real forms stack the rotated halves."""
+
+    def __init__(self, dims: int, base: float, form: str, start: int = 0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, dims, 2, dtype=torch.int64).float() / dims))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.form, self.start = form, start
+
+    def forward(self, q, k):  # [batch, heads, length, dims]
+        length = q.shape[2]
+        positions = torch.arange(self.start, self.start + length).float()
+        freqs = positions[:, None] * self.inv_freq  # [length, dims / 2]
+        cos, sin = freqs.cos().to(q.dtype), freqs.sin().to(q.dtype)
+
+        def rotate(x):
+            x1, x2 = x[..., ::2], x[..., 1::2]
+            if self.form == "every_two":
+                rotated = torch.stack((-x2, x1), dim=-1).flatten(-2)
+                return x * cos.repeat_interleave(2, -1) + rotated * sin.repeat_interleave(2, -1)
+            return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+        return rotate(q), rotate(k)
+
+
+# (form, dims, base, length, start, dtype, atol)
+INTERLEAVED_CASES = [
+    ("every_two", 16, 10000.0, 12, 0, torch.float32, 1e-5),
+    ("stacked", 64, 500000.0, 9, 0, torch.float32, 1e-5),
+    ("stacked", 32, 10000.0, 7, 5, torch.float32, 1e-5),  # positions from 5: the offset
+    ("every_two", 16, 10000.0, 9, 0, torch.float16, 1e-2),
+    ("stacked", 16, 10000.0, 9, 0, torch.float16, 1e-2),
+]
+
+
+@pytest.mark.parametrize("op", ["mlx.fast.rope"])
+@pytest.mark.parametrize("form, dims, base, length, start, dtype, atol", INTERLEAVED_CASES)
+def test_interleaved_rotary_embedding_becomes_traditional_mx_fast_rope(
+    op, form, dims, base, length, start, dtype, atol, tmp_path
+):
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 4, length, dims, generator=generator).to(dtype)
+    k = torch.randn(2, 2, length, dims, generator=generator).to(dtype)
+    model = InterleavedRotary(dims, base, form, start).eval()
+    source = _convert(model, (q, k), tmp_path / "pkg", atol)
+    assert source.count("mx.fast.rope(") == 2, source
+    assert "traditional=True" in source and f"offset={start}" in source, source
+    assert "mx.cos" not in source and "mx.stack" not in source, source
+
+
 class RMSNorm(torch.nn.Module):
     """LlamaRMSNorm: statistics in float32, the weight applied in the input's dtype."""
 

@@ -52,7 +52,9 @@ std::size_t fuse_layer_norm(ExportedProgram& program);
 
 /// Fuses rotary position embeddings in the split-half form (`x * cos + rotate_half(x) * sin`,
 /// the tables computed from `arange` positions and an inverse-frequency buffer
-/// `base ** (-2i / d)`) into one mlx.fast.rope node. Other tables stay as they are.
+/// `base ** (-2i / d)`) into one mlx.fast.rope node, and the interleaved form (pairs
+/// `(x[2i], x[2i+1])` rotated: GPT-J's rotate_every_two, or the strided halves rotated and
+/// stacked back) into one with traditional=True. Other tables stay as they are.
 std::size_t fuse_rope(ExportedProgram& program);
 
 /// Fuses activations written out as ops into the one op they compute: GELU
