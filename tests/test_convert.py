@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -303,6 +304,30 @@ def test_a_class_made_for_square_blocks_is_not_reused_for_a_widening_one(tmp_pat
     model = _SquareThenWide().eval()
     result = torch2mlx.convert(model, (torch.randn(2, 3, 8, 8),), tmp_path / "pkg", quiet=True)
     assert result.passed
+
+
+class _ConvAct(nn.Module):
+    """timm's ConvNormAct, reduced: one type whose convolutions differ in structure."""
+
+    def __init__(self, channels: int, kernel: int, groups: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=groups)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+def test_classes_of_one_type_that_differ_in_structure_are_named_for_the_difference(tmp_path):
+    # A 3x3 depthwise conv, a 1x1 depthwise one (no padding) and a 1x1 dense one (no
+    # padding, no groups): three classes, named for their arguments, never numbered.
+    torch.manual_seed(0)
+    model = nn.Sequential(_ConvAct(8, 3, 8), _ConvAct(8, 1, 8), _ConvAct(8, 1, 1)).eval()
+    result = torch2mlx.convert(model, (torch.randn(2, 8, 6, 6),), tmp_path / "pkg", quiet=True)
+    assert result.passed
+    source = result.model_py.read_text()
+    classes = re.findall(r"^class (\w+)\(", source, re.MULTILINE)
+    assert classes[:3] == ["_ConvAct", "_ConvAct1KernelSize", "_ConvAct1KernelSizeNoGroups"], source
 
 
 class _WritesIntoATemporary(nn.Module):

@@ -1493,6 +1493,114 @@ std::string variant_suffix(const std::set<std::string>& base,
   return suffix;
 }
 
+// The keyword arguments a class's __init__ passes to the layers it builds, as
+// "attribute.keyword#n" -> value ("conv.kernel_size#0" -> "3"), in order of appearance.
+std::vector<std::pair<std::string, std::string>> init_keywords(std::string_view source) {
+  const std::size_t end = std::min(source.find("\n    def __call__"), source.size());
+  const std::string_view init = source.substr(0, end);
+  std::vector<std::pair<std::string, std::string>> keywords;
+  std::string attribute;
+  std::size_t at = 0;
+  while (at < init.size()) {
+    const std::size_t line_end = std::min(init.find('\n', at), init.size());
+    const std::string_view line = init.substr(at, line_end - at);
+    at = line_end + 1;
+    constexpr std::string_view kSelf = "        self.";
+    if (line.starts_with(kSelf)) {
+      const std::string_view rest = line.substr(kSelf.size());
+      attribute = std::string(rest.substr(0, rest.find_first_of(" =")));
+    }
+    // keyword=value, where a value is a token or a parenthesised tuple.
+    for (std::size_t equals = line.find('='); equals != std::string_view::npos;
+         equals = line.find('=', equals + 1)) {
+      if (equals == 0 || equals + 1 >= line.size() || line[equals + 1] == '=' ||
+          line[equals - 1] == ' ' || line[equals - 1] == '=') {
+        continue;
+      }
+      std::size_t begin = equals;
+      while (begin > 0 && (std::isalnum(static_cast<unsigned char>(line[begin - 1])) != 0 ||
+                           line[begin - 1] == '_')) {
+        --begin;
+      }
+      std::size_t stop = equals + 1;
+      if (line[stop] == '(') {
+        stop = std::min(line.find(')', stop), line.size() - 1) + 1;
+      } else {
+        while (stop < line.size() && line[stop] != ',' && line[stop] != ')' && line[stop] != ' ') {
+          ++stop;
+        }
+      }
+      // The n-th use of a keyword within one attribute (a list of convs) is told apart from
+      // the others: "block.kernel_size#2".
+      const std::string key =
+          attribute + "." + std::string(line.substr(begin, equals - begin)) + "#";
+      const auto uses = std::count_if(keywords.begin(), keywords.end(), [&](const auto& entry) {
+        return entry.first.starts_with(key);
+      });
+      keywords.emplace_back(key + std::to_string(uses),
+                            std::string(line.substr(equals + 1, stop - equals - 1)));
+    }
+  }
+  return keywords;
+}
+
+// A keyword's value as a name part: 3 -> "3", (1, 3) -> "1x3", in_channels -> "InChannels".
+std::string value_word(std::string_view value) {
+  std::string word;
+  for (const char c : value) {
+    if (c == ',') {
+      word += 'x';
+    } else if (std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_') {
+      word += c;
+    }
+  }
+  return std::isdigit(static_cast<unsigned char>(word.empty() ? 'x' : word[0])) != 0
+             ? word
+             : camel_case(word);
+}
+
+// Words that tell `variant` from `known`, two classes of one torch type whose attributes
+// are the same, by the arguments their layers are built with: "1KernelSize" (a value that
+// differs), "NoGroups" (an argument it leaves out), "2Stride" (one it adds); "Bias" and
+// "NoBias" for flags.
+std::vector<std::string> distinguishing_words(std::string_view known, std::string_view variant) {
+  const auto before = init_keywords(known);
+  const auto after = init_keywords(variant);
+  const auto find = [](const auto& keywords, const std::string& key) {
+    return std::find_if(keywords.begin(), keywords.end(),
+                        [&](const auto& entry) { return entry.first == key; });
+  };
+  const auto bare = [](const std::string& key) {
+    const std::size_t dot = key.find('.') + 1;
+    return key.substr(dot, key.rfind('#') - dot);
+  };
+  const auto keyword_of = [&](const std::string& key) { return camel_case(bare(key)); };
+  const auto word = [&](const std::string& key, const std::string& value) {
+    if (value == "False") return "No" + keyword_of(key);
+    // True, or a size the constructor takes (kernel_size=kernel_size): the keyword alone.
+    if (value == "True" || value == bare(key)) return keyword_of(key);
+    // A number goes first, as it is said ("1KernelSize", "2Stride", "1x3KernelSize"): a
+    // class name that ends in a digit reads as a counter.
+    const std::string written = value_word(value);
+    return std::isdigit(static_cast<unsigned char>(written.empty() ? 'x' : written[0])) != 0
+               ? written + keyword_of(key)
+               : keyword_of(key) + written;
+  };
+  std::vector<std::string> words;
+  const auto add = [&](std::string candidate) {
+    if (std::find(words.begin(), words.end(), candidate) == words.end())
+      words.push_back(std::move(candidate));
+  };
+  for (const auto& [key, value] : after) {
+    const auto found = find(before, key);
+    if (found == before.end() || found->second != value) add(word(key, value));
+  }
+  for (const auto& [key, value] : before) {
+    if (find(after, key) == after.end()) add("No" + keyword_of(key));
+  }
+  return words;
+}
+
 std::string Generator::assemble() {
   // Classes, deepest modules first so that every class is defined before it is used. At
   // each depth, modules of one torch type whose code differs only in integer sizes share a
@@ -1501,7 +1609,6 @@ std::string Generator::assemble() {
   for (const std::string& path : module_order_) {
     levels[path.empty() ? 0 : std::count(path.begin(), path.end(), '.') + 1].push_back(path);
   }
-  std::map<std::string, int> name_count;
   std::vector<std::pair<std::string, std::string>> classes;  // name, source
   struct Origin {
     std::string type, first_path;
@@ -1643,8 +1750,34 @@ std::string Generator::assemble() {
       const std::set<std::string> attributes = attribute_names(first);
       const auto base = first_attributes.emplace(name, attributes).first;
       name += variant_suffix(base->second, attributes);
-      const int count = ++name_count[name];
-      if (count > 1) name += fmt::format("{}", count);
+      // Still taken: named for the arguments that set it apart from the class holding the
+      // name (ConvNormAct1KernelSize, then ConvNormAct1KernelSizeNoGroups); a number only
+      // when no argument differs (classes that differ in __call__ alone).
+      const auto holder = [&](const std::string& candidate) -> const std::string* {
+        for (const auto& [made_name, made_source] : classes) {
+          if (made_name == candidate) return &made_source;
+        }
+        return nullptr;
+      };
+      std::string candidate = name;
+      std::set<std::string> used;
+      for (const std::string* taken = holder(candidate); taken != nullptr;
+           taken = holder(candidate)) {
+        const auto words = distinguishing_words(*taken, source);
+        const auto next = std::find_if(words.begin(), words.end(), [&](const std::string& word) {
+          return !used.contains(word);
+        });
+        if (next == words.end()) break;
+        used.insert(*next);
+        candidate += *next;
+      }
+      if (holder(candidate) == nullptr) {
+        name = candidate;
+      } else {
+        int suffix = 2;
+        while (holder(fmt::format("{}{}", name, suffix)) != nullptr) ++suffix;
+        name += fmt::format("{}", suffix);
+      }
       classes.emplace_back(name, source);
       MadeClass record{name, replacement, {}};
       for (const auto& column : columns) record.fixed.push_back(column.empty() ? "" : column[0]);

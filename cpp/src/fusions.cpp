@@ -9,6 +9,8 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <numbers>
 #include <optional>
 #include <string>
 #include <vector>
@@ -272,36 +274,30 @@ std::pair<std::string, std::optional<Arg>> shifted_positions(const DefUse& graph
   return {tensor_input(*add, "self"), *other};
 }
 
-std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse& graph,
-                                    const std::string& table, std::string_view function,
-                                    const std::string& x, std::int64_t dims) {
-  // The table broadcasts over every axis of x but the last two: [1, ..., 1, L, dims].
+// Whether a table of `columns` columns broadcasts over every axis of x but the last two:
+// [1, ..., 1, L, columns], with L x's second-to-last dim.
+bool table_fits(const ExportedProgram& program, const std::string& table, const std::string& x,
+                std::int64_t columns) {
   const TensorMeta* table_meta = meta_of(program, table);
   const TensorMeta* x_meta = meta_of(program, x);
   if (table_meta == nullptr || x_meta == nullptr || table_meta->shape.size() < 2 ||
       table_meta->shape.size() > x_meta->shape.size()) {
-    return std::nullopt;
+    return false;
   }
   const auto& shape = table_meta->shape;
-  if (!same_dim(shape[shape.size() - 2], x_meta->shape[x_meta->shape.size() - 2]) ||
-      shape.back().hint != dims || !shape.back().symbol.empty() ||
-      !std::all_of(shape.begin(), shape.end() - 2,
-                   [](const Dim& dim) { return dim.hint == 1 && dim.symbol.empty(); })) {
-    return std::nullopt;
-  }
-  const Node* trig = graph.producer(strip(graph, table, true));
-  if (!is(trig, function)) return std::nullopt;
-  RopeTable result;
-  result.angles = tensor_input(*trig, "self");
-  const Node* cat = graph.producer(result.angles);
-  const Arg* parts = cat != nullptr ? cat->input("tensors") : nullptr;
-  const auto cat_dim = cat != nullptr ? literal_int(*cat, "dim") : std::nullopt;
-  if (!is(cat, "aten.cat.default") || parts == nullptr || parts->names.size() != 2 ||
-      parts->names[0] != parts->names[1] ||
-      !is_last_axis(cat_dim.value_or(0), rank_of(program, result.angles))) {
-    return std::nullopt;
-  }
-  const Node* product = graph.producer(parts->names[0]);
+  return same_dim(shape[shape.size() - 2], x_meta->shape[x_meta->shape.size() - 2]) &&
+         shape.back().hint == columns && shape.back().symbol.empty() &&
+         std::all_of(shape.begin(), shape.end() - 2,
+                     [](const Dim& dim) { return dim.hint == 1 && dim.symbol.empty(); });
+}
+
+// The positions' offset and the base when `frequencies` is the outer product of positions
+// (an arange, maybe shifted, one per row of x) and an inverse-frequency buffer
+// base ** (-2i / dims); `rows` is the length of x's second-to-last axis.
+std::optional<RopeTable> rope_frequencies(const ExportedProgram& program, const DefUse& graph,
+                                          const std::string& frequencies_value, const Dim& rows,
+                                          std::int64_t dims) {
+  const Node* product = graph.producer(frequencies_value);
   const auto pair =
       product != nullptr && is(product, "aten.mul.Tensor") ? operands(*product) : std::nullopt;
   if (!pair) return std::nullopt;
@@ -323,17 +319,66 @@ std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse
     if (shift && start != 0) continue;
     // Positions run along the table's second-to-last axis, one per row of x.
     const TensorMeta* count = meta_of(program, output_of(*arange));
-    if (count == nullptr || count->shape.size() != 1 ||
-        !same_dim(count->shape[0], shape[shape.size() - 2])) {
+    if (count == nullptr || count->shape.size() != 1 || !same_dim(count->shape[0], rows)) {
       continue;
     }
     const auto base = rope_base(*values, dims);
     if (!base) continue;
+    RopeTable result;
+    result.angles = frequencies_value;
     result.offset = shift ? *shift : int_arg(start);
     result.base = *base;
     return result;
   }
   return std::nullopt;
+}
+
+// The length of x's second-to-last axis (the positions).
+const Dim& rows_of(const ExportedProgram& program, const std::string& x) {
+  const auto& shape = meta_of(program, x)->shape;
+  return shape[shape.size() - 2];
+}
+
+// A split-half table: cos or sin of cat([freqs, freqs], -1), [1, ..., L, dims].
+std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse& graph,
+                                    const std::string& table, std::string_view function,
+                                    const std::string& x, std::int64_t dims) {
+  if (!table_fits(program, table, x, dims)) return std::nullopt;
+  const Node* trig = graph.producer(strip(graph, table, true));
+  if (!is(trig, function)) return std::nullopt;
+  const std::string angles = tensor_input(*trig, "self");
+  const Node* cat = graph.producer(angles);
+  const Arg* parts = cat != nullptr ? cat->input("tensors") : nullptr;
+  const auto cat_dim = cat != nullptr ? literal_int(*cat, "dim") : std::nullopt;
+  if (!is(cat, "aten.cat.default") || parts == nullptr || parts->names.size() != 2 ||
+      parts->names[0] != parts->names[1] ||
+      !is_last_axis(cat_dim.value_or(0), rank_of(program, angles))) {
+    return std::nullopt;
+  }
+  auto result = rope_frequencies(program, graph, parts->names[0], rows_of(program, x), dims);
+  if (result) result->angles = angles;
+  return result;
+}
+
+// An interleaved table: cos or sin of freqs, one column per pair, [1, ..., L, dims / 2]; with
+// `repeated`, each column twice (repeat_interleave(table, 2, -1), as GPT-J writes it).
+std::optional<RopeTable> interleaved_table(const ExportedProgram& program, const DefUse& graph,
+                                           std::string table, std::string_view function,
+                                           const std::string& x, std::int64_t dims, bool repeated) {
+  if (repeated) {
+    if (!table_fits(program, table, x, dims)) return std::nullopt;
+    const Node* repeat = graph.producer(strip(graph, table, true));
+    if (!is(repeat, "aten.repeat_interleave.self_int") || literal_int(*repeat, "repeats") != 2 ||
+        !is_last_axis(literal_int(*repeat, "dim").value_or(0),
+                      rank_of(program, tensor_input(*repeat, "self")))) {
+      return std::nullopt;
+    }
+    table = tensor_input(*repeat, "self");
+  }
+  if (!table_fits(program, table, x, dims / 2)) return std::nullopt;
+  const Node* trig = graph.producer(strip(graph, table, true));
+  if (!is(trig, function)) return std::nullopt;
+  return rope_frequencies(program, graph, tensor_input(*trig, "self"), rows_of(program, x), dims);
 }
 
 // x when `rotated` is cat([-x[..., h:], x[..., :h]], -1) with h = dims / 2.
@@ -474,6 +519,622 @@ Match match_grouped_query_attention(const ExportedProgram& program, const DefUse
   return std::make_pair(&attention, std::move(fused));
 }
 
+// --- Activations written out: GELU (exact and tanh) and SiLU.
+
+// A value as coefficient * factor * factor * ...: the multiplications, divisions by a
+// number and negations that compute it, flattened (so that `0.5 * x * y`, `x * 0.5 * y`
+// and `x * y / 2` read the same). Each value below the root must be read once, by the
+// pattern; a value read elsewhere is a factor.
+struct Product {
+  double coefficient = 1.0;
+  std::vector<std::string> factors;
+};
+
+// A value as constant + term + term + ...: the additions and subtractions of numbers
+// that compute it, flattened likewise.
+struct Sum {
+  double constant = 0.0;
+  std::vector<std::string> terms;
+};
+
+bool unit_alpha(const Node& node) {
+  return node.input("alpha") == nullptr || literal_number(node, "alpha") == 1.0;
+}
+
+void collect_product(const DefUse& graph, const std::string& value, bool root, Product& product) {
+  const Node* node = graph.producer(value);
+  if (node == nullptr || (!root && !graph.read_once(value))) {
+    product.factors.push_back(value);
+    return;
+  }
+  const bool multiplies = is(node, "aten.mul.Tensor") || is(node, "aten.mul.Scalar");
+  const bool divides = is(node, "aten.div.Tensor") || is(node, "aten.div.Scalar");
+  if ((multiplies || divides) && node->input("rounding_mode") == nullptr) {
+    if (const auto number = literal_number(*node, "other"); number && *number != 0.0) {
+      product.coefficient *= divides ? 1.0 / *number : *number;
+      collect_product(graph, tensor_input(*node, "self"), false, product);
+      return;
+    }
+    if (const auto pair = operands(*node); pair && multiplies) {
+      collect_product(graph, pair->first, false, product);
+      collect_product(graph, pair->second, false, product);
+      return;
+    }
+  }
+  if (is(node, "aten.neg.default")) {
+    product.coefficient = -product.coefficient;
+    collect_product(graph, tensor_input(*node, "self"), false, product);
+    return;
+  }
+  product.factors.push_back(value);
+}
+
+Product product_of(const DefUse& graph, const std::string& value, bool root) {
+  Product product;
+  collect_product(graph, value, root, product);
+  return product;
+}
+
+void collect_sum(const DefUse& graph, const std::string& value, bool root, Sum& sum) {
+  const Node* node = graph.producer(value);
+  if (node == nullptr || (!root && !graph.read_once(value))) {
+    sum.terms.push_back(value);
+    return;
+  }
+  const bool adds = is(node, "aten.add.Tensor") || is(node, "aten.add.Scalar");
+  const bool subtracts = is(node, "aten.sub.Tensor") || is(node, "aten.sub.Scalar");
+  if ((adds || subtracts) && unit_alpha(*node)) {
+    if (const auto number = literal_number(*node, "other")) {
+      sum.constant += subtracts ? -*number : *number;
+      collect_sum(graph, tensor_input(*node, "self"), false, sum);
+      return;
+    }
+    if (const auto pair = operands(*node); pair && adds) {
+      collect_sum(graph, pair->first, false, sum);
+      collect_sum(graph, pair->second, false, sum);
+      return;
+    }
+  }
+  sum.terms.push_back(value);
+}
+
+Sum sum_of(const DefUse& graph, const std::string& value, bool root) {
+  Sum sum;
+  collect_sum(graph, value, root, sum);
+  return sum;
+}
+
+// Whether a coefficient written in a model equals `expected`: to float32's precision, in
+// which models compute (GPT-2 writes sqrt(2/pi) exactly, others as 0.7978845608).
+bool about(double coefficient, double expected) {
+  return std::abs(coefficient - expected) <= 1e-7 * std::abs(expected);
+}
+
+// The node `value` is the output of, when it is `target` and read only by the pattern.
+const Node* inner(const DefUse& graph, const std::string& value, std::string_view target) {
+  const Node* node = graph.producer(value);
+  return is(node, target) && graph.read_once(value) ? node : nullptr;
+}
+
+// Whether `value` is coefficient * x, alone.
+bool scales(const DefUse& graph, const std::string& value, double coefficient,
+            const std::string& x) {
+  const Product product = product_of(graph, value, false);
+  return product.factors == std::vector<std::string>{x} && about(product.coefficient, coefficient);
+}
+
+// Whether `value` is 1 + f(coefficient * x), where f is `function`.
+bool one_plus(const DefUse& graph, const std::string& value, std::string_view function,
+              const std::function<bool(const std::string&)>& argument) {
+  const Sum sum = sum_of(graph, value, false);
+  if (sum.terms.size() != 1 || sum.constant != 1.0) return false;
+  const Node* node = inner(graph, sum.terms[0], function);
+  return node != nullptr && argument(tensor_input(*node, "self"));
+}
+
+// x ** 3 written as pow(x, 3) or x * x * x, times 0.044715: GELU's cubic term.
+bool cubic_term(const DefUse& graph, const std::string& value, const std::string& x) {
+  const Product product = product_of(graph, value, false);
+  if (!about(product.coefficient, 0.044715)) return false;
+  if (product.factors == std::vector<std::string>{x, x, x}) return true;
+  const Node* cube = product.factors.size() == 1
+                         ? inner(graph, product.factors[0], "aten.pow.Tensor_Scalar")
+                         : nullptr;
+  return cube != nullptr && tensor_input(*cube, "self") == x &&
+         literal_number(*cube, "exponent") == 3.0;
+}
+
+// The argument of tanh in the tanh approximation, in its two usual spellings:
+// sqrt(2/pi) * (x + 0.044715 * x**3) (GPT-2's NewGELU) and
+// x * sqrt(2/pi) * (1 + 0.044715 * x * x) (FastGELU).
+bool tanh_gelu_argument(const DefUse& graph, const std::string& value, const std::string& x) {
+  const Product product = product_of(graph, value, false);
+  if (!about(product.coefficient, std::sqrt(2.0 / std::numbers::pi))) return false;
+  if (product.factors.size() == 1) {
+    const Sum sum = sum_of(graph, product.factors[0], false);
+    if (sum.constant != 0.0 || sum.terms.size() != 2) return false;
+    return (sum.terms[0] == x && cubic_term(graph, sum.terms[1], x)) ||
+           (sum.terms[1] == x && cubic_term(graph, sum.terms[0], x));
+  }
+  if (product.factors.size() != 2) return false;
+  for (const auto& [first, second] : {std::make_pair(product.factors[0], product.factors[1]),
+                                      std::make_pair(product.factors[1], product.factors[0])}) {
+    if (first != x) continue;
+    const Sum sum = sum_of(graph, second, false);
+    if (sum.constant != 1.0 || sum.terms.size() != 1) continue;
+    const Product square = product_of(graph, sum.terms[0], false);
+    if (square.factors == std::vector<std::string>{x, x} && about(square.coefficient, 0.044715)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The activation a fused node computes, as aten's gelu or silu takes it.
+Match activation(const ExportedProgram& program, const Node& anchor, const std::string& x,
+                 std::string_view target, std::optional<std::string_view> approximate) {
+  const std::string out = output_of(anchor);
+  const TensorMeta* in_meta = meta_of(program, x);
+  const TensorMeta* out_meta = meta_of(program, out);
+  // The same dtype and shape: a broadcast or a promotion is more than the activation.
+  if (out.empty() || in_meta == nullptr || out_meta == nullptr ||
+      in_meta->dtype != out_meta->dtype || !pass_util::same_dims(in_meta->shape, out_meta->shape)) {
+    return std::nullopt;
+  }
+  std::vector<NamedArg> inputs = {{"self", tensor_arg(x)}};
+  if (approximate) {
+    inputs.push_back(
+        {"approximate", Arg{ArgKind::String, {}, {}, {}, {std::string(*approximate)}}});
+  }
+  return std::make_pair(&anchor, replacing(anchor, std::string(target), std::move(inputs)));
+}
+
+// 0.5 * x * (1 + erf(x / sqrt(2))) or 0.5 * x * (1 + tanh(...)), in any order of factors.
+Match match_gelu(const ExportedProgram& program, const DefUse& graph, const Node& anchor) {
+  const Product product = product_of(graph, output_of(anchor), true);
+  if (product.factors.size() != 2 || !about(product.coefficient, 0.5)) return std::nullopt;
+  for (const auto& order : {std::make_pair(product.factors[0], product.factors[1]),
+                            std::make_pair(product.factors[1], product.factors[0])}) {
+    const std::string& x = order.first;
+    const std::string& bracket = order.second;
+    if (one_plus(graph, bracket, "aten.erf.default", [&](const std::string& argument) {
+          return scales(graph, argument, 1.0 / std::numbers::sqrt2, x);
+        })) {
+      return activation(program, anchor, x, "aten.gelu.default", "none");
+    }
+    if (one_plus(graph, bracket, "aten.tanh.default", [&](const std::string& argument) {
+          return tanh_gelu_argument(graph, argument, x);
+        })) {
+      return activation(program, anchor, x, "aten.gelu.default", "tanh");
+    }
+  }
+  return std::nullopt;
+}
+
+// x * sigmoid(x).
+Match match_silu(const ExportedProgram& program, const DefUse& graph, const Node& anchor) {
+  const auto pair = operands(anchor);
+  if (!pair) return std::nullopt;
+  for (const auto& [x, gate] : {*pair, std::make_pair(pair->second, pair->first)}) {
+    const Node* sigmoid = inner(graph, gate, "aten.sigmoid.default");
+    if (sigmoid != nullptr && tensor_input(*sigmoid, "self") == x) {
+      return activation(program, anchor, x, "aten.silu.default", std::nullopt);
+    }
+  }
+  return std::nullopt;
+}
+
+// --- Layer norm: (x - mean(x)) / sqrt(var(x) + eps) [* weight] [+ bias], along one axis.
+
+// Which output of `node` `value` is, or nullopt.
+std::optional<std::size_t> output_index(const Node& node, const std::string& value) {
+  for (std::size_t index = 0; index < node.outputs.size(); ++index) {
+    const Arg& output = node.outputs[index];
+    if (output.kind == ArgKind::Tensor && !output.names.empty() && output.names[0] == value) {
+      return index;
+    }
+  }
+  return std::nullopt;
+}
+
+// The one axis a statistic reduces with keepdim, as a non-negative axis of a `rank`-d input.
+std::optional<std::int64_t> kept_axis(const Node& node, std::size_t rank) {
+  const auto dims = literal_ints(node, "dim");
+  const auto keepdim = literal_int(node, "keepdim");
+  if (!dims || dims->size() != 1 || keepdim != 1 || rank == 0) return std::nullopt;
+  const auto size = static_cast<std::int64_t>(rank);
+  const std::int64_t axis = (*dims)[0] < 0 ? (*dims)[0] + size : (*dims)[0];
+  return axis >= 0 && axis < size ? std::optional(axis) : std::nullopt;
+}
+
+// Whether a var or var_mean node computes the population variance (no Bessel correction).
+bool population_variance(const Node& node) {
+  if (node.input("correction") != nullptr) return literal_number(node, "correction") == 0.0;
+  return literal_int(node, "unbiased") == 0;  // var.dim / var_mean.dim: unbiased=False
+}
+
+constexpr std::array<std::string_view, 4> kVariances = {
+    "aten.var.dim", "aten.var.correction", "aten.var_mean.dim", "aten.var_mean.correction"};
+
+// The statistics of a written-out layer norm: x, the axis, and the nodes that only the
+// pattern may read.
+struct Moments {
+  std::string x;
+  std::int64_t axis = 0;
+};
+
+// `centered` = x - mean(x) and `variance` its mean square, along one kept axis:
+// mean((x - mean(x)) ** 2) or var(x, correction=0), or var_mean's two outputs.
+std::optional<Moments> moments(const ExportedProgram& program, const DefUse& graph,
+                               const std::string& centered, const std::string& variance,
+                               const Node& anchor) {
+  const Node* sub = graph.producer(centered);
+  if (!is(sub, "aten.sub.Tensor") || !unit_alpha(*sub)) return std::nullopt;
+  const std::string x = tensor_input(*sub, "self");
+  const std::string mean_value = tensor_input(*sub, "other");
+  const Node* mean = graph.producer(mean_value);
+  const Node* statistic = graph.producer(variance);
+  const std::size_t rank = rank_of(program, x);
+  if (mean == nullptr || statistic == nullptr || x.empty() || !graph.read_once(mean_value) ||
+      !graph.read_once(variance)) {
+    return std::nullopt;
+  }
+  std::optional<std::int64_t> axis;
+  const Node* square = nullptr;
+  if (is(statistic, "aten.mean.dim") && is(mean, "aten.mean.dim")) {
+    // mean((x - mean(x)) ** 2): the centered values are read by the square and the anchor.
+    const std::string squares = tensor_input(*statistic, "self");
+    square = graph.producer(squares);
+    if (!graph.read_once(squares) ||
+        !((is(square, "aten.pow.Tensor_Scalar") && tensor_input(*square, "self") == centered &&
+           literal_number(*square, "exponent") == 2.0) ||
+          (is(square, "aten.mul.Tensor") && tensor_input(*square, "self") == centered &&
+           tensor_input(*square, "other") == centered)) ||
+        statistic->input("dtype") != nullptr) {
+      return std::nullopt;
+    }
+    axis = kept_axis(*statistic, rank);
+  } else if (std::find(kVariances.begin(), kVariances.end(), statistic->target) !=
+                 kVariances.end() &&
+             tensor_input(*statistic, "self") == x && population_variance(*statistic)) {
+    const bool joint = statistic->target.starts_with("aten.var_mean");
+    // var_mean gives (variance, mean) from one node; var goes with a separate mean.
+    if (joint ? (mean != statistic || output_index(*statistic, variance) != 0U ||
+                 output_index(*statistic, mean_value) != 1U)
+              : !is(mean, "aten.mean.dim")) {
+      return std::nullopt;
+    }
+    axis = kept_axis(*statistic, rank);
+  } else {
+    return std::nullopt;
+  }
+  if (!axis || (is(mean, "aten.mean.dim") &&
+                (tensor_input(*mean, "self") != x || kept_axis(*mean, rank) != axis ||
+                 mean->input("dtype") != nullptr))) {
+    return std::nullopt;
+  }
+  // The centered values feed the variance and the normalisation, nothing else.
+  for (const Node* reader : graph.readers(centered)) {
+    if (reader != square && reader != &anchor) return std::nullopt;
+  }
+  if (graph.is_graph_output(centered)) return std::nullopt;
+  return Moments{x, *axis};
+}
+
+// A per-channel parameter applied along `axis` of a `rank`-d value: a 1-d tensor of `size`
+// elements, itself or unsqueezed to [size, 1, ..., 1] so that it broadcasts along `axis`.
+std::string channel_parameter(const ExportedProgram& program, const DefUse& graph,
+                              const std::string& value, std::int64_t axis, std::size_t rank,
+                              std::int64_t size, const std::string& dtype) {
+  const TensorMeta* meta = meta_of(program, value);
+  if (meta == nullptr || meta->dtype != dtype ||
+      static_cast<std::int64_t>(meta->shape.size()) != static_cast<std::int64_t>(rank) - axis ||
+      meta->shape[0].hint != size || !meta->shape[0].symbol.empty() ||
+      !std::all_of(meta->shape.begin() + 1, meta->shape.end(),
+                   [](const Dim& dim) { return dim.hint == 1 && dim.symbol.empty(); })) {
+    return "";
+  }
+  const std::string source = strip(graph, value, true);
+  const TensorMeta* source_meta = meta_of(program, source);
+  return source_meta != nullptr && source_meta->dtype == dtype && source_meta->shape.size() == 1
+             ? source
+             : "";
+}
+
+// The normalised value `anchor` computes: (centered, variance + eps) when the anchor is
+// centered / sqrt(variance + eps) or centered * rsqrt(variance + eps).
+std::optional<std::pair<std::string, std::string>> normalisation(const DefUse& graph,
+                                                                 const Node& anchor) {
+  const auto pair = operands(anchor);
+  if (!pair) return std::nullopt;
+  const bool divides = is(&anchor, "aten.div.Tensor");
+  const std::string_view root = divides ? "aten.sqrt.default" : "aten.rsqrt.default";
+  for (const auto& [centered, scale] : {*pair, std::make_pair(pair->second, pair->first)}) {
+    if (divides && centered != pair->first) continue;  // the divisor is the root
+    if (const Node* node = inner(graph, scale, root)) {
+      return std::make_pair(centered, tensor_input(*node, "self"));
+    }
+  }
+  return std::nullopt;
+}
+
+Match match_layer_norm(const ExportedProgram& program, const DefUse& graph, const Node& anchor) {
+  const auto normalised = normalisation(graph, anchor);
+  if (!normalised) return std::nullopt;
+  const auto& [centered, shifted] = *normalised;
+  const Node* add = inner(graph, shifted, "aten.add.Tensor");
+  const auto eps = add != nullptr ? literal_number(*add, "other") : std::nullopt;
+  if (!eps || !unit_alpha(*add)) return std::nullopt;
+  const auto stats = moments(program, graph, centered, tensor_input(*add, "self"), anchor);
+  if (!stats) return std::nullopt;
+  const TensorMeta* x_meta = meta_of(program, stats->x);
+  const Dim& channels = x_meta->shape[static_cast<std::size_t>(stats->axis)];
+  const std::size_t rank = x_meta->shape.size();
+  const Node* last = &anchor;
+  std::string value = output_of(anchor);
+  // A cast back to the input's dtype, as half-precision models do after computing in float32.
+  if (const auto next = graph.readers(value);
+      graph.read_once(value) && next.size() == 1 && is_cast(next[0])) {
+    last = next[0];
+    value = output_of(*last);
+  }
+  const std::string dtype = dtype_of(program, value);
+  // Weight and bias need the channel count; without them it may be dynamic.
+  std::string weight;
+  std::string bias;
+  const auto affine = [&](std::string_view target) {
+    const auto next = graph.readers(value);
+    if (!channels.symbol.empty() || !graph.read_once(value) || next.size() != 1 ||
+        !is(next[0], target) || (target == "aten.add.Tensor" && !unit_alpha(*next[0]))) {
+      return std::string();
+    }
+    const std::string other = other_operand(*next[0], value);
+    std::string parameter =
+        channel_parameter(program, graph, other, stats->axis, rank, channels.hint, dtype);
+    const TensorMeta* out = meta_of(program, output_of(*next[0]));
+    if (parameter.empty() || out == nullptr || out->dtype != dtype ||
+        !pass_util::same_dims(out->shape, x_meta->shape)) {
+      return std::string();
+    }
+    last = next[0];
+    value = output_of(*last);
+    return parameter;
+  };
+  weight = affine("aten.mul.Tensor");
+  if (!weight.empty()) bias = affine("aten.add.Tensor");
+  // x upcast from the input for the statistics: normalise the input itself, when the result
+  // is in the input's dtype again.
+  std::string input = stats->x;
+  if (const Node* upcast = graph.producer(input);
+      is_cast(upcast) && dtype_of(program, tensor_input(*upcast, "self")) == dtype) {
+    input = tensor_input(*upcast, "self");
+  }
+  if (dtype_of(program, input) != dtype || output_of(*last).empty()) return std::nullopt;
+  const bool last_axis = stats->axis + 1 == static_cast<std::int64_t>(rank);
+  const auto optional_tensor = [](const std::string& name) {
+    return name.empty() ? Arg{ArgKind::None, {}, {}, {}, {}} : tensor_arg(name);
+  };
+  std::vector<NamedArg> inputs = {{"input", tensor_arg(input)}};
+  if (last_axis) {
+    // aten.layer_norm, which the registry writes as mx.fast.layer_norm, and which a
+    // LayerNorm module's region becomes an nn.LayerNorm for.
+    inputs.push_back(
+        {"normalized_shape", ints_arg({channels.symbol.empty() ? channels.hint : -1})});
+  }
+  inputs.push_back({"weight", optional_tensor(weight)});
+  inputs.push_back({"bias", optional_tensor(bias)});
+  inputs.push_back({"eps", float_arg(*eps)});
+  if (!last_axis) inputs.push_back({"axis", int_arg(stats->axis)});
+  return std::make_pair(
+      last, replacing(*last, last_axis ? "aten.layer_norm.default" : "mlx.fast.layer_norm",
+                      std::move(inputs)));
+}
+
+// native_layer_norm of which only the output is read (not the mean and 1 / std that
+// training keeps): aten.layer_norm, one mx.fast.layer_norm call.
+Match match_native_layer_norm(const ExportedProgram& /*program*/, const DefUse& graph,
+                              const Node& node) {
+  if (node.outputs.empty() || node.outputs[0].kind != ArgKind::Tensor ||
+      node.outputs[0].names.empty() || node.outputs[0].names[0].empty()) {
+    return std::nullopt;
+  }
+  for (std::size_t index = 1; index < node.outputs.size(); ++index) {
+    for (const std::string& name : node.outputs[index].names) {
+      if (!name.empty() && (!graph.readers(name).empty() || graph.is_graph_output(name))) {
+        return std::nullopt;
+      }
+    }
+  }
+  Node fused = replacing(node, "aten.layer_norm.default", node.inputs);
+  fused.outputs.resize(1);
+  return std::make_pair(&node, std::move(fused));
+}
+
+// --- Interleaved rotary embedding (GPT-J, Meta's original Llama): pairs (x[2i], x[2i+1])
+// rotate, mx.fast.rope(..., traditional=True).
+
+// x[..., start::2], the even (start 0) or odd (start 1) elements of the last axis.
+std::string strided_half(const ExportedProgram& program, const DefUse& graph,
+                         const std::string& value, std::int64_t start) {
+  const Node* slice = graph.producer(value);
+  if (!is(slice, "aten.slice.Tensor") || literal_int(*slice, "step") != 2) return "";
+  std::string x = tensor_input(*slice, "self");
+  const auto dim = literal_int(*slice, "dim");
+  const auto dims = static_last_dim(program, x);
+  const auto end = literal_int(*slice, "end");
+  if (!dim || !is_last_axis(*dim, rank_of(program, x)) || !dims ||
+      (slice->input("start") == nullptr ? 0 : literal_int(*slice, "start")) != start || !end ||
+      *end < *dims) {
+    return "";
+  }
+  return x;
+}
+
+// The stack of two values along a new last axis, flattened back into x's shape: the
+// interleaving of (a, b) as [a0, b0, a1, b1, ...]; nullopt when `value` is not that.
+std::optional<std::pair<std::string, std::string>> interleaved(const ExportedProgram& program,
+                                                               const DefUse& graph,
+                                                               const Node& flatten) {
+  const std::string stacked = tensor_input(flatten, "self");
+  const Node* stack = graph.producer(stacked);
+  const Arg* parts = stack != nullptr ? stack->input("tensors") : nullptr;
+  const std::size_t rank = rank_of(program, stacked);
+  if (!is(stack, "aten.stack.default") || parts == nullptr || parts->names.size() != 2 ||
+      !graph.read_once(stacked) || !is_last_axis(literal_int(*stack, "dim").value_or(0), rank) ||
+      rank < 2) {
+    return std::nullopt;
+  }
+  // flatten(-2), or a view/reshape to x's shape (rank one less, last dim twice as wide).
+  if (is(&flatten, "aten.flatten.using_ints")) {
+    const auto start = literal_int(flatten, "start_dim");
+    const auto end = flatten.input("end_dim") == nullptr ? std::optional<std::int64_t>(-1)
+                                                         : literal_int(flatten, "end_dim");
+    const auto wrap = [&](std::int64_t dim) {
+      return dim < 0 ? dim + static_cast<std::int64_t>(rank) : dim;
+    };
+    if (!start || !end || wrap(*start) != static_cast<std::int64_t>(rank) - 2 ||
+        wrap(*end) != static_cast<std::int64_t>(rank) - 1) {
+      return std::nullopt;
+    }
+  }
+  const TensorMeta* in = meta_of(program, stacked);
+  const TensorMeta* out = meta_of(program, output_of(flatten));
+  if (in == nullptr || out == nullptr || out->shape.size() + 1 != rank ||
+      !pass_util::same_dims({in->shape.begin(), in->shape.end() - 2},
+                            {out->shape.begin(), out->shape.end() - 1}) ||
+      in->shape.back().hint != 2 || !out->shape.back().symbol.empty() ||
+      out->shape.back().hint != 2 * in->shape[rank - 2].hint) {
+    return std::nullopt;
+  }
+  return std::make_pair(parts->names[0], parts->names[1]);
+}
+
+Node interleaved_rope(const Node& anchor, const std::string& x, std::int64_t dims,
+                      const RopeTable& table) {
+  return replacing(anchor, "mlx.fast.rope",
+                   {{"input", tensor_arg(x)},
+                    {"dims", int_arg(dims)},
+                    {"traditional", bool_arg(true)},
+                    {"base", float_arg(table.base)},
+                    {"scale", float_arg(1.0)},
+                    {"offset", table.offset}});
+}
+
+bool same_offset(const RopeTable& a, const RopeTable& b) {
+  return a.offset.names == b.offset.names && a.offset.ints == b.offset.ints;
+}
+
+// The output has x's dtype and shape: no promotion or broadcast hides in the pattern.
+bool keeps_type(const ExportedProgram& program, const std::string& x, const std::string& out) {
+  const TensorMeta* x_meta = meta_of(program, x);
+  const TensorMeta* out_meta = meta_of(program, out);
+  return x_meta != nullptr && out_meta != nullptr && x_meta->dtype == out_meta->dtype &&
+         pass_util::same_dims(x_meta->shape, out_meta->shape) && x_meta->shape.size() >= 3;
+}
+
+// GPT-J: x * repeat_interleave(cos) + rotate_every_two(x) * repeat_interleave(sin), where
+// rotate_every_two(x) = stack((-x[..., 1::2], x[..., ::2]), -1).flatten(-2).
+Match match_rope_every_two(const ExportedProgram& program, const DefUse& graph, const Node& add) {
+  const auto sum = operands(add);
+  if (!sum || !unit_alpha(add)) return std::nullopt;
+  for (const auto& [cos_term, sin_term] : {*sum, std::make_pair(sum->second, sum->first)}) {
+    const Node* cos_product = inner(graph, cos_term, "aten.mul.Tensor");
+    const Node* sin_product = inner(graph, sin_term, "aten.mul.Tensor");
+    const auto sin_pair = sin_product != nullptr ? operands(*sin_product) : std::nullopt;
+    if (cos_product == nullptr || !sin_pair) continue;
+    for (const auto& [rotated, sin_table] :
+         {*sin_pair, std::make_pair(sin_pair->second, sin_pair->first)}) {
+      const Node* flatten = graph.producer(rotated);
+      if (flatten == nullptr || !graph.read_once(rotated)) continue;
+      const auto halves = interleaved(program, graph, *flatten);
+      const Node* negation = halves ? inner(graph, halves->first, "aten.neg.default") : nullptr;
+      if (negation == nullptr || !graph.read_once(halves->second)) continue;
+      const std::string x = strided_half(program, graph, halves->second, 0);
+      if (x.empty() || strided_half(program, graph, tensor_input(*negation, "self"), 1) != x ||
+          !graph.read_once(tensor_input(*negation, "self")) ||
+          !keeps_type(program, x, output_of(add))) {
+        continue;
+      }
+      const std::int64_t dims = *static_last_dim(program, x);
+      const std::string cos_table = other_operand(*cos_product, x);
+      if (cos_table.empty() || dims % 2 != 0) continue;
+      const auto cosine =
+          interleaved_table(program, graph, cos_table, "aten.cos.default", x, dims, true);
+      const auto sine =
+          interleaved_table(program, graph, sin_table, "aten.sin.default", x, dims, true);
+      if (!cosine || !sine || cosine->angles != sine->angles || !same_offset(*cosine, *sine)) {
+        continue;
+      }
+      return std::make_pair(&add, interleaved_rope(add, x, dims, *cosine));
+    }
+  }
+  return std::nullopt;
+}
+
+// a * b as (a, b) when `value` is their product, read only by the pattern.
+std::optional<std::pair<std::string, std::string>> factors_of(const DefUse& graph,
+                                                              const std::string& value) {
+  const Node* product = inner(graph, value, "aten.mul.Tensor");
+  return product != nullptr ? operands(*product) : std::nullopt;
+}
+
+// Whether {a, b} is the pair {first, second} in either order.
+bool same_pair(const std::pair<std::string, std::string>& pair, const std::string& first,
+               const std::string& second) {
+  return (pair.first == first && pair.second == second) ||
+         (pair.first == second && pair.second == first);
+}
+
+// The stack form: stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1).flatten(-2), with
+// x1 = x[..., ::2], x2 = x[..., 1::2] and cos, sin of one column per pair.
+Match match_rope_stacked(const ExportedProgram& program, const DefUse& graph, const Node& flatten) {
+  const auto halves = interleaved(program, graph, flatten);
+  if (!halves) return std::nullopt;
+  const Node* difference = inner(graph, halves->first, "aten.sub.Tensor");
+  const Node* total = inner(graph, halves->second, "aten.add.Tensor");
+  if (difference == nullptr || total == nullptr || !unit_alpha(*difference) ||
+      !unit_alpha(*total)) {
+    return std::nullopt;
+  }
+  // x1 * cos - x2 * sin: the first product holds the even elements and the cosines.
+  const auto first = factors_of(graph, tensor_input(*difference, "self"));
+  const auto second = factors_of(graph, tensor_input(*difference, "other"));
+  const auto sum = operands(*total);
+  if (!first || !second || !sum) return std::nullopt;
+  const auto third = factors_of(graph, sum->first);
+  const auto fourth = factors_of(graph, sum->second);
+  if (!third || !fourth) return std::nullopt;
+  for (const auto& [even, cos_table] : {*first, std::make_pair(first->second, first->first)}) {
+    const std::string x = strided_half(program, graph, even, 0);
+    if (x.empty()) continue;
+    const bool odd_first = strided_half(program, graph, second->first, 1) == x;
+    if (!odd_first && strided_half(program, graph, second->second, 1) != x) continue;
+    const std::string& odd = odd_first ? second->first : second->second;
+    const std::string& sin_table = odd_first ? second->second : second->first;
+    // x1 * sin + x2 * cos, in either order of terms and factors.
+    if (!((same_pair(*third, even, sin_table) && same_pair(*fourth, odd, cos_table)) ||
+          (same_pair(*fourth, even, sin_table) && same_pair(*third, odd, cos_table)))) {
+      continue;
+    }
+    // The halves are read by these four products only.
+    if (graph.readers(even).size() != 2 || graph.readers(odd).size() != 2 ||
+        graph.is_graph_output(even) || graph.is_graph_output(odd) ||
+        !keeps_type(program, x, output_of(flatten))) {
+      continue;
+    }
+    const std::int64_t dims = *static_last_dim(program, x);
+    const auto cosine =
+        interleaved_table(program, graph, cos_table, "aten.cos.default", x, dims, false);
+    const auto sine =
+        interleaved_table(program, graph, sin_table, "aten.sin.default", x, dims, false);
+    if (!cosine || !sine || cosine->angles != sine->angles || !same_offset(*cosine, *sine)) {
+      continue;
+    }
+    return std::make_pair(&flatten, interleaved_rope(flatten, x, dims, *cosine));
+  }
+  return std::nullopt;
+}
+
 // Matches every node of `target` against one DefUse of the program, then replaces each
 // matched pattern's last node. With a `base`, each replacement's output is renamed after
 // what it now computes ("rms_norm", "rope_1"): the anchor's name ("mul_4", "add_3") told
@@ -517,7 +1178,35 @@ std::size_t fuse_rms_norm(ExportedProgram& program) {
 }
 
 std::size_t fuse_rope(ExportedProgram& program) {
-  return rewrite(program, "aten.add.Tensor", match_rope, "rope");
+  // The interleaved form ends in the add (GPT-J) or in the flatten of a stack.
+  return rewrite(program, "aten.add.Tensor", match_rope, "rope") +
+         rewrite(program, "aten.add.Tensor", match_rope_every_two, "rope") +
+         rewrite(program, "aten.flatten.using_ints", match_rope_stacked, "rope") +
+         rewrite(program, "aten.view.default", match_rope_stacked, "rope") +
+         rewrite(program, "aten.reshape.default", match_rope_stacked, "rope");
+}
+
+std::size_t fuse_layer_norm(ExportedProgram& program) {
+  return rewrite(program, "aten.div.Tensor", match_layer_norm, "layer_norm") +
+         rewrite(program, "aten.mul.Tensor", match_layer_norm, "layer_norm") +
+         rewrite(program, "aten.native_layer_norm.default", match_native_layer_norm, "layer_norm");
+}
+
+std::size_t fuse_activations(ExportedProgram& program) {
+  // Anchors: the last op of each pattern (GELU may end in a multiplication or in `/ 2`).
+  struct Rule {
+    std::string_view anchor;
+    Match (*match)(const ExportedProgram&, const DefUse&, const Node&);
+    std::string_view name;
+  };
+  constexpr std::array<Rule, 3> kRules = {{
+      {"aten.mul.Tensor", match_gelu, "gelu"},
+      {"aten.div.Tensor", match_gelu, "gelu"},
+      {"aten.mul.Tensor", match_silu, "silu"},
+  }};
+  std::size_t fused = 0;
+  for (const Rule& rule : kRules) fused += rewrite(program, rule.anchor, rule.match, rule.name);
+  return fused;
 }
 
 std::size_t fuse_grouped_query_attention(ExportedProgram& program) {

@@ -56,6 +56,8 @@ class DefUse {
   [[nodiscard]] std::vector<const Node*> readers(const std::string& value) const;
   /// Whether `value` is read by exactly one node and is not a graph output.
   [[nodiscard]] bool read_once(const std::string& value) const;
+  /// Whether `value` is one of the graph's outputs.
+  [[nodiscard]] bool is_graph_output(const std::string& value) const;
 
  private:
   const ExportedProgram& program_;

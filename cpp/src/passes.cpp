@@ -132,6 +132,10 @@ bool DefUse::read_once(const std::string& value) const {
   return found != readers_.end() && found->second.size() == 1 && !graph_outputs_.contains(value);
 }
 
+bool DefUse::is_graph_output(const std::string& value) const {
+  return graph_outputs_.contains(value);
+}
+
 }  // namespace pass_util
 
 namespace {
@@ -504,9 +508,14 @@ const std::vector<Pass>& default_passes() {
   static const std::vector<Pass> kPasses = {
       {"noops", eliminate_noops},
       {"cse", eliminate_common_subexpressions},
+      // Before fuse-rms-norm, which would take a layer norm's centred values for its input.
+      {"fuse-layer-norm", fuse_layer_norm},
       {"fuse-rms-norm", fuse_rms_norm},
       {"fuse-rope", fuse_rope},
+      {"fuse-activations", fuse_activations},
       {"fuse-gqa", fuse_grouped_query_attention},
+      // After the fusions, which match ranges and tables by how they are computed.
+      {"fold-constants", fold_constants},
       {"rematerialize-sizes", rematerialize_sizes},
       {"dead-code", eliminate_dead_code},
   };

@@ -170,6 +170,111 @@ TEST(FuseRope, LeavesOtherFrequencyTablesAsTheyAre) {
   EXPECT_EQ(fuse_rope(program), 0U);
 }
 
+// How an interleaved rotary embedding is written: GPT-J's rotate_every_two with tables
+// repeated per pair, or the halves rotated and stacked back.
+enum class Interleaving : std::uint8_t { EveryTwo, Stacked };
+
+// x [1, 2, 3, 4] rotated pair by pair by cos and sin of arange(3) * inv_freq ([3, 2]).
+// `swapped` writes the rotation the wrong way round (a near miss).
+Builder interleaved_rope_program(Interleaving form, const std::vector<float>& inverse_frequencies,
+                                 bool swapped = false) {
+  constexpr std::int64_t kHalf = 2;
+  constexpr std::int64_t kDims = 4;
+  Builder builder(meta({1, 2, 3, kDims}));
+  builder.input("inv_freq", meta({kHalf}), InputKind::Buffer, "rotary.inv_freq");
+  std::vector<std::byte> bytes(inverse_frequencies.size() * sizeof(float));
+  std::memcpy(bytes.data(), inverse_frequencies.data(), bytes.size());
+  builder.program.weights.push_back(
+      {"rotary.inv_freq", make_owned_tensor(DType::F32, {kHalf}, std::move(bytes))});
+  const auto half_slice = [&](const std::string& out, std::int64_t start) {
+    builder.node(out, "aten.slice.Tensor",
+                 {{"self", tensor("x")},
+                  {"dim", integer(3)},
+                  {"start", integer(start)},
+                  {"end", integer(INT64_MAX)},
+                  {"step", integer(2)}},
+                 meta({1, 2, 3, kHalf}));
+  };
+  const auto multiply = [&](const std::string& out, const std::string& a, const std::string& b,
+                            const std::vector<std::int64_t>& shape) {
+    builder.node(out, "aten.mul.Tensor", {{"self", tensor(a)}, {"other", tensor(b)}}, meta(shape));
+  };
+  builder.node("arange", "aten.arange.default", {{"end", integer(3)}}, meta({3}, "int64"))
+      .node("pos", "aten.unsqueeze.default", {{"self", tensor("arange")}, {"dim", integer(1)}},
+            meta({3, 1}, "int64"))
+      .node("posf", "aten.to.dtype", {{"self", tensor("pos")}}, meta({3, 1}));
+  multiply("freqs", "posf", "inv_freq", {3, kHalf});
+  builder.node("cos", "aten.cos.default", {{"self", tensor("freqs")}}, meta({3, kHalf}))
+      .node("sin", "aten.sin.default", {{"self", tensor("freqs")}}, meta({3, kHalf}));
+  half_slice("even", 0);
+  half_slice("odd", 1);
+  const auto interleave = [&](const std::string& out, const std::string& a, const std::string& b) {
+    builder
+        .node("stacked_" + out, "aten.stack.default",
+              {{"tensors", tensors({a, b})}, {"dim", integer(-1)}}, meta({1, 2, 3, kHalf, 2}))
+        .node(out, "aten.flatten.using_ints",
+              {{"self", tensor("stacked_" + out)}, {"start_dim", integer(-2)}},
+              meta({1, 2, 3, kDims}));
+  };
+  if (form == Interleaving::EveryTwo) {
+    for (const std::string table : {"cos", "sin"}) {
+      builder.node(table + "2", "aten.repeat_interleave.self_int",
+                   {{"self", tensor(table)}, {"repeats", integer(2)}, {"dim", integer(-1)}},
+                   meta({3, kDims}));
+    }
+    builder.node("neg", "aten.neg.default", {{"self", tensor(swapped ? "even" : "odd")}},
+                 meta({1, 2, 3, kHalf}));
+    interleave("rotated", "neg", swapped ? "odd" : "even");
+    multiply("x_cos", "x", "cos2", {1, 2, 3, kDims});
+    multiply("rot_sin", "rotated", "sin2", {1, 2, 3, kDims});
+    builder.node("embedded", "aten.add.Tensor",
+                 {{"self", tensor("x_cos")}, {"other", tensor("rot_sin")}}, meta({1, 2, 3, kDims}));
+    return builder;
+  }
+  multiply("a", "even", "cos", {1, 2, 3, kHalf});
+  multiply("b", "odd", swapped ? "cos" : "sin", {1, 2, 3, kHalf});
+  multiply("c", "even", "sin", {1, 2, 3, kHalf});
+  multiply("d", "cos", "odd", {1, 2, 3, kHalf});  // factors in either order
+  builder
+      .node("first", "aten.sub.Tensor", {{"self", tensor("a")}, {"other", tensor("b")}},
+            meta({1, 2, 3, kHalf}))
+      .node("second", "aten.add.Tensor", {{"self", tensor("d")}, {"other", tensor("c")}},
+            meta({1, 2, 3, kHalf}));
+  interleave("embedded", "first", "second");
+  return builder;
+}
+
+TEST(FuseRope, FusesInterleavedRotationsIntoTraditionalRope) {
+  for (const Interleaving form : {Interleaving::EveryTwo, Interleaving::Stacked}) {
+    ExportedProgram program = interleaved_rope_program(form, {1.0F, 0.01F}).returning({"embedded"});
+    EXPECT_EQ(fuse_rope(program), 1U);
+    eliminate_dead_code(program);
+    ASSERT_EQ(targets(program), std::vector<std::string>{"mlx.fast.rope"});
+    const Node& rope = program.nodes[0];
+    EXPECT_EQ(reads(rope, "input"), "x");
+    EXPECT_EQ(rope.input("traditional")->ints[0], 1);
+    EXPECT_EQ(rope.input("dims")->ints[0], 4);
+    EXPECT_DOUBLE_EQ(rope.input("base")->floats[0], 10000.0);
+    EXPECT_EQ(program.outputs[0].value.names[0], "rope");
+  }
+}
+
+TEST(FuseRope, LeavesInterleavedNearMissesAsTheyAre) {
+  for (const Interleaving form : {Interleaving::EveryTwo, Interleaving::Stacked}) {
+    // Rotated the other way, or with one table where the other belongs.
+    ExportedProgram swapped =
+        interleaved_rope_program(form, {1.0F, 0.01F}, true).returning({"embedded"});
+    EXPECT_EQ(fuse_rope(swapped), 0U);
+    // Frequencies scaled down (linear rope scaling) are not base ** (-2i / d).
+    ExportedProgram scaled = interleaved_rope_program(form, {0.5F, 0.005F}).returning({"embedded"});
+    EXPECT_EQ(fuse_rope(scaled), 0U);
+    // A half that something else reads.
+    ExportedProgram shared =
+        interleaved_rope_program(form, {1.0F, 0.01F}).returning({"embedded", "even"});
+    EXPECT_EQ(fuse_rope(shared), 0U);
+  }
+}
+
 // Attention of 4 query heads over 2 key/value heads repeated twice (transformers' repeat_kv).
 Builder grouped_attention_program() {
   Builder builder(meta({1, 4, 3, 8}));
@@ -206,6 +311,235 @@ TEST(FuseGroupedQueryAttention, ReadsTheUnrepeatedKeysAndValues) {
 TEST(FuseGroupedQueryAttention, KeepsRepeatsThatOtherNodesRead) {
   ExportedProgram program = grouped_attention_program().returning({"attn", "kr"});
   EXPECT_EQ(fuse_grouped_query_attention(program), 0U);
+}
+
+// How a written-out layer norm computes its variance.
+enum class Variance : std::uint8_t { MeanOfSquares, Var, VarMean, Unbiased };
+
+// (x - mean(x)) / sqrt(var + 1e-5) * w + b over x [2, 3, 3] with C = 4 channels at `axis`
+// (ConvNeXt's channels-first norm along 1, a transformer's along 2), the weight unsqueezed
+// to broadcast.
+Builder layer_norm_program(std::int64_t axis, Variance variance, bool affine = true) {
+  constexpr std::int64_t kChannels = 4;
+  std::vector<std::int64_t> shape = {2, 3, 3};
+  shape[static_cast<std::size_t>(axis)] = kChannels;
+  std::vector<std::int64_t> kept = shape;
+  kept[static_cast<std::size_t>(axis)] = 1;
+  Builder builder(meta(shape));
+  builder.input("w", meta({kChannels}), InputKind::Parameter, "norm.weight")
+      .input("b", meta({kChannels}), InputKind::Parameter, "norm.bias");
+  const auto statistic = [&](const std::string& out, const std::string& target,
+                             const std::string& in, bool unbiased) {
+    std::vector<NamedArg> inputs = {{"self", tensor(in)}, {"dim", integers({axis})}};
+    if (target == "aten.var.correction") inputs.push_back({"correction", integer(unbiased)});
+    inputs.push_back({"keepdim", flag(true)});
+    builder.node(out, target, inputs, meta(kept));
+  };
+  if (variance == Variance::VarMean) {
+    builder.node("", "aten.var_mean.correction",
+                 {{"self", tensor("x")},
+                  {"dim", integers({axis})},
+                  {"correction", integer(0)},
+                  {"keepdim", flag(true)}},
+                 meta(kept));
+    Node& joint = builder.program.nodes.back();
+    joint.outputs = {tensor("var"), tensor("mean")};
+    builder.program.tensors.erase("");
+    builder.program.tensors["var"] = meta(kept);
+    builder.program.tensors["mean"] = meta(kept);
+  } else {
+    statistic("mean", "aten.mean.dim", "x", false);
+  }
+  builder.node("centered", "aten.sub.Tensor", {{"self", tensor("x")}, {"other", tensor("mean")}},
+               meta(shape));
+  if (variance == Variance::MeanOfSquares) {
+    builder.node("squares", "aten.pow.Tensor_Scalar",
+                 {{"self", tensor("centered")}, {"exponent", integer(2)}}, meta(shape));
+    statistic("var", "aten.mean.dim", "squares", false);
+  } else if (variance != Variance::VarMean) {
+    statistic("var", "aten.var.correction", "x", variance == Variance::Unbiased);
+  }
+  builder
+      .node("shifted", "aten.add.Tensor", {{"self", tensor("var")}, {"other", number(1e-5)}},
+            meta(kept))
+      .node("std", "aten.sqrt.default", {{"self", tensor("shifted")}}, meta(kept))
+      .node("normed", "aten.div.Tensor", {{"self", tensor("centered")}, {"other", tensor("std")}},
+            meta(shape));
+  if (!affine) return builder;
+  std::vector<std::int64_t> channel_shape(shape.size() - static_cast<std::size_t>(axis), 1);
+  channel_shape[0] = kChannels;
+  for (const std::string name : {"w", "b"}) {
+    std::string value = name;
+    for (std::size_t rank = 1; rank < channel_shape.size(); ++rank) {
+      const std::vector<std::int64_t> partial(channel_shape.begin(),
+                                              channel_shape.begin() + static_cast<long>(rank) + 1);
+      builder.node(value + "u", "aten.unsqueeze.default",
+                   {{"self", tensor(value)}, {"dim", integer(static_cast<std::int64_t>(rank))}},
+                   meta(partial));
+      value += "u";
+    }
+    if (name == "w") {
+      builder.node("scaled", "aten.mul.Tensor",
+                   {{"self", tensor(value)}, {"other", tensor("normed")}}, meta(shape));
+    } else {
+      builder.node("out", "aten.add.Tensor", {{"self", tensor("scaled")}, {"other", tensor(value)}},
+                   meta(shape));
+    }
+  }
+  return builder;
+}
+
+TEST(FuseLayerNorm, FusesATransformersLayerNormIntoAtenLayerNorm) {
+  ExportedProgram program = layer_norm_program(2, Variance::MeanOfSquares).returning({"out"});
+  EXPECT_EQ(fuse_layer_norm(program), 1U);
+  eliminate_dead_code(program);
+  ASSERT_EQ(targets(program), std::vector<std::string>{"aten.layer_norm.default"});
+  const Node& norm = program.nodes[0];
+  EXPECT_EQ(reads(norm, "input"), "x");
+  EXPECT_EQ(reads(norm, "weight"), "w");
+  EXPECT_EQ(reads(norm, "bias"), "b");
+  EXPECT_EQ(norm.input("normalized_shape")->ints, std::vector<std::int64_t>{4});
+  EXPECT_DOUBLE_EQ(norm.input("eps")->floats[0], 1e-5);
+  EXPECT_EQ(program.outputs[0].value.names[0], "layer_norm");
+}
+
+TEST(FuseLayerNorm, FusesAChannelsFirstNormAlongItsAxis) {
+  // ConvNeXt's LayerNorm(data_format="channels_first"), its weight as w[:, None].
+  for (const Variance variance : {Variance::MeanOfSquares, Variance::Var, Variance::VarMean}) {
+    ExportedProgram program = layer_norm_program(1, variance).returning({"out"});
+    EXPECT_EQ(fuse_layer_norm(program), 1U);
+    eliminate_dead_code(program);
+    ASSERT_EQ(targets(program), std::vector<std::string>{"mlx.fast.layer_norm"});
+    const Node& norm = program.nodes[0];
+    EXPECT_EQ(norm.input("axis")->ints[0], 1);
+    EXPECT_EQ(reads(norm, "weight"), "w");  // the 1-d parameter, not its unsqueezed view
+    EXPECT_EQ(reads(norm, "bias"), "b");
+  }
+}
+
+TEST(FuseLayerNorm, FusesANormWithoutWeightOrBias) {
+  ExportedProgram program = layer_norm_program(2, Variance::Var, false).returning({"normed"});
+  EXPECT_EQ(fuse_layer_norm(program), 1U);
+  eliminate_dead_code(program);
+  ASSERT_EQ(targets(program), std::vector<std::string>{"aten.layer_norm.default"});
+  EXPECT_EQ(program.nodes[0].input("weight")->kind, ArgKind::None);
+  EXPECT_EQ(program.nodes[0].input("bias")->kind, ArgKind::None);
+}
+
+TEST(FuseLayerNorm, LeavesNearMissesAsTheyAre) {
+  // The unbiased variance (x.var() by default) is not a layer norm's.
+  ExportedProgram unbiased = layer_norm_program(2, Variance::Unbiased).returning({"out"});
+  EXPECT_EQ(fuse_layer_norm(unbiased), 0U);
+  // Centred values that something else reads must stay.
+  ExportedProgram shared =
+      layer_norm_program(2, Variance::MeanOfSquares).returning({"out", "centered"});
+  EXPECT_EQ(fuse_layer_norm(shared), 0U);
+  // Statistics along one axis, centred along another.
+  ExportedProgram mixed = layer_norm_program(2, Variance::MeanOfSquares).returning({"out"});
+  for (Node& node : mixed.nodes) {
+    if (node.name == "mean") node.inputs[1].arg = integers({1});
+  }
+  EXPECT_EQ(fuse_layer_norm(mixed), 0U);
+}
+
+TEST(FuseLayerNorm, NativeLayerNormWithUnreadStatisticsBecomesLayerNorm) {
+  Builder builder(meta({2, 4}));
+  builder.input("w", meta({4}), InputKind::Parameter, "norm.weight");
+  builder.node("y", "aten.native_layer_norm.default",
+               {{"input", tensor("x")},
+                {"normalized_shape", integers({4})},
+                {"weight", tensor("w")},
+                {"bias", Arg{}},
+                {"eps", number(1e-5)}},
+               meta({2, 4}));
+  builder.program.nodes.back().outputs = {tensor("y"), tensor("mean"), tensor("rstd")};
+  builder.program.tensors["mean"] = meta({2, 1});
+  builder.program.tensors["rstd"] = meta({2, 1});
+  ExportedProgram program = builder.returning({"y"});
+  EXPECT_EQ(fuse_layer_norm(program), 1U);
+  ASSERT_EQ(targets(program), std::vector<std::string>{"aten.layer_norm.default"});
+  EXPECT_EQ(program.nodes[0].outputs.size(), 1U);
+  // When training statistics are read, the op stays.
+  ExportedProgram statistics = builder.returning({"y", "rstd"});
+  EXPECT_EQ(fuse_layer_norm(statistics), 0U);
+}
+
+// Activations as model code writes them over x [2, 3]: each a list of (output, op, inputs).
+Builder gelu_program(bool tanh_form) {
+  Builder builder;
+  builder.node("half", "aten.mul.Tensor", {{"self", tensor("x")}, {"other", number(0.5)}});
+  if (tanh_form) {
+    // GPT-2's NewGELU: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3))).
+    builder
+        .node("cube", "aten.pow.Tensor_Scalar", {{"self", tensor("x")}, {"exponent", number(3.0)}})
+        .node("cubic", "aten.mul.Tensor", {{"self", tensor("cube")}, {"other", number(0.044715)}})
+        .node("inner", "aten.add.Tensor", {{"self", tensor("x")}, {"other", tensor("cubic")}})
+        .node("scaled", "aten.mul.Tensor",
+              {{"self", tensor("inner")}, {"other", number(0.7978845608028654)}})
+        .node("curve", "aten.tanh.default", {{"self", tensor("scaled")}});
+  } else {
+    // 0.5 * x * (1 + erf(x / sqrt(2))).
+    builder
+        .node("scaled", "aten.div.Tensor",
+              {{"self", tensor("x")}, {"other", number(1.4142135623730951)}})
+        .node("curve", "aten.erf.default", {{"self", tensor("scaled")}});
+  }
+  builder.node("bracket", "aten.add.Tensor", {{"self", tensor("curve")}, {"other", integer(1)}})
+      .node("gelu_out", "aten.mul.Tensor",
+            {{"self", tensor("half")}, {"other", tensor("bracket")}});
+  return builder;
+}
+
+TEST(FuseActivations, FusesExactGeluIntoAtenGelu) {
+  ExportedProgram program = gelu_program(false).returning({"gelu_out"});
+  EXPECT_EQ(fuse_activations(program), 1U);
+  eliminate_dead_code(program);
+  ASSERT_EQ(targets(program), std::vector<std::string>{"aten.gelu.default"});
+  EXPECT_EQ(reads(program.nodes[0], "self"), "x");
+  EXPECT_EQ(program.nodes[0].input("approximate")->strings[0], "none");
+  EXPECT_EQ(program.outputs[0].value.names[0], "gelu");
+}
+
+TEST(FuseActivations, FusesGpt2NewGeluIntoTheTanhApproximation) {
+  ExportedProgram program = gelu_program(true).returning({"gelu_out"});
+  EXPECT_EQ(fuse_activations(program), 1U);
+  eliminate_dead_code(program);
+  ASSERT_EQ(targets(program), std::vector<std::string>{"aten.gelu.default"});
+  EXPECT_EQ(program.nodes[0].input("approximate")->strings[0], "tanh");
+}
+
+TEST(FuseActivations, FusesXTimesSigmoidXIntoSilu) {
+  ExportedProgram program =
+      Builder()
+          .node("gate", "aten.sigmoid.default", {{"self", tensor("x")}})
+          .node("y", "aten.mul.Tensor", {{"self", tensor("gate")}, {"other", tensor("x")}})
+          .returning({"y"});
+  EXPECT_EQ(fuse_activations(program), 1U);
+  eliminate_dead_code(program);
+  ASSERT_EQ(targets(program), std::vector<std::string>{"aten.silu.default"});
+  EXPECT_EQ(reads(program.nodes[0], "self"), "x");
+}
+
+TEST(FuseActivations, LeavesNearMissesAsTheyAre) {
+  // Another coefficient: x * (1 + erf(x / sqrt(2))) is twice GELU.
+  ExportedProgram doubled = gelu_program(false).returning({"gelu_out"});
+  doubled.nodes[0].inputs[1].arg = number(1.0);
+  EXPECT_EQ(fuse_activations(doubled), 0U);
+  // erf of another scale.
+  ExportedProgram scaled = gelu_program(false).returning({"gelu_out"});
+  scaled.nodes[1].inputs[1].arg = number(2.0);
+  EXPECT_EQ(fuse_activations(scaled), 0U);
+  // An intermediate read elsewhere.
+  ExportedProgram shared = gelu_program(true).returning({"gelu_out", "curve"});
+  EXPECT_EQ(fuse_activations(shared), 0U);
+  // The sigmoid of another value: a gate (GLU), not SiLU.
+  ExportedProgram gate =
+      Builder()
+          .input("g", meta({2, 3}))
+          .node("gate", "aten.sigmoid.default", {{"self", tensor("g")}})
+          .node("y", "aten.mul.Tensor", {{"self", tensor("gate")}, {"other", tensor("x")}})
+          .returning({"y"});
+  EXPECT_EQ(fuse_activations(gate), 0U);
 }
 
 }  // namespace

@@ -256,11 +256,9 @@ class Model(nn.Module):
         unsqueeze_4 = mx.expand_dims(unsqueeze_3, 1)
         unsqueeze_5 = mx.expand_dims(unsqueeze_4, 3)
         unsqueeze_6 = mx.expand_dims(unsqueeze_4, 2)
-        new_ones = mx.ones((), dtype=mx.bool_)
         ge = unsqueeze_5 >= 0
-        v_p_and = mx.bitwise_and(new_ones, ge)
         index_1 = index(to, [unsqueeze_2, unsqueeze_6])
-        v_p_and_1 = mx.bitwise_and(v_p_and, index_1)
-        layer_norm_1 = self.encoder(layer_norm, v_p_and_1)
+        v_p_and = mx.bitwise_and(ge, index_1)
+        layer_norm_1 = self.encoder(layer_norm, v_p_and)
         tanh = self.pooler(layer_norm_1)
         return {"last_hidden_state": layer_norm_1, "pooler_output": tanh}

@@ -90,15 +90,8 @@ class NewGELUActivation(nn.Module):
 
     def __call__(self, x):
         # activations.py:66: return 0.5 * input * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (i...
-        mul = x * 0.5
-        pow = mx.power(x, 3.0)
-        mul_1 = pow * 0.044715
-        add = x + mul_1
-        mul_2 = add * 0.7978845608028654
-        tanh = mx.tanh(mul_2)
-        add_1 = tanh + 1.0
-        mul_3 = mul * add_1
-        return mul_3
+        gelu = nn.gelu_approx(x)
+        return gelu
 
 
 # torch: transformers.models.gpt2.modeling_gpt2.GPT2Attention (transformer.h.0.attn and 1 more)
@@ -142,8 +135,8 @@ class GPT2MLP(nn.Module):
 
     def __call__(self, x):
         x_1 = self.c_fc(x)
-        mul = self.act(x_1)
-        x_2 = self.c_proj(mul)
+        gelu = self.act(x_1)
+        x_2 = self.c_proj(gelu)
         return x_2
 
 
@@ -197,11 +190,9 @@ class GPT2Model(nn.Module):
         unsqueeze_3 = mx.expand_dims(position_ids_1, 1)
         unsqueeze_4 = mx.expand_dims(unsqueeze_3, 3)
         unsqueeze_5 = mx.expand_dims(unsqueeze_3, 2)
-        new_ones = mx.ones((), dtype=mx.bool_)
         le = unsqueeze_5 <= unsqueeze_4
-        v_p_and = mx.bitwise_and(new_ones, le)
         index_1 = index(to, [unsqueeze_2, unsqueeze_5])
-        causal_mask_1 = mx.bitwise_and(v_p_and, index_1)
+        causal_mask_1 = mx.bitwise_and(le, index_1)
         hidden_states_1 = self.h[0](hidden_states, causal_mask_1)
         hidden_states_2 = self.h[1](hidden_states_1, causal_mask_1)
         layer_norm = self.ln_f(hidden_states_2)

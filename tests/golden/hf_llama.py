@@ -171,11 +171,9 @@ class LlamaModel(nn.Module):
         unsqueeze_3 = mx.expand_dims(position_ids_1, 1)
         unsqueeze_4 = mx.expand_dims(unsqueeze_3, 3)
         unsqueeze_5 = mx.expand_dims(unsqueeze_3, 2)
-        new_ones = mx.ones((), dtype=mx.bool_)
         le = unsqueeze_5 <= unsqueeze_4
-        v_p_and = mx.bitwise_and(new_ones, le)
         index_1 = index(to, [unsqueeze_2, unsqueeze_5])
-        causal_mask_1 = mx.bitwise_and(v_p_and, index_1)
+        causal_mask_1 = mx.bitwise_and(le, index_1)
         hidden_states = self.layers[0](embedding, causal_mask_1)
         hidden_states_1 = self.layers[1](hidden_states, causal_mask_1)
         rms_norm = self.norm(hidden_states_1)

@@ -163,11 +163,7 @@ class ViTModel(nn.Module):
     def __call__(self, x):
         embeddings = self.embeddings(x)
         # modeling_vit.py:375: attention_mask = create_bidirectional_mask(
-        arange = mx.arange(0, 17, 1, dtype=mx.int64)
-        unsqueeze = mx.expand_dims(arange, 0)
-        unsqueeze_1 = mx.expand_dims(unsqueeze, 1)
-        unsqueeze_2 = mx.expand_dims(unsqueeze_1, 3)
-        ge = unsqueeze_2 >= 0
+        ge = mx.full((1, 1, 17, 1), True, dtype=mx.bool_)
         batch = x.shape[0]
         attention_mask = expand(ge, (batch, -1, 17, 17))
         hidden_states = self.layers[0](embeddings, attention_mask)

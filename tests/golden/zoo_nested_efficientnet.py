@@ -34,7 +34,7 @@ class MBConv(nn.Module):
 
 
 # torch: tests.zoo.models.MBConv (blocks.1.0)
-class MBConv2(nn.Module):
+class MBConv2Stride(nn.Module):
     def __init__(self):
         super().__init__()
         self.block = [
@@ -68,7 +68,7 @@ class Model(nn.Module):
             nn.BatchNorm(8),
             nn.Module(),
         ]
-        self.blocks = [[MBConv(), MBConv()], [MBConv2()]]
+        self.blocks = [[MBConv(), MBConv()], [MBConv2Stride()]]
         self.head = nn.Linear(16, 5)
         self.eval()  # inference: norms use running statistics, dropout is off
 

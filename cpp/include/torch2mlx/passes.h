@@ -42,15 +42,38 @@ std::size_t eliminate_common_subexpressions(ExportedProgram& program);
 /// aten.rms_norm node, which becomes mx.fast.rms_norm.
 std::size_t fuse_rms_norm(ExportedProgram& program);
 
+/// Fuses layer normalisation written out as ops (`(x - mean(x)) / sqrt(var(x) + eps)`, the
+/// variance as a mean of squares, var or var_mean, then `* weight + bias` or neither, with or
+/// without the float32 round trip of half-precision models) into one node: aten.layer_norm
+/// along the last axis, mlx.fast.layer_norm with an `axis` along another (ConvNeXt's
+/// channels-first norm). Both become one mx.fast.layer_norm call. A native_layer_norm whose
+/// statistics are unread becomes aten.layer_norm.
+std::size_t fuse_layer_norm(ExportedProgram& program);
+
 /// Fuses rotary position embeddings in the split-half form (`x * cos + rotate_half(x) * sin`,
 /// the tables computed from `arange` positions and an inverse-frequency buffer
-/// `base ** (-2i / d)`) into one mlx.fast.rope node. Other tables stay as they are.
+/// `base ** (-2i / d)`) into one mlx.fast.rope node, and the interleaved form (pairs
+/// `(x[2i], x[2i+1])` rotated: GPT-J's rotate_every_two, or the strided halves rotated and
+/// stacked back) into one with traditional=True. Other tables stay as they are.
 std::size_t fuse_rope(ExportedProgram& program);
+
+/// Fuses activations written out as ops into the one op they compute: GELU
+/// (`0.5 * x * (1 + erf(x / sqrt(2)))`, and the tanh approximation as GPT-2's NewGELU and
+/// FastGELU write it) into aten.gelu, `x * sigmoid(x)` into aten.silu.
+std::size_t fuse_activations(ExportedProgram& program);
 
 /// Attention whose keys and values are repeated across query heads (`repeat_kv`: unsqueeze,
 /// expand, reshape) reads the unrepeated keys and values instead, with enable_gqa:
 /// mx.fast.scaled_dot_product_attention groups heads natively.
 std::size_t fuse_grouped_query_attention(ExportedProgram& program);
+
+/// Evaluates what is known before run time: nodes whose every input is a literal, a small
+/// lifted constant, a fill or range of static size, or a static size (the tables in
+/// constant_folding.cpp say which ops fold and how). A folded value that a run-time node
+/// reads becomes one creation op (aten.full, or an mlx.array literal of at most 16 values);
+/// folded sizes become literal arguments; an operand that a constant identity leaves
+/// unchanged (`x & True`, `x * 1` with a constant tensor) is read in place of the op.
+std::size_t fold_constants(ExportedProgram& program);
 
 /// Symbolic size arithmetic (`length + 1`, which torch.export records once however many
 /// modules compute it) is copied into each module call that reads it, so that a module's

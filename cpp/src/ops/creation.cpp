@@ -1,6 +1,7 @@
 // Tensor creation: ranges, fills, random tensors, and the ops that only exist for
 // training or for the tracer (dropout, asserts), which become no-ops at inference.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "call.h"
 #include "emit_util.h"
@@ -47,6 +48,30 @@ std::string arange(Call& call) {
   const std::string range =
       fmt::format("{} + {} * mx.arange({}, dtype=mx.float32)", start, step, count);
   return dtype == "mx.float32" ? range : fmt::format("({}).astype({})", range, dtype);
+}
+
+// A constant the compiler folded (fold-constants), as a nested list literal in row-major
+// order.
+std::string literal_array(Call& call) {
+  const Arg* values = call.node().input("values");
+  const std::vector<std::int64_t> shape = call.ints("shape");
+  const std::string dtype = output_dtype(call);
+  if (values == nullptr) call.unsupported("a literal array without values");
+  const auto element = [&](double value) {
+    if (dtype == "mx.bool_") return std::string(value != 0.0 ? "True" : "False");
+    if (!is_float_dtype(dtype)) return fmt::format("{}", static_cast<std::int64_t>(value));
+    return float_literal(value);
+  };
+  std::size_t next = 0;
+  const auto nested = [&](const auto& self, std::size_t axis) -> std::string {
+    if (axis == shape.size())
+      return next < values->floats.size() ? element(values->floats[next++]) : "0";
+    std::vector<std::string> items;
+    for (std::int64_t index = 0; index < shape[axis]; ++index)
+      items.push_back(self(self, axis + 1));
+    return fmt::format("[{}]", fmt::join(items, ", "));
+  };
+  return fmt::format("mx.array({}, dtype={})", nested(nested, 0), dtype);
 }
 
 std::string linspace(Call& call) {
@@ -198,6 +223,7 @@ std::vector<OpEntry> creation_ops() {
       {"aten.eye.default", eye, kStandard},
       {"aten.eye.m", eye, kStandard},
       {"aten.full.default", full, kStandard},
+      {"mlx.array", literal_array, kStandard},
       {"aten.zeros.default", constant<"mx.zeros">, kStandard},
       {"aten.ones.default", constant<"mx.ones">, kStandard},
       {"aten.empty.memory_format", constant<"mx.zeros">, kStandard},

@@ -39,6 +39,22 @@ std::string layer_norm(Call& call) {
                      optional_tensor(call, "bias"), eps(call));
 }
 
+// A layer norm along one axis (a fusion's node; ConvNeXt normalises channels-first): along
+// the stored last axis, as a channels-last input has its channels, one mx.fast.layer_norm;
+// along another, moved last and back.
+std::string layer_norm_along(Call& call) {
+  const std::int64_t axis = call.axis("axis", -1);
+  const std::int64_t last = call.rank("input") - 1;
+  const auto norm = [&](const std::string& x) {
+    return fmt::format("mx.fast.layer_norm({}, {}, {}, {})", x, optional_tensor(call, "weight"),
+                       optional_tensor(call, "bias"), eps(call));
+  };
+  if (axis == last) return norm(call.tensor("input"));
+  return fmt::format("mx.moveaxis({}, -1, {})",
+                     norm(fmt::format("mx.moveaxis({}, {}, -1)", call.tensor("input"), axis)),
+                     axis);
+}
+
 std::string native_layer_norm(Call& call) {
   // (output, mean, 1 / std), the statistics with the normalised axes kept as size 1.
   return fmt::format("{}({}, {}, {}, {}, {})", call.helper("layer_norm_nd"), call.tensor("input"),
@@ -267,6 +283,7 @@ std::vector<OpEntry> norm_attention_ops() {
       {"aten.layer_norm.default", layer_norm, kStandard},
       {"aten.native_layer_norm.default", native_layer_norm, kStandard},
       {"aten.rms_norm.default", rms_norm, kStandard},
+      {"mlx.fast.layer_norm", layer_norm_along, LayoutRule::Axis},
       {"aten.batch_norm.default", batch_norm, kCL},
       {"aten._native_batch_norm_legit_no_training.default", batch_norm_no_training, kCL},
       {"aten._native_batch_norm_legit.default", batch_norm_legit, kCL},
