@@ -7,6 +7,7 @@ Fixtures are built here from torch's own output or by hand; nothing binary is co
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -374,6 +375,74 @@ def test_pt2_archive(exported: Path, tmp_path: Path) -> None:
         [str(path), "'weight'", "weight_0", "missing"],
         "export and save the model again",
     )
+
+
+def _saved(value: Any) -> bytes:
+    """The bytes torch.save writes for `value`."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _pickled_weight(payload: bytes) -> Callable[[str, bytes], bytes | None]:
+    """An edit of a .pt2 whose weight 'weight' is stored pickled (use_pickle) as `payload`."""
+
+    def change(name: str, data: bytes) -> bytes | None:
+        if name.endswith("/model_weights_config.json"):
+            config = json.loads(data)
+            config["config"]["weight"]["use_pickle"] = True
+            return json.dumps(config).encode()
+        return payload if name.endswith("/weight_0") else data
+
+    return change
+
+
+# The payload parts of a .pt2 that a crafted archive can get wrong: the edit, what the refusal
+# names, and what it says to do.
+PT2_PAYLOADS = {
+    "no weights config": (
+        lambda name, data: None if name.endswith("/model_weights_config.json") else data,
+        ["model_weights_config.json is missing", "data/weights/model.pt"],
+        "export and save the model again",
+    ),
+    "pickled weight of two tensors": (
+        _pickled_weight(_saved({"a": torch.zeros(2), "b": torch.zeros(2)})),
+        ["'weight'", "weight_0 holds 2 tensors", "expected the one tensor"],
+        "export and save the model again",
+    ),
+    "pickled weight that is not a torch.save archive": (
+        _pickled_weight(b"not a zip archive at all"),
+        ["weight_0 is not a readable torch.save archive", "not a zip archive"],
+        "save it again",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PT2_PAYLOADS))
+def test_pt2_payloads(case: str, exported: Path, tmp_path: Path) -> None:
+    change, named, what_to_do = PT2_PAYLOADS[case]
+    path = rewrite_zip(exported, tmp_path / "crafted.pt2", change)
+    check(read(path), "pt2", [str(path), *named], what_to_do)
+
+
+def test_pt2_torch28_weights_holding_a_non_tensor(exported: Path, tmp_path: Path) -> None:
+    """torch 2.8 saved all weights as one torch.save dict, data/weights/model.pt: a value in it
+    that is not a tensor is named."""
+    folder = next(n for n in zipfile.ZipFile(exported).namelist() if n.endswith("/weight_0"))
+    root = folder.rsplit("/data/", 1)[0]
+
+    dropped = ("/model_weights_config.json", "/weight_0", "/weight_1")
+    path = rewrite_zip(
+        exported, tmp_path / "old.pt2", lambda name, data: None if name.endswith(dropped) else data
+    )
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_STORED) as archive:
+        archive.writestr(
+            f"{root}/data/weights/model.pt",
+            _saved({"weight": torch.zeros(2, 3), "bias": torch.zeros(2), "step": 3}),
+        )
+    message = read(path)
+    assert message.startswith("[pt2] "), message
+    assert "holds a non-tensor int 'step'" in message and "only tensors can be" in message
 
 
 def test_graph_json(exported: Path, tmp_path: Path) -> None:
