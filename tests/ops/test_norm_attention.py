@@ -105,6 +105,9 @@ RMS_NORM_CASES = [
 
 @pytest.mark.parametrize("op, shape, normalized, weight, eps, dtype", RMS_NORM_CASES)
 def test_rms_norm(op, shape, normalized, weight, eps, dtype):
+    # Seeded: float16 values drawn from whatever state earlier tests left could land where
+    # rounding the same sum in another order exceeds the tolerance.
+    torch.manual_seed(0)
     x = _randn(*shape, dtype=dtype)
     if weight:
         check_op(
