@@ -14,15 +14,6 @@ import torch.nn.functional as F
 from torch2mlx.conversion import convert
 
 
-@pytest.fixture
-def global_rng_kept():
-    """These tests seed and draw from torch's global generator; the op tests after them draw
-    unseeded inputs from it (some at float16 tolerances that depend on the draw), so it is
-    left as it was."""
-    with torch.random.fork_rng():
-        yield
-
-
 def _convert(model, inputs, path, atol):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
