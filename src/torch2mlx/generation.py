@@ -12,9 +12,10 @@ keeps the buffers, with room to spare as mlx-lm's KVCache does, from one call to
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ FORMAT = "torch2mlx-generation"
 CACHE_STEP = 256  # cache positions allocated at a time (mlx-lm's KVCache.step)
 
 
-# The attention implementation the two programs are captured with (see _attention_during).
+# The attention implementation the two programs are captured with (_attention_for_capture).
 _ATTENTION = "torch2mlx_generation"
 
 
@@ -67,26 +68,25 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
     return output.transpose(1, 2).contiguous(), None
 
 
-class _attention_during:
+@contextlib.contextmanager
+def _attention_for_capture(model: Any) -> Iterator[None]:
     """Captures ``model`` with _attention and _mask instead of transformers' SDPA (only when
     it uses SDPA: eager models, e.g. with logit soft-capping, keep theirs), and restores it."""
+    config = model.config
+    previous = config._attn_implementation
+    if previous != "sdpa":
+        yield
+        return
+    from transformers.masking_utils import AttentionMaskInterface
+    from transformers.modeling_utils import AttentionInterface
 
-    def __init__(self, model: Any) -> None:
-        self.config = model.config
-        self.previous = self.config._attn_implementation
-
-    def __enter__(self) -> None:
-        if self.previous != "sdpa":
-            return
-        from transformers.masking_utils import AttentionMaskInterface
-        from transformers.modeling_utils import AttentionInterface
-
-        AttentionInterface.register(_ATTENTION, _attention)
-        AttentionMaskInterface.register(_ATTENTION, _mask)
-        self.config._attn_implementation = _ATTENTION
-
-    def __exit__(self, *exc: Any) -> None:
-        self.config._attn_implementation = self.previous
+    AttentionInterface.register(_ATTENTION, _attention)
+    AttentionMaskInterface.register(_ATTENTION, _mask)
+    config._attn_implementation = _ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
 
 
 def _step_module(model: Any, with_past: bool) -> Any:
@@ -239,7 +239,7 @@ def convert_for_generation(
         tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
     )
     try:
-        with _attention_during(model):
+        with _attention_for_capture(model):
             prefill = _step_module(model, with_past=False)
             results = {
                 "prefill": convert(
