@@ -5,8 +5,8 @@
 // byte-identical from run to run.
 #include <fmt/format.h>
 
+#include <cctype>
 #include <map>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -59,14 +59,29 @@ HelperTable split_module() {
     at = line_end;
   }
   close();
-  // A call of another helper: its name followed by "(", not an attribute (mx.split).
+  // A call of another helper: a whole identifier followed by "(", not an attribute
+  // (mx.split), read in one pass over each body past its def line.
+  const auto is_word = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+  };
   for (const auto& [caller, text] : table.source) {
-    for (const auto& [callee, unused] : table.source) {
-      if (callee == caller) continue;
-      const std::regex call("(^|[^\\w.])" + callee + "\\(");
-      const std::string body(text.substr(text.find('\n')));  // past the def line
-      if (std::regex_search(body, call)) table.calls[caller].push_back(callee);
+    const std::string_view body = text.substr(text.find('\n'));
+    std::set<std::string> callees;
+    for (std::size_t at = 0; at < body.size();) {
+      if (!is_word(body[at])) {
+        ++at;
+        continue;
+      }
+      const std::size_t start = at;
+      while (at < body.size() && is_word(body[at])) ++at;
+      const std::string name(body.substr(start, at - start));
+      const bool attribute = start > 0 && body[start - 1] == '.';
+      if (!attribute && at < body.size() && body[at] == '(' && name != caller &&
+          table.source.contains(name)) {
+        callees.insert(name);
+      }
     }
+    if (!callees.empty()) table.calls[caller].assign(callees.begin(), callees.end());
   }
   return table;
 }
