@@ -160,17 +160,23 @@ def _padded(batch: int, length: int, left: bool = False) -> tuple[torch.Tensor, 
     return torch.randn(batch, length, 32), padding
 
 
+def _check_padded(model, tmp_path):
+    """Converted once with dynamic batch and length, then run on right-, left- and long-padded
+    batches; only the feature size stays fixed."""
+    batch, length = Dim("batch", max=64), Dim("length", max=512)
+    axes = ({0: batch, 1: length}, {0: batch, 1: length})
+    sizes = [_padded(1, 5), _padded(4, 9, left=True), _padded(3, 30)]
+    config = convert_once_run_at(model, _padded(3, 7), axes, sizes, tmp_path)
+    assert fixed_sizes(config) == [["32"], []], config["inputs"]
+
+
 def test_transformer_encoder_with_a_padding_mask(tmp_path):
     # Eager inference packs right-padded batches into nested tensors and returns zeros (then
     # the final norm) at padded positions; left padding takes the dense path. The package
     # does both, as torch decides, on the mask's values.
     torch.manual_seed(0)
     model = PaddedEncoder().eval()
-    batch, length = Dim("batch", max=64), Dim("length", max=512)
-    axes = ({0: batch, 1: length}, {0: batch, 1: length})
-    sizes = [_padded(1, 5), _padded(4, 9, left=True), _padded(3, 30)]
-    config = convert_once_run_at(model, _padded(3, 7), axes, sizes, tmp_path)
-    assert fixed_sizes(config) == [["32"], []], config["inputs"]
+    _check_padded(model, tmp_path)
 
 
 class PaddedSelfAttention(nn.Module):
@@ -193,11 +199,7 @@ class PaddedSelfAttention(nn.Module):
 def test_multihead_attention_with_a_padding_mask(need_weights, tmp_path):
     torch.manual_seed(0)
     model = PaddedSelfAttention(need_weights).eval()
-    batch, length = Dim("batch", max=64), Dim("length", max=512)
-    axes = ({0: batch, 1: length}, {0: batch, 1: length})
-    sizes = [_padded(1, 5), _padded(4, 9, left=True), _padded(3, 30)]
-    config = convert_once_run_at(model, _padded(3, 7), axes, sizes, tmp_path)
-    assert fixed_sizes(config) == [["32"], []], config["inputs"]
+    _check_padded(model, tmp_path)
 
 
 class Seq2Seq(nn.Module):
