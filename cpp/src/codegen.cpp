@@ -21,13 +21,13 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
-#include <sstream>
 #include <utility>
 
 #include "ops/call.h"
 #include "torch2mlx/error.h"
 #include "torch2mlx/op_mapping.h"
 #include "torch2mlx/passes.h"
+#include "torch2mlx/python_ast.h"
 #include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
@@ -210,7 +210,6 @@ struct Region {
   int last = -1;
   bool inline_into_parent = false;
   bool is_leaf_layer = false;
-  std::string leaf_constructor;  // for leaf layers
   std::vector<std::string> inputs;
   std::vector<std::string> outputs;
   // Dynamic sizes the method reads off the shape of one of its tensor inputs instead of
@@ -230,28 +229,29 @@ struct ModuleNode {
   std::vector<std::string> children;  // child segment names, in first-seen order
   std::vector<std::pair<std::string, std::string>> params;  // attribute, source weight
   bool is_list = false;
-  std::string leaf_constructor;  // set when an mlx.nn layer stands for it
-  std::string method_source;     // __call__ of its class, when a region became a method
+  std::optional<py::Expr> leaf_constructor;  // set when an mlx.nn layer stands for it
+  std::optional<py::Stmt> method;            // __call__ of its class, when a region became one
+  std::string method_text;                   // the method as printed, to compare calls by
   std::string class_name;
-  std::string constructor;  // how the parent builds it, e.g. "BasicBlock(in_channels=16)"
+  py::Expr constructor;  // how the parent builds it, e.g. `BasicBlock(in_channels=16)`
 };
 
 struct Method {
-  std::vector<std::string> lines;
-  std::map<std::string, std::string> local;  // value -> local name (or self.x expression)
+  std::vector<py::Stmt> lines;
+  std::map<std::string, py::Expr> local;  // value -> its local (or a self.x expression)
   std::set<std::string> taken;
-  std::map<std::pair<std::string, Perm>, std::string> converted;
+  std::map<std::pair<std::string, Perm>, py::Expr> converted;
   std::string last_source_line;  // the source-line comment most recently written
   // Lines that define a dynamic size, written where the size is first read: a method whose
   // children read their sizes themselves does not compute them (reference()).
-  std::map<std::string, std::string> deferred;
+  std::map<std::string, py::Stmt> deferred;
 };
 
 // A model input that torch.export flattened out of a list, tuple or dict argument: the
 // argument's parameter name and the subscripts that reach the input (`[0]`, `["mask"]`).
 struct ContainerLeaf {
   std::string parameter;
-  std::string access;
+  std::vector<py::Expr> access;
 };
 
 class Generator {
@@ -277,25 +277,26 @@ class Generator {
   void build_module_tree();
   void decide_leaf_layers(Region& region);
   void compute_signature(Region& region);
-  std::string emit_method(Region& region, const std::string& method_path);
-  std::string literal_of(const Arg& value);
+  py::Stmt emit_method(Region& region, const std::string& method_path);
+  py::Expr literal_of(const Arg& value);
   void emit_items(Region& region, const std::string& method_path, Method& method);
   void emit_node(int index, const std::string& method_path, Method& method);
-  std::string reference(const std::string& value, const std::string& method_path, Method& method);
+  py::Expr reference(const std::string& value, const std::string& method_path, Method& method);
   void convert_inputs(int index, const std::string& method_path, Method& method);
   bool needed(const std::string& path) const;
   void decide_structure(Region& region, const std::string& method_path);
-  std::string emit_root();
+  py::Stmt emit_root();
   std::string local_name(Method& method, const std::string& value, std::string hint = {});
-  std::string module_access(const std::string& path, const std::string& method_path) const;
+  [[nodiscard]] py::Expr module_access(const std::string& path,
+                                       const std::string& method_path) const;
   bool accessible(const std::string& target, const std::string& method_path) const;
-  std::string output_expression(const nlohmann::json& spec, std::size_t& next,
-                                const std::vector<std::string>& values) const;
+  py::Expr output_expression(const nlohmann::json& spec, std::size_t& next,
+                             const std::vector<py::Expr>& values) const;
   std::map<std::string, ContainerLeaf> container_leaves() const;
   std::string assemble();
   void ensure_module(const std::string& path);
-  std::string class_source(ModuleNode& module);
-  std::vector<std::string> list_items(const ModuleNode& list) const;
+  std::vector<py::Stmt> class_body(ModuleNode& module);
+  [[nodiscard]] std::vector<py::Expr> list_items(const ModuleNode& list) const;
 
   const ExportedProgram& program_;
   EmitState state_;
@@ -313,9 +314,10 @@ class Generator {
   std::vector<std::string> module_order_;
   std::vector<std::string> errors_;
   std::vector<std::string> notes_;
-  std::set<int> relabel_;     // nodes whose output is their input in another axis order
-  bool root_layers_ = false;  // the model is an nn.Sequential: children live in self.layers
-  int current_ = -1;          // the node being planned or emitted, for internal errors
+  std::set<int> relabel_;       // nodes whose output is their input in another axis order
+  bool root_layers_ = false;    // the model is an nn.Sequential: children live in self.layers
+  int current_ = -1;            // the node being planned or emitted, for internal errors
+  std::size_t transposes_ = 0;  // counted by assemble()
 };
 
 // ---------------------------------------------------------------------------------------
@@ -637,10 +639,9 @@ bool Generator::accessible(const std::string& target, const std::string& method_
   return method_path.empty() || target.starts_with(method_path + ".");
 }
 
-std::string Generator::module_access(const std::string& path,
-                                     const std::string& method_path) const {
-  // "layers.0.conv" seen from "" -> "self.layers[0].conv".
-  std::string access = "self";
+py::Expr Generator::module_access(const std::string& path, const std::string& method_path) const {
+  // "layers.0.conv" seen from "" -> self.layers[0].conv.
+  py::Expr access = py::name("self");
   std::string current = method_path;
   if (path == method_path) return access;
   const std::string rest = method_path.empty() ? path : path.substr(method_path.size() + 1);
@@ -648,9 +649,10 @@ std::string Generator::module_access(const std::string& path,
     const auto parent = modules_.find(current);
     const bool list = parent != modules_.end() && parent->second.is_list;
     if (current.empty() && root_layers_) {
-      access += fmt::format(".layers[{}]", segment);
+      access = access.attr("layers")[py::integer(std::stoll(segment))];
     } else {
-      access += list ? fmt::format("[{}]", segment) : fmt::format(".{}", attribute_name(segment));
+      access =
+          list ? access[py::integer(std::stoll(segment))] : access.attr(attribute_name(segment));
     }
     current = current.empty() ? segment : fmt::format("{}.{}", current, segment);
   }
@@ -660,43 +662,48 @@ std::string Generator::module_access(const std::string& path,
 // ---------------------------------------------------------------------------------------
 // Leaf layers: module calls that are one op an mlx.nn layer computes the same way.
 
-std::string conv_constructor(const Node& node, const ExportedProgram& program, int dims,
-                             bool transposed) {
+py::Expr conv_constructor(const Node& node, const ExportedProgram& program, int dims,
+                          bool transposed) {
   const Arg* weight = node.input("weight");
   const auto& shape = program.tensors.at(weight->names[0]).shape;
+  // One int when every spatial axis has the same value, as mlx.nn takes it; else a tuple.
+  const auto size = [](const std::vector<std::int64_t>& values) {
+    const bool uniform =
+        std::all_of(values.begin(), values.end(), [&](auto v) { return v == values[0]; });
+    return uniform ? py::integer(values[0]) : py::ints(values);
+  };
   const auto spatial = [&](const char* name, std::int64_t fallback) {
     const Arg* arg = node.input(name);
     std::vector<std::int64_t> values;
     if (arg != nullptr && arg->kind == ArgKind::IntList) values = arg->ints;
     if (values.empty()) values.assign(static_cast<std::size_t>(dims), fallback);
     if (values.size() == 1) values.assign(static_cast<std::size_t>(dims), values[0]);
-    const bool uniform =
-        std::all_of(values.begin(), values.end(), [&](auto v) { return v == values[0]; });
-    return uniform ? fmt::format("{}", values[0]) : int_tuple(values);
+    return size(values);
   };
   const Arg* groups_arg = node.input("groups");
   const std::int64_t groups =
       groups_arg != nullptr && !groups_arg->ints.empty() ? groups_arg->ints[0] : 1;
   std::vector<std::int64_t> kernel;
   for (std::size_t axis = 2; axis < shape.size(); ++axis) kernel.push_back(shape[axis].hint);
-  const bool uniform =
-      std::all_of(kernel.begin(), kernel.end(), [&](auto v) { return v == kernel[0]; });
-  const std::string kernel_text = uniform ? fmt::format("{}", kernel[0]) : int_tuple(kernel);
   const std::int64_t in = transposed ? shape[0].hint : shape[1].hint * groups;
   const std::int64_t out = transposed ? shape[1].hint : shape[0].hint;
-  std::string text = fmt::format("nn.{}{}d({}, {}, kernel_size={}",
-                                 transposed ? "ConvTranspose" : "Conv", dims, in, out, kernel_text);
+  std::vector<py::Keyword> keywords{{"kernel_size", size(kernel)}};
+  const auto is = [](const py::Expr& value, std::int64_t number) {
+    return value.kind() == py::Expr::Kind::Int && value.integer() == number;
+  };
   for (const auto& [name, fallback] : {std::pair{"stride", 1}, {"padding", 0}, {"dilation", 1}}) {
-    const std::string value = spatial(name, fallback);
-    if (value != fmt::format("{}", fallback)) text += fmt::format(", {}={}", name, value);
+    const py::Expr value = spatial(name, fallback);
+    if (!is(value, fallback)) keywords.push_back({name, value});
   }
-  if (transposed && spatial("output_padding", 0) != "0") {
-    text += fmt::format(", output_padding={}", spatial("output_padding", 0));
+  if (transposed && !is(spatial("output_padding", 0), 0)) {
+    keywords.push_back({"output_padding", spatial("output_padding", 0)});
   }
-  if (groups != 1) text += fmt::format(", groups={}", groups);
+  if (groups != 1) keywords.push_back({"groups", py::integer(groups)});
   const Arg* bias = node.input("bias");
-  if (bias == nullptr || bias->kind == ArgKind::None) text += ", bias=False";
-  return text + ")";
+  if (bias == nullptr || bias->kind == ArgKind::None)
+    keywords.push_back({"bias", py::boolean(false)});
+  const std::string layer = fmt::format("nn.{}{}d", transposed ? "ConvTranspose" : "Conv", dims);
+  return py::call(layer, {py::integer(in), py::integer(out)}, std::move(keywords));
 }
 
 namespace {
@@ -735,21 +742,26 @@ struct LeafNode {
   }
 };
 
-// ", eps=..." unless eps is mlx.nn's default, 1e-5.
-std::string eps_argument(const LeafNode& leaf) {
+using Layer = std::optional<py::Expr>;
+
+// eps=... unless eps is mlx.nn's default, 1e-5.
+std::vector<py::Keyword> eps_argument(const LeafNode& leaf) {
   const auto eps = leaf.number("eps");
-  return eps && *eps != 1e-5 ? fmt::format(", eps={}", float_literal(*eps)) : "";
+  if (eps && *eps != 1e-5) return {{"eps", py::number(*eps)}};
+  return {};
 }
 
-std::string linear_layer(const LeafNode& leaf) {
+Layer linear_layer(const LeafNode& leaf) {
   if (!leaf.owned("weight", true) || !leaf.owned("bias", false)) return {};
   const auto& w = leaf.shape("weight");
-  return fmt::format("nn.Linear({}, {}{})", w[1].hint, w[0].hint,
-                     leaf.param("bias").empty() ? ", bias=False" : "");
+  std::vector<py::Keyword> keywords;
+  if (leaf.param("bias").empty()) keywords.push_back({"bias", py::boolean(false)});
+  return py::call("nn.Linear", {py::integer(w[1].hint), py::integer(w[0].hint)},
+                  std::move(keywords));
 }
 
 template <int Dims>
-std::string conv_layer(const LeafNode& leaf) {
+Layer conv_layer(const LeafNode& leaf) {
   if (!leaf.owned("weight", true) || !leaf.owned("bias", false)) return {};
   // mlx.nn.Conv3d takes no groups (mx.conv3d does): a grouped one stays the op.
   if (Dims == 3 && leaf.integer("groups", 1) != 1) return {};
@@ -757,7 +769,7 @@ std::string conv_layer(const LeafNode& leaf) {
 }
 
 template <int Dims>
-std::string conv_transpose_layer(const LeafNode& leaf) {
+Layer conv_transpose_layer(const LeafNode& leaf) {
   if (!leaf.owned("weight", true) || !leaf.owned("bias", false)) return {};
   if (leaf.integer("groups", 1) != 1) return {};
   // A dilated one keeps the functional form: fewer mlx.nn versions to match.
@@ -766,38 +778,40 @@ std::string conv_transpose_layer(const LeafNode& leaf) {
   return conv_constructor(leaf.node, leaf.program, Dims, true);
 }
 
-std::string layer_norm_layer(const LeafNode& leaf) {
+Layer layer_norm_layer(const LeafNode& leaf) {
   if (!leaf.owned("weight", false) || !leaf.owned("bias", false)) return {};
   const Arg* normalized = leaf.node.input("normalized_shape");
   if (normalized == nullptr || normalized->ints.size() != 1) return {};
   const bool weight = !leaf.param("weight").empty();
   const bool bias = !leaf.param("bias").empty();
   if (!weight && bias) return {};  // a bias without a weight: mlx.nn has no such norm
-  const std::string affine = !weight ? ", affine=False" : !bias ? ", bias=False" : "";
-  return fmt::format("nn.LayerNorm({}{}{})", normalized->ints[0], eps_argument(leaf), affine);
+  std::vector<py::Keyword> keywords = eps_argument(leaf);
+  if (!weight) keywords.push_back({"affine", py::boolean(false)});
+  if (weight && !bias) keywords.push_back({"bias", py::boolean(false)});
+  return py::call("nn.LayerNorm", {py::integer(normalized->ints[0])}, std::move(keywords));
 }
 
-std::string embedding_layer(const LeafNode& leaf) {
+Layer embedding_layer(const LeafNode& leaf) {
   if (!leaf.owned("weight", true)) return {};
   const auto& w = leaf.shape("weight");
-  return fmt::format("nn.Embedding({}, {})", w[0].hint, w[1].hint);
+  return py::call("nn.Embedding", {py::integer(w[0].hint), py::integer(w[1].hint)});
 }
 
-std::string batch_norm_layer(const LeafNode& leaf) {
+Layer batch_norm_layer(const LeafNode& leaf) {
   for (const char* name : {"weight", "bias", "running_mean", "running_var"}) {
     if (!leaf.owned(name, true)) return {};
   }
   if (leaf.integer("training", 1) != 0) return {};
-  return fmt::format("nn.BatchNorm({}{})", leaf.shape("weight")[0].hint, eps_argument(leaf));
+  return py::call("nn.BatchNorm", {py::integer(leaf.shape("weight")[0].hint)}, eps_argument(leaf));
 }
 
 // The torch modules an mlx.nn layer stands for in model.py, when the module's region is
-// one call of `target` on the module's own parameters; `layer` writes the constructor, or
-// "" when this call does not fit the layer (then the op is written out).
+// one call of `target` on the module's own parameters; `layer` builds the constructor, or
+// nothing when this call does not fit the layer (then the op is written out).
 struct LeafLayerRule {
   std::string_view type;  // torch's class name
   std::string_view target;
-  std::string (*layer)(const LeafNode& leaf);
+  Layer (*layer)(const LeafNode& leaf);
 };
 
 constexpr LeafLayerRule kLeafLayers[] = {
@@ -831,10 +845,10 @@ void Generator::decide_leaf_layers(Region& region) {
       std::begin(kLeafLayers), std::end(kLeafLayers),
       [&](const LeafLayerRule& row) { return row.type == type && row.target == node.target; });
   if (rule == std::end(kLeafLayers)) return;
-  const std::string constructor = rule->layer(LeafNode{node, program_, state_.params, region.path});
-  if (constructor.empty()) return;
+  const Layer constructor = rule->layer(LeafNode{node, program_, state_.params, region.path});
+  if (!constructor) return;
   ModuleNode& module = modules_[region.path];
-  if (!module.leaf_constructor.empty() && module.leaf_constructor != constructor) return;
+  if (module.leaf_constructor && !module.leaf_constructor->same(*constructor)) return;
   module.leaf_constructor = constructor;
   region.is_leaf_layer = true;
 }
@@ -909,12 +923,12 @@ std::string Generator::local_name(Method& method, const std::string& value, std:
   for (int count = 1; method.taken.contains(name); ++count)
     name = fmt::format("{}_{}", hint, count);
   method.taken.insert(name);
-  method.local[value] = name;
+  method.local[value] = py::name(name);
   return name;
 }
 
-std::string Generator::reference(const std::string& value, const std::string& method_path,
-                                 Method& method) {
+py::Expr Generator::reference(const std::string& value, const std::string& method_path,
+                              Method& method) {
   const auto deferred = method.deferred.find(value);
   if (deferred != method.deferred.end()) {
     method.lines.push_back(deferred->second);
@@ -929,10 +943,10 @@ std::string Generator::reference(const std::string& value, const std::string& me
     const std::size_t source_dot = param->second.rfind('.');
     const std::string owner =
         source_dot == std::string::npos ? std::string() : param->second.substr(0, source_dot);
-    return module_access(owner, method_path) + "." +
-           (dot == std::string::npos ? key : key.substr(dot + 1));
+    return module_access(owner, method_path)
+        .attr(dot == std::string::npos ? key : key.substr(dot + 1));
   }
-  return value;
+  return py::name(value);
 }
 
 void Generator::convert_inputs(int index, const std::string& method_path, Method& method) {
@@ -942,7 +956,7 @@ void Generator::convert_inputs(int index, const std::string& method_path, Method
   std::vector<std::string> names;
   for (const NamedArg& input : node.inputs) collect_names(input.arg, names);
   for (const std::string& name : names) {
-    state_.rendered[name] = reference(name, method_path, method);
+    state_.rendered.insert_or_assign(name, reference(name, method_path, method));
     const auto current = perms_.find(name);
     if (current != perms_.end()) state_.perms[name] = current->second;
   }
@@ -952,17 +966,17 @@ void Generator::convert_inputs(int index, const std::string& method_path, Method
     if (current == perm) continue;
     const auto cached = method.converted.find({name, perm});
     if (cached != method.converted.end()) {
-      state_.rendered[name] = cached->second;
+      state_.rendered.insert_or_assign(name, cached->second);
       continue;
     }
     const std::size_t rank = program_.tensors.at(name).shape.size();
-    const std::string converted = local_name(method, name + "#" + layout_suffix(perm, rank),
-                                             converted_name(name, current, perm, rank));
-    method.lines.push_back(fmt::format("{} = mx.transpose({}, {})", converted,
-                                       reference(name, method_path, method),
-                                       int_tuple(transpose_axes(current, perm, rank))));
-    method.converted[{name, perm}] = converted;
-    state_.rendered[name] = converted;
+    const py::Expr converted = py::name(local_name(method, name + "#" + layout_suffix(perm, rank),
+                                                   converted_name(name, current, perm, rank)));
+    method.lines.push_back(py::assign(
+        converted, py::call("mx.transpose", {reference(name, method_path, method),
+                                             py::ints(transpose_axes(current, perm, rank))})));
+    method.converted.insert_or_assign({name, perm}, converted);
+    state_.rendered.insert_or_assign(name, converted);
   }
 }
 
@@ -980,25 +994,24 @@ void Generator::emit_node(int index, const std::string& method_path, Method& met
   if (relabel_.contains(index)) {
     // Same bytes, another axis order: the output is the input under a new name.
     const std::string& input = node.inputs[0].arg.names[0];
-    method.local[outputs[0]] = reference(input, method_path, method);
+    method.local.insert_or_assign(outputs[0], reference(input, method_path, method));
     return;
   }
   Call call(node, state_);
-  const std::string expression = entry->emit(call);
-  if (expression.empty()) return;
-  std::vector<std::string> targets;
+  const py::Expr expression = entry->emit(call);
+  if (expression.kind() == py::Expr::Kind::Omitted) return;
+  std::vector<py::Expr> targets;
   for (const std::string& name : outputs) {
     const bool live = !name.empty() && (uses_.contains(name) || graph_outputs_.contains(name));
-    targets.push_back(live ? local_name(method, name, source_name(name)) : "_");
+    targets.push_back(py::name(live ? local_name(method, name, source_name(name)) : "_"));
   }
   const bool list_output = node.outputs.size() == 1 && node.outputs[0].kind == ArgKind::TensorList;
   if (targets.size() == 1 && size_symbols_.contains(outputs[0])) {
-    method.deferred[outputs[0]] = fmt::format("{} = {}", targets[0], expression);
-  } else if (targets.size() == 1 && !list_output) {
-    method.lines.push_back(fmt::format("{} = {}", targets[0], expression));
+    method.deferred.insert_or_assign(outputs[0], py::assign(targets[0], expression));
+  } else if (targets.size() == 1 && list_output) {
+    method.lines.push_back(py::unpack(targets[0], expression));
   } else {
-    method.lines.push_back(fmt::format("{}{} = {}", fmt::join(targets, ", "),
-                                       targets.size() == 1 ? "," : "", expression));
+    method.lines.push_back(py::assign(std::move(targets), expression));
   }
 }
 
@@ -1011,10 +1024,9 @@ void Generator::emit_items(Region& region, const std::string& method_path, Metho
       emit_node(item.node, method_path, method);
       // Where the code came from, once per source line, for code that is not a plain layer.
       if (!line.empty() && line != method.last_source_line && method.lines.size() > before) {
-        // Source lines can be long: cut them to fit 100 columns at 8 spaces of indent.
-        const std::string comment = python_comment(line, 90);
+        // (the printer cuts a long source line to fit 100 columns)
         method.lines.insert(method.lines.begin() + static_cast<std::ptrdiff_t>(before),
-                            "# " + comment);
+                            py::comment(line));
         method.last_source_line = line;
       }
       continue;
@@ -1024,7 +1036,7 @@ void Generator::emit_items(Region& region, const std::string& method_path, Metho
       emit_items(child, method_path, method);
       continue;
     }
-    std::vector<std::string> arguments;
+    std::vector<py::Expr> arguments;
     if (child.is_leaf_layer) {
       // The layer's input moves to the order its op needs, here in the caller.
       const int index = child.items[0].node;
@@ -1036,20 +1048,19 @@ void Generator::emit_items(Region& region, const std::string& method_path, Metho
         arguments.push_back(reference(input, method_path, method));
       }
     }
-    std::vector<std::string> targets;
+    std::vector<py::Expr> targets;
     for (const std::string& output : child.outputs) {
-      targets.push_back(local_name(method, output, source_name(output)));
+      targets.push_back(py::name(local_name(method, output, source_name(output))));
     }
     if (targets.empty()) continue;
-    method.lines.push_back(fmt::format("{} = {}({})", fmt::join(targets, ", "),
-                                       module_access(child.path, method_path),
-                                       fmt::join(arguments, ", ")));
+    method.lines.push_back(
+        py::assign(std::move(targets), module_access(child.path, method_path)(arguments)));
   }
 }
 
-std::string Generator::emit_method(Region& region, const std::string& method_path) {
+py::Stmt Generator::emit_method(Region& region, const std::string& method_path) {
   Method method;
-  std::vector<std::string> parameters;
+  std::vector<py::Param> parameters{{"self", {}}};
   // The first tensor input is "x" whatever the caller named it, so that two calls of one
   // module from different places produce the same class.
   bool first_tensor = true;
@@ -1059,7 +1070,7 @@ std::string Generator::emit_method(Region& region, const std::string& method_pat
       hint = "x";
       first_tensor = false;
     }
-    parameters.push_back(local_name(method, input, hint));
+    parameters.push_back({local_name(method, input, hint), {}});
   }
   for (const Region::SizeOf& size : region.sizes) {
     // The axis as the tensor is stored (channels-last values keep channels at the end).
@@ -1070,28 +1081,29 @@ std::string Generator::emit_method(Region& region, const std::string& method_pat
           std::find(stored->second.begin(), stored->second.end(), static_cast<int>(size.axis));
       axis = static_cast<std::size_t>(at - stored->second.begin());
     }
-    const std::string tensor = reference(size.tensor, method_path, method);
-    const std::string name = local_name(method, size.value, source_name(size.value));
-    method.deferred[size.value] = fmt::format("{} = {}.shape[{}]", name, tensor, axis);
+    const py::Expr tensor = reference(size.tensor, method_path, method);
+    const py::Expr name = py::name(local_name(method, size.value, source_name(size.value)));
+    method.deferred.insert_or_assign(
+        size.value,
+        py::assign(name, tensor.attr("shape")[py::integer(static_cast<std::int64_t>(axis))]));
   }
   emit_items(region, method_path, method);
-  std::string body;
-  for (const std::string& line : method.lines) body += "        " + line + "\n";
-  std::vector<std::string> returned;
+  std::vector<py::Expr> returned;
   for (const std::string& output : region.outputs) {
     returned.push_back(reference(output, method_path, method));
   }
-  body += fmt::format("        return {}\n", fmt::join(returned, ", "));
-  return fmt::format("    def __call__(self{}{}):\n{}", parameters.empty() ? "" : ", ",
-                     fmt::join(parameters, ", "), body);
+  method.lines.push_back(py::return_(std::move(returned)));
+  return py::function("__call__", std::move(parameters), std::move(method.lines));
 }
 
 namespace {
 
 // The leaves below `spec` (a pytree spec), each with its subscripts and the suffix torch
 // appends to the argument's name to name that input (`_0`, `_mask`).
-void spec_leaves(const nlohmann::json& spec, const std::string& access, const std::string& suffix,
-                 std::vector<std::pair<std::string, std::string>>& leaves) {
+using Subscripts = std::vector<py::Expr>;
+
+void spec_leaves(const nlohmann::json& spec, const Subscripts& access, const std::string& suffix,
+                 std::vector<std::pair<Subscripts, std::string>>& leaves) {
   if (!spec.is_object() || !spec.contains("type") || spec.at("type").is_null()) {
     leaves.emplace_back(access, suffix);
     return;
@@ -1101,14 +1113,15 @@ void spec_leaves(const nlohmann::json& spec, const std::string& access, const st
   const nlohmann::json keys =
       keyed ? nlohmann::json::parse(spec.at("context").get<std::string>()) : nlohmann::json();
   for (std::size_t i = 0; i < children.size(); ++i) {
+    Subscripts deeper = access;
     if (keyed) {
       const std::string key =
           keys.at(i).is_string() ? keys.at(i).get<std::string>() : keys.at(i).dump();
-      spec_leaves(children[i], fmt::format("{}[{}]", access, python_string(key)),
-                  fmt::format("{}_{}", suffix, key), leaves);
+      deeper.push_back(py::string(key));
+      spec_leaves(children[i], deeper, fmt::format("{}_{}", suffix, key), leaves);
     } else {
-      spec_leaves(children[i], fmt::format("{}[{}]", access, i), fmt::format("{}_{}", suffix, i),
-                  leaves);
+      deeper.push_back(py::integer(static_cast<std::int64_t>(i)));
+      spec_leaves(children[i], deeper, fmt::format("{}_{}", suffix, i), leaves);
     }
   }
 }
@@ -1138,8 +1151,8 @@ std::map<std::string, ContainerLeaf> Generator::container_leaves() const {
     }
     std::size_t next = 0;
     for (const auto& [keyword, argument] : arguments) {
-      std::vector<std::pair<std::string, std::string>> leaves;
-      spec_leaves(*argument, "", "", leaves);
+      std::vector<std::pair<Subscripts, std::string>> leaves;
+      spec_leaves(*argument, {}, "", leaves);
       if (next + leaves.size() > names.size()) return {};
       const bool single = leaves.size() == 1 && leaves[0].first.empty();
       // The argument's own name: its keyword, else the first input's name less the suffix.
@@ -1164,22 +1177,19 @@ std::map<std::string, ContainerLeaf> Generator::container_leaves() const {
   return result;
 }
 
-std::string Generator::output_expression(const nlohmann::json& spec, std::size_t& next,
-                                         const std::vector<std::string>& values) const {
-  const auto leaf = [&]() { return next < values.size() ? values[next++] : std::string("None"); };
+py::Expr Generator::output_expression(const nlohmann::json& spec, std::size_t& next,
+                                      const std::vector<py::Expr>& values) const {
+  const auto leaf = [&]() { return next < values.size() ? values[next++] : py::none(); };
   if (!spec.is_object() || !spec.contains("type") || spec.at("type").is_null()) return leaf();
   const std::string type = spec.at("type").get<std::string>();
-  std::vector<std::string> children;
+  std::vector<py::Expr> children;
   if (spec.contains("children_spec")) {
     for (const auto& child : spec.at("children_spec")) {
       children.push_back(output_expression(child, next, values));
     }
   }
-  if (type == "builtins.tuple") {
-    return children.size() == 1 ? fmt::format("({},)", children[0])
-                                : fmt::format("({})", fmt::join(children, ", "));
-  }
-  if (type == "builtins.list") return fmt::format("[{}]", fmt::join(children, ", "));
+  if (type == "builtins.tuple") return py::tuple(std::move(children));
+  if (type == "builtins.list") return py::list(std::move(children));
   // Dicts, OrderedDicts, dataclasses and Hugging Face ModelOutputs: a dict by key.
   std::vector<std::string> keys;
   if (spec.contains("context") && spec.at("context").is_string()) {
@@ -1194,59 +1204,57 @@ std::string Generator::output_expression(const nlohmann::json& spec, std::size_t
     } catch (const nlohmann::json::exception&) {
     }
   }
-  if (keys.size() != children.size()) {
-    return fmt::format("({})", fmt::join(children, ", "));
-  }
-  std::vector<std::string> entries;
+  if (keys.size() != children.size()) return py::tuple(std::move(children));
+  std::vector<std::pair<py::Expr, py::Expr>> entries;
   for (std::size_t index = 0; index < keys.size(); ++index) {
-    entries.push_back(fmt::format("{}: {}", python_string(keys[index]), children[index]));
+    entries.emplace_back(py::string(keys[index]), children[index]);
   }
-  return fmt::format("{{{}}}", fmt::join(entries, ", "));
+  return py::dict(entries);
 }
 
 // The constructors of a list module's items (an nn.Sequential or nn.ModuleList), index by
 // index. A gap, or a weight-free item whose code was inlined, holds an empty nn.Module(), so
 // that indices, and with them the weight names, keep torch's numbering.
-std::vector<std::string> Generator::list_items(const ModuleNode& list) const {
-  std::vector<std::string> items;
+std::vector<py::Expr> Generator::list_items(const ModuleNode& list) const {
+  std::vector<py::Expr> items;
+  const py::Expr empty = py::call("nn.Module");
   for (const std::string& index : list.children) {
-    while (items.size() < std::stoul(index)) items.emplace_back("nn.Module()");
+    while (items.size() < std::stoul(index)) items.push_back(empty);
     const std::string path = list.path.empty() ? index : list.path + "." + index;
     const ModuleNode& item = modules_.at(path);
     if (!needed(path)) {
-      items.emplace_back("nn.Module()");
+      items.push_back(empty);
     } else if (item.is_list) {
       // A container inside a container (Sequential of Sequentials): a list in the list,
       // which MLX names "blocks.2.0.weight" just as torch does.
-      items.push_back(fmt::format("[{}]", fmt::join(list_items(item), ", ")));
+      items.push_back(py::list(list_items(item)));
     } else {
-      items.push_back(item.leaf_constructor.empty() ? item.constructor : item.leaf_constructor);
+      items.push_back(item.leaf_constructor.value_or(item.constructor));
     }
   }
   return items;
 }
 
-std::string Generator::class_source(ModuleNode& module) {
-  std::string init = "    def __init__(self):\n        super().__init__()\n";
+std::vector<py::Stmt> Generator::class_body(ModuleNode& module) {
+  const py::Expr self = py::name("self");
+  std::vector<py::Stmt> init{py::expression(py::call("super").method("__init__"))};
   if (module.path.empty() && root_layers_ && !module.children.empty()) {
-    init += fmt::format("        self.layers = [\n            {},\n        ]\n",
-                        fmt::join(list_items(module), ",\n            "));
+    init.push_back(py::assign(self.attr("layers"), py::list(list_items(module), true)));
   }
   for (const std::string& child : module.children) {
     if (module.path.empty() && root_layers_) break;  // all in self.layers, above
     const std::string path = module.path.empty() ? child : module.path + "." + child;
     if (!needed(path)) continue;  // weight-free modules whose code was inlined
     ModuleNode& node = modules_.at(path);
-    std::string value;
+    py::Expr value;
     if (node.is_list) {
-      const std::vector<std::string> items = list_items(node);
-      value = fmt::format("[{}]", fmt::join(items, ", "));
-      if (value.size() > 70)
-        value = fmt::format("[\n            {},\n        ]", fmt::join(items, ",\n            "));
+      value = py::list(list_items(node));
+      // A long list reads best one item per line.
+      value = py::list(list_items(node), py::print(value).size() > 70);
     } else {
-      value = node.leaf_constructor.empty() ? node.constructor : node.leaf_constructor;
+      value = node.leaf_constructor.value_or(node.constructor);
     }
-    init += fmt::format("        self.{} = {}\n", attribute_name(child), value);
+    init.push_back(py::assign(self.attr(attribute_name(child)), value));
   }
   for (const auto& [attribute, source] : module.params) {
     const InputSpec* spec = nullptr;
@@ -1272,88 +1280,26 @@ std::string Generator::class_source(ModuleNode& module) {
       }
       shape = moved;
     }
+    std::vector<py::Keyword> keywords;
     const auto dtype = mlx_dtype(meta.dtype);
-    init += fmt::format("        self.{} = mx.zeros({}{})\n", attribute, int_tuple(shape),
-                        dtype && *dtype != "mx.float32" ? ", dtype=" + *dtype : "");
+    if (dtype && *dtype != "mx.float32") keywords.push_back({"dtype", py::dotted(*dtype)});
+    init.push_back(
+        py::assign(self.attr(attribute), py::call("mx.zeros", {py::ints(shape)}, keywords)));
   }
   if (module.path.empty()) {
-    init += "        self.eval()  # inference: norms use running statistics, dropout is off\n";
+    init.push_back(py::commented(py::expression(self.method("eval")),
+                                 "inference: norms use running statistics, dropout is off"));
   }
-  std::string text = init;
-  if (!module.method_source.empty()) text += "\n" + module.method_source;
-  return text;
+  std::vector<py::Stmt> body{py::function("__init__", {{"self", {}}}, std::move(init))};
+  if (module.method) body.push_back(*module.method);
+  return body;
 }
 
-// Lines over 100 columns that end in a bracket are split the way ruff formats them: the
-// contents on one indented line, or one item per line (each wrapped again) when that is
-// still too long.
-constexpr std::size_t kWidth = 100;
-
-void wrap_line(const std::string& line, std::string& out) {
-  const bool comma = !line.empty() && line.back() == ',';
-  const std::string body = comma ? line.substr(0, line.size() - 1) : line;
-  const char last = body.empty() ? ' ' : body.back();
-  const std::size_t code = line.find_first_not_of(' ');
-  if (line.size() > kWidth && code != std::string::npos && line[code] == '#') {
-    out += line.substr(0, kWidth - 3) + "...\n";  // a long module type or source line
-    return;
-  }
-  if (line.size() <= kWidth || line.find('#') != std::string::npos ||
-      (last != ')' && last != ']')) {
-    out += line + "\n";
-    return;
-  }
-  // The bracket that the final one closes.
-  int depth = 0;
-  std::size_t open = std::string::npos;
-  for (std::size_t i = body.size(); i-- > 0;) {
-    if (body[i] == ')' || body[i] == ']') ++depth;
-    if ((body[i] == '(' || body[i] == '[') && --depth == 0) {
-      open = i;
-      break;
-    }
-  }
-  if (open == std::string::npos || open + 2 >= body.size()) {
-    out += line + "\n";
-    return;
-  }
-  const std::string pad(line.find_first_not_of(' '), ' ');
-  const std::string inner = pad + "    ";
-  const std::string items = body.substr(open + 1, body.size() - open - 2);
-  out += body.substr(0, open + 1) + "\n";
-  if (inner.size() + items.size() <= kWidth) {
-    out += fmt::format("{}{}\n", inner, items);
-  } else {
-    depth = 0;
-    std::size_t start = 0;
-    for (std::size_t i = 0; i <= items.size(); ++i) {
-      const char c = i < items.size() ? items[i] : ',';
-      if (c == '(' || c == '[' || c == '{') ++depth;
-      if (c == ')' || c == ']' || c == '}') --depth;
-      if (c == ',' && depth == 0) {
-        const std::size_t first = items.find_first_not_of(' ', start);
-        if (first < i) wrap_line(fmt::format("{}{},", inner, items.substr(first, i - first)), out);
-        start = i + 1;
-      }
-    }
-  }
-  out += fmt::format("{}{}{}\n", pad, last, comma ? "," : "");
-}
-
-std::string wrap_long_lines(const std::string& text) {
-  std::string result;
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) wrap_line(line, result);
-  return result;
-}
-
-// An integer literal in generated __init__ code, and what it configures.
+// An integer literal in a class body, and what it configures.
 struct Literal {
-  std::size_t begin = 0;
-  std::size_t end = 0;
-  std::string value;
+  std::int64_t value = 0;
   std::string label;
+  bool in_call = false;  // in __call__ rather than __init__
 };
 
 // Positional arguments of the mlx.nn constructors the generator writes, by name.
@@ -1375,72 +1321,106 @@ const std::map<std::string, std::vector<std::string>, std::less<>>& positional_n
   return kNames;
 }
 
-// Integer literals of `init` with a label each: the keyword they are passed as, the
-// positional parameter of the mlx.nn layer, or "<attribute>_size" for tensor shapes.
-std::vector<Literal> find_literals(const std::string& init) {
-  std::vector<Literal> literals;
-  const auto word = [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
-  };
-  for (std::size_t at = 0; at < init.size(); ++at) {
-    if (init[at] == '#') {  // a comment quotes the source: its numbers are not sizes
-      at = std::min(init.find('\n', at), init.size());
-      continue;
+// The attribute a statement is about: `conv` in `self.conv = ...` or `y = self.conv(x)`.
+std::string statement_attribute(const py::Stmt& statement) {
+  std::string attribute;
+  py::walk(std::vector<py::Stmt>{statement}, [&](const py::Expr& part) {
+    if (attribute.empty() && part.kind() == py::Expr::Kind::Attribute &&
+        part.parts()[0].kind() == py::Expr::Kind::Name && part.parts()[0].text() == "self") {
+      attribute = part.text();
     }
-    if (std::isdigit(static_cast<unsigned char>(init[at])) == 0) continue;
-    const char before = at == 0 ? ' ' : init[at - 1];
-    std::size_t end = at;
-    while (end < init.size() && std::isdigit(static_cast<unsigned char>(init[end])) != 0) ++end;
-    const char after = end < init.size() ? init[end] : ' ';
-    if (word(before) || before == '.' || before == '-' || word(after) || after == '.') {
-      at = end;
-      continue;
-    }
-    Literal literal{at, end, init.substr(at, end - at), "size"};
-    const std::size_t line = init.rfind('\n', at) + 1;
-    const std::string prefix = init.substr(line, at - line);
-    const std::size_t equals = prefix.rfind('=');
-    const std::size_t self = prefix.find("self.");
-    std::string attribute;
-    if (self != std::string::npos) {
-      std::size_t stop = self + 5;
-      while (stop < prefix.size() && word(prefix[stop])) ++stop;
-      attribute = prefix.substr(self + 5, stop - self - 5);
-    }
-    // The innermost open parenthesis and the argument index inside it.
-    int depth = 0;
-    std::size_t commas = 0;
-    std::size_t open = std::string::npos;
-    for (std::size_t i = prefix.size(); i-- > 0;) {
-      if (prefix[i] == ')') ++depth;
-      if (prefix[i] == '(' && depth-- == 0) {
-        open = i;
-        break;
-      }
-      if (prefix[i] == ',' && depth == 0) ++commas;
-    }
-    std::size_t key_end = prefix.size();
-    while (key_end > 0 && prefix[key_end - 1] == ' ') --key_end;
-    if (equals != std::string::npos && equals + 1 == key_end && equals > 0 &&
-        word(prefix[equals - 1])) {
-      std::size_t start = equals;
-      while (start > 0 && word(prefix[start - 1])) --start;
-      literal.label = prefix.substr(start, equals - start);
-    } else if (open != std::string::npos) {
-      std::size_t start = open;
-      while (start > 0 && (word(prefix[start - 1]) || prefix[start - 1] == '.')) --start;
-      const std::string callee = prefix.substr(start, open - start);
-      const auto names = positional_names().find(callee);
-      if (names != positional_names().end() && commas < names->second.size()) {
-        literal.label = names->second[commas];
-      } else if (!attribute.empty()) {
-        literal.label = attribute + "_size";
-      }
-    }
-    literals.push_back(literal);
-    at = end;
+  });
+  return attribute;
+}
+
+// The non-negative integer literals under `part`, in print order, each labelled with what
+// it configures: the keyword it is passed as, the positional parameter of the mlx.nn layer
+// it is passed to, or "<attribute>_size" (a tensor shape, a tuple) or "size".
+void collect_literals(const py::Expr& part, const std::string& label, const std::string& fallback,
+                      bool in_call, std::vector<Literal>& literals) {
+  if (part.kind() == py::Expr::Kind::Int) {
+    if (part.integer() >= 0) literals.push_back({part.integer(), label, in_call});
+    return;
   }
+  const auto& parts = part.parts();
+  switch (part.kind()) {
+    case py::Expr::Kind::Call: {
+      collect_literals(parts[0], label, fallback, in_call, literals);
+      const auto names = positional_names().find(py::print(parts[0]));
+      const std::size_t positional = parts.size() - part.keywords().size();
+      for (std::size_t index = 1; index < parts.size(); ++index) {
+        std::string inner = fallback;
+        if (index >= positional) {
+          inner = part.keywords()[index - positional];
+        } else if (names != positional_names().end() && index - 1 < names->second.size()) {
+          inner = names->second[index - 1];
+        }
+        collect_literals(parts[index], inner, fallback, in_call, literals);
+      }
+      return;
+    }
+    case py::Expr::Kind::Tuple:
+    case py::Expr::Kind::List:
+      for (const py::Expr& item : parts)
+        collect_literals(item, fallback, fallback, in_call, literals);
+      return;
+    default:
+      for (const py::Expr& item : parts) collect_literals(item, label, fallback, in_call, literals);
+  }
+}
+
+// Every literal of a class body: __init__ first, then __call__.
+std::vector<Literal> find_literals(const std::vector<py::Stmt>& body) {
+  std::vector<Literal> literals;
+  std::function<void(const std::vector<py::Stmt>&, bool)> visit =
+      [&](const std::vector<py::Stmt>& statements, bool in_call) {
+        for (const py::Stmt& statement : statements) {
+          const std::string attribute = statement_attribute(statement);
+          const std::string fallback = attribute.empty() ? "size" : attribute + "_size";
+          const auto expressions = {&statement.targets, &statement.values, &statement.bases};
+          for (const auto* list : expressions) {
+            for (const py::Expr& part : *list) {
+              collect_literals(part, "size", fallback, in_call, literals);
+            }
+          }
+          for (const py::Param& param : statement.params) {
+            if (param.default_value) {
+              collect_literals(*param.default_value, "size", fallback, in_call, literals);
+            }
+          }
+          const bool call = in_call || (statement.kind == py::Stmt::Kind::Function &&
+                                        statement.text == "__call__");
+          visit(statement.body, call);
+          visit(statement.orelse, call);
+        }
+      };
+  visit(body, false);
   return literals;
+}
+
+// `body` with its literals (as find_literals orders them) replaced where `replace` says.
+std::vector<py::Stmt> replace_literals(
+    std::vector<py::Stmt> body,
+    const std::function<std::optional<py::Expr>(std::size_t)>& replace) {
+  std::size_t next = 0;
+  const auto each = [&](const py::Expr& part) -> std::optional<py::Expr> {
+    if (part.kind() != py::Expr::Kind::Int || part.integer() < 0) return std::nullopt;
+    return replace(next++);
+  };
+  std::function<void(std::vector<py::Stmt>&)> visit = [&](std::vector<py::Stmt>& statements) {
+    for (py::Stmt& statement : statements) {
+      for (auto* list : {&statement.targets, &statement.values, &statement.bases}) {
+        for (py::Expr& part : *list) part = py::rewrite(part, each);
+      }
+      for (py::Param& param : statement.params) {
+        if (param.default_value) param.default_value = py::rewrite(*param.default_value, each);
+      }
+      visit(statement.body);
+      visit(statement.orelse);
+    }
+  };
+  visit(body);
+  return body;
 }
 
 // The attributes a module's class sets: its children and its own parameters.
@@ -1495,51 +1475,25 @@ std::string variant_suffix(const std::set<std::string>& base,
 
 // The keyword arguments a class's __init__ passes to the layers it builds, as
 // "attribute.keyword#n" -> value ("conv.kernel_size#0" -> "3"), in order of appearance.
-std::vector<std::pair<std::string, std::string>> init_keywords(std::string_view source) {
-  const std::size_t end = std::min(source.find("\n    def __call__"), source.size());
-  const std::string_view init = source.substr(0, end);
+std::vector<std::pair<std::string, std::string>> init_keywords(const std::vector<py::Stmt>& body) {
   std::vector<std::pair<std::string, std::string>> keywords;
-  std::string attribute;
-  std::size_t at = 0;
-  while (at < init.size()) {
-    const std::size_t line_end = std::min(init.find('\n', at), init.size());
-    const std::string_view line = init.substr(at, line_end - at);
-    at = line_end + 1;
-    constexpr std::string_view kSelf = "        self.";
-    if (line.starts_with(kSelf)) {
-      const std::string_view rest = line.substr(kSelf.size());
-      attribute = std::string(rest.substr(0, rest.find_first_of(" =")));
-    }
-    // keyword=value, where a value is a token or a parenthesised tuple.
-    for (std::size_t equals = line.find('='); equals != std::string_view::npos;
-         equals = line.find('=', equals + 1)) {
-      if (equals == 0 || equals + 1 >= line.size() || line[equals + 1] == '=' ||
-          line[equals - 1] == ' ' || line[equals - 1] == '=') {
-        continue;
+  if (body.empty()) return keywords;
+  for (const py::Stmt& statement : body[0].body) {
+    const std::string attribute = statement_attribute(statement);
+    py::walk(std::vector<py::Stmt>{statement}, [&](const py::Expr& part) {
+      if (part.kind() != py::Expr::Kind::Call) return;
+      const std::size_t positional = part.parts().size() - part.keywords().size();
+      for (std::size_t index = 0; index < part.keywords().size(); ++index) {
+        // The n-th use of a keyword within one attribute (a list of convs) is told apart
+        // from the others: "block.kernel_size#2".
+        const std::string key = attribute + "." + part.keywords()[index] + "#";
+        const auto uses = std::count_if(keywords.begin(), keywords.end(), [&](const auto& entry) {
+          return entry.first.starts_with(key);
+        });
+        keywords.emplace_back(key + std::to_string(uses),
+                              py::print(part.parts()[positional + index]));
       }
-      std::size_t begin = equals;
-      while (begin > 0 && (std::isalnum(static_cast<unsigned char>(line[begin - 1])) != 0 ||
-                           line[begin - 1] == '_')) {
-        --begin;
-      }
-      std::size_t stop = equals + 1;
-      if (line[stop] == '(') {
-        stop = std::min(line.find(')', stop), line.size() - 1) + 1;
-      } else {
-        while (stop < line.size() && line[stop] != ',' && line[stop] != ')' && line[stop] != ' ') {
-          ++stop;
-        }
-      }
-      // The n-th use of a keyword within one attribute (a list of convs) is told apart from
-      // the others: "block.kernel_size#2".
-      const std::string key =
-          attribute + "." + std::string(line.substr(begin, equals - begin)) + "#";
-      const auto uses = std::count_if(keywords.begin(), keywords.end(), [&](const auto& entry) {
-        return entry.first.starts_with(key);
-      });
-      keywords.emplace_back(key + std::to_string(uses),
-                            std::string(line.substr(equals + 1, stop - equals - 1)));
-    }
+    });
   }
   return keywords;
 }
@@ -1563,7 +1517,8 @@ std::string value_word(std::string_view value) {
 // are the same, by the arguments their layers are built with: "1KernelSize" (a value that
 // differs), "NoGroups" (an argument it leaves out), "2Stride" (one it adds); "Bias" and
 // "NoBias" for flags.
-std::vector<std::string> distinguishing_words(std::string_view known, std::string_view variant) {
+std::vector<std::string> distinguishing_words(const std::vector<py::Stmt>& known,
+                                              const std::vector<py::Stmt>& variant) {
   const auto before = init_keywords(known);
   const auto after = init_keywords(variant);
   const auto find = [](const auto& keywords, const std::string& key) {
@@ -1609,7 +1564,11 @@ std::string Generator::assemble() {
   for (const std::string& path : module_order_) {
     levels[path.empty() ? 0 : std::count(path.begin(), path.end(), '.') + 1].push_back(path);
   }
-  std::vector<std::pair<std::string, std::string>> classes;  // name, source
+  struct Class {
+    std::string name;
+    std::vector<py::Stmt> body;
+  };
+  std::vector<Class> classes;
   struct Origin {
     std::string type, first_path;
     std::size_t members = 0;
@@ -1618,28 +1577,46 @@ std::string Generator::assemble() {
   // A class made at a deeper level, by group key: a module of the same type and code
   // nearer the root (a model's final norm beside its layers' norms) reuses it, when the
   // sizes the class fixes are its sizes too.
+  using Column = std::vector<std::int64_t>;  // one literal's value in each member
   struct MadeClass {
     std::string name;
     std::vector<std::string> parameter;  // per literal: the parameter, or "" when fixed
-    std::vector<std::string> fixed;      // per literal: its value when fixed
+    std::vector<std::int64_t> fixed;     // per literal: its value when fixed
   };
   std::map<std::string, MadeClass> made;
   std::map<std::string, std::set<std::string>> first_attributes;  // by class name
+  // The constructor of each member: the class, with the values of its parameters.
+  const auto construct = [&](const std::string& name, const std::vector<std::string>& members,
+                             const std::vector<std::string>& parameter_of_literal,
+                             const std::vector<Column>& columns) {
+    for (std::size_t member = 0; member < members.size(); ++member) {
+      ModuleNode& module = modules_.at(members[member]);
+      module.class_name = name;
+      std::vector<py::Keyword> arguments;
+      std::set<std::string> passed;
+      for (std::size_t index = 0; index < columns.size(); ++index) {
+        const std::string& parameter = parameter_of_literal[index];
+        if (parameter.empty() || !passed.insert(parameter).second) continue;
+        arguments.push_back({parameter, py::integer(columns[index][member])});
+      }
+      module.constructor = py::name(name)({}, std::move(arguments));
+    }
+  };
   const auto reuse = [&](const std::string& key, const std::vector<std::string>& members,
-                         const std::vector<std::vector<std::string>>& columns) {
+                         const std::vector<Column>& columns) {
     const auto found = made.find(key);
     if (found == made.end()) return false;
     const MadeClass& known = found->second;
     for (std::size_t index = 0; index < columns.size(); ++index) {
       if (!known.parameter[index].empty()) continue;
-      for (const std::string& value : columns[index]) {
+      for (const std::int64_t value : columns[index]) {
         if (value != known.fixed[index]) return false;
       }
     }
     // Literals that share a parameter (equal in every module the class was made for) must
     // be equal here too: a block whose in and out widths differ is not `channels` twice.
     for (std::size_t member = 0; member < members.size(); ++member) {
-      std::map<std::string, std::string> value_of;
+      std::map<std::string, std::int64_t> value_of;
       for (std::size_t index = 0; index < columns.size(); ++index) {
         const std::string& parameter = known.parameter[index];
         if (parameter.empty()) continue;
@@ -1648,49 +1625,35 @@ std::string Generator::assemble() {
       }
     }
     class_origin[known.name].members += members.size();
-    for (std::size_t member = 0; member < members.size(); ++member) {
-      ModuleNode& module = modules_.at(members[member]);
-      module.class_name = known.name;
-      std::vector<std::string> arguments;
-      std::set<std::string> passed;
-      for (std::size_t index = 0; index < columns.size(); ++index) {
-        const std::string& parameter = known.parameter[index];
-        if (parameter.empty() || !passed.insert(parameter).second) continue;
-        arguments.push_back(fmt::format("{}={}", parameter, columns[index][member]));
-      }
-      module.constructor = fmt::format("{}({})", known.name, fmt::join(arguments, ", "));
-    }
+    construct(known.name, members, known.parameter, columns);
     return true;
   };
   for (const auto& [depth, paths] : levels) {
-    // Group key: type and code with the integer literals of __init__ masked.
+    // Group key: type and code with the integer literals masked.
     std::map<std::string, std::vector<std::string>> groups;
     std::vector<std::string> group_order;
-    std::map<std::string, std::string> bodies;
+    std::map<std::string, std::vector<py::Stmt>> bodies;
+    const py::Expr mask = py::name("_literal_");
     for (const std::string& path : paths) {
       ModuleNode& module = modules_.at(path);
-      if (module.is_list || !module.leaf_constructor.empty() || !needed(path)) continue;
-      const std::string body = class_source(module);
-      bodies[path] = body;
-      std::string masked = body;
-      const auto literals = find_literals(body);
-      for (std::size_t index = literals.size(); index-- > 0;) {
-        masked.replace(literals[index].begin, literals[index].end - literals[index].begin, "\x01");
-      }
-      const std::string key = module.type + "\n" + masked;
+      if (module.is_list || module.leaf_constructor || !needed(path)) continue;
+      const std::vector<py::Stmt>& body = bodies[path] = class_body(module);
+      const std::string key =
+          module.type + "\n" +
+          py::print(
+              replace_literals(body, [&](std::size_t) -> std::optional<py::Expr> { return mask; }));
       if (!groups.contains(key)) group_order.push_back(key);
       groups[key].push_back(path);
     }
     for (const std::string& key : group_order) {
       const std::vector<std::string>& members = groups[key];
       ModuleNode& first = modules_.at(members.front());
-      const std::string& body = bodies[members.front()];
-      const std::size_t split = std::min(body.find("\n    def __call__"), body.size());
+      const std::vector<py::Stmt>& body = bodies[members.front()];
       const auto literals = find_literals(body);
       // Columns of literal values across the members; varying columns become parameters,
       // and equal columns share one. A size in __call__ (GPT-2's Conv1D reshapes to its
       // own width) is kept as an attribute.
-      std::vector<std::vector<std::string>> columns(literals.size());
+      std::vector<Column> columns(literals.size());
       for (const std::string& path : members) {
         const auto values = find_literals(bodies[path]);
         for (std::size_t index = 0; index < literals.size(); ++index) {
@@ -1698,14 +1661,14 @@ std::string Generator::assemble() {
         }
       }
       if (reuse(key, members, columns)) continue;
-      std::map<std::vector<std::string>, std::string> parameter_of;
+      std::map<Column, std::string> parameter_of;
       std::vector<std::string> parameters;
       std::vector<std::string> replacement(literals.size());
       std::set<std::string> taken;
       for (std::size_t index = 0; index < literals.size(); ++index) {
         const auto& column = columns[index];
         if (std::all_of(column.begin(), column.end(),
-                        [&](const std::string& v) { return v == column[0]; })) {
+                        [&](std::int64_t v) { return v == column[0]; })) {
           continue;
         }
         auto found = parameter_of.find(column);
@@ -1720,28 +1683,19 @@ std::string Generator::assemble() {
         }
         replacement[index] = found->second;
       }
-      std::string source = body;
-      std::vector<std::string> stored;  // parameters __call__ reads, kept as attributes
-      for (std::size_t index = literals.size(); index-- > 0;) {
-        if (replacement[index].empty()) continue;
-        const bool in_call = literals[index].begin > split;
-        if (in_call && std::find(stored.begin(), stored.end(), replacement[index]) == stored.end())
-          stored.push_back(replacement[index]);
-        source.replace(literals[index].begin, literals[index].end - literals[index].begin,
-                       in_call ? "self." + replacement[index] : replacement[index]);
-      }
-      std::sort(stored.begin(), stored.end());
-      std::string kept;
+      std::set<std::string> stored;  // parameters __call__ reads, kept as attributes
+      std::vector<py::Stmt> source =
+          replace_literals(body, [&](std::size_t index) -> std::optional<py::Expr> {
+            if (replacement[index].empty()) return std::nullopt;
+            if (!literals[index].in_call) return py::name(replacement[index]);
+            stored.insert(replacement[index]);
+            return py::name("self").attr(replacement[index]);
+          });
+      py::Stmt& init = source[0];
       for (const std::string& parameter : stored) {
-        kept += fmt::format("        self.{0} = {0}\n", parameter);
+        init.body.push_back(py::assign(py::name("self").attr(parameter), py::name(parameter)));
       }
-      // (after the last line of __init__, before the blank line that ends it)
-      source.insert(std::min(source.find("\n    def __call__"), source.size()), kept);
-      if (!parameters.empty()) {
-        const std::string signature = "    def __init__(self):";
-        source.replace(source.find(signature), signature.size(),
-                       fmt::format("    def __init__(self, {}):", fmt::join(parameters, ", ")));
-      }
+      for (const std::string& parameter : parameters) init.params.push_back({parameter, {}});
       std::string name =
           first.path.empty() ? "Model" : short_type(first.type.empty() ? "Module" : first.type);
       if (!first.path.empty() && (name == "Model" || name == "Module")) name = "Block";
@@ -1753,17 +1707,16 @@ std::string Generator::assemble() {
       // Still taken: named for the arguments that set it apart from the class holding the
       // name (ConvNormAct1KernelSize, then ConvNormAct1KernelSizeNoGroups); a number only
       // when no argument differs (classes that differ in __call__ alone).
-      const auto holder = [&](const std::string& candidate) -> const std::string* {
-        for (const auto& [made_name, made_source] : classes) {
-          if (made_name == candidate) return &made_source;
+      const auto holder = [&](const std::string& candidate) -> const Class* {
+        for (const Class& known : classes) {
+          if (known.name == candidate) return &known;
         }
         return nullptr;
       };
       std::string candidate = name;
       std::set<std::string> used;
-      for (const std::string* taken = holder(candidate); taken != nullptr;
-           taken = holder(candidate)) {
-        const auto words = distinguishing_words(*taken, source);
+      for (const Class* taken = holder(candidate); taken != nullptr; taken = holder(candidate)) {
+        const auto words = distinguishing_words(taken->body, source);
         const auto next = std::find_if(words.begin(), words.end(), [&](const std::string& word) {
           return !used.contains(word);
         });
@@ -1778,64 +1731,81 @@ std::string Generator::assemble() {
         while (holder(fmt::format("{}{}", name, suffix)) != nullptr) ++suffix;
         name += fmt::format("{}", suffix);
       }
-      classes.emplace_back(name, source);
+      classes.push_back({name, std::move(source)});
       MadeClass record{name, replacement, {}};
-      for (const auto& column : columns) record.fixed.push_back(column.empty() ? "" : column[0]);
+      for (const auto& column : columns) record.fixed.push_back(column.empty() ? 0 : column[0]);
       made.emplace(key, std::move(record));
       if (!first.path.empty()) class_origin[name] = {first.type, first.path, members.size()};
-      for (std::size_t member = 0; member < members.size(); ++member) {
-        ModuleNode& module = modules_.at(members[member]);
-        module.class_name = name;
-        std::vector<std::string> arguments;
-        for (const std::string& parameter : parameters) {
-          for (const auto& [column, named] : parameter_of) {
-            if (named == parameter)
-              arguments.push_back(fmt::format("{}={}", parameter, column[member]));
-          }
-        }
-        module.constructor = fmt::format("{}({})", name, fmt::join(arguments, ", "));
-      }
+      construct(name, members, replacement, columns);
     }
   }
-  std::string source = fmt::format(
-      "# Generated by torch2mlx from a torch.export program (torch {}).\n"
-      "# It needs MLX only; edit it freely.\n",
-      program_.torch_version.empty() ? "unknown" : python_comment(program_.torch_version, 40));
-  std::string code;
-  for (const auto& [name, body] : classes) {
-    code += "\n\n";
-    const auto origin = class_origin.find(name);
+  std::vector<py::Stmt> code;
+  for (Class& made_class : classes) {
+    py::Stmt definition =
+        py::class_(made_class.name, {py::dotted("nn.Module")}, std::move(made_class.body));
+    const auto origin = class_origin.find(made_class.name);
     if (origin != class_origin.end()) {
       const Origin& from = origin->second;
       const std::string paths =
           from.members == 1 ? from.first_path
                             : fmt::format("{} and {} more", from.first_path, from.members - 1);
-      code += fmt::format("# torch: {}\n",
-                          python_comment(fmt::format("{} ({})", from.type, paths), 90));
+      definition = py::commented(
+          definition, "torch: " + python_comment(fmt::format("{} ({})", from.type, paths), 90));
     }
-    code += fmt::format("class {}(nn.Module):\n{}", name, body);
+    code.push_back(std::move(definition));
   }
-  std::string helpers;
+  // Imports the code uses: names in the code, and the helpers' code lines (their comments
+  // may mention math.sqrt).
+  std::set<std::string> names;
+  py::walk(code, [&](const py::Expr& part) {
+    if (part.kind() == py::Expr::Kind::Name) names.insert(part.text());
+  });
+  std::vector<py::Stmt> helpers;
   for (const std::string& helper : state_.helpers) {
-    helpers += "\n\n" + std::string(*helper_source(helper));
-  }
-  // Imports the code uses, looking at code lines only (comments may mention math.sqrt).
-  const auto uses = [&](std::string_view prefix) {
-    std::istringstream lines(code + helpers);
-    std::string line;
-    while (std::getline(lines, line)) {
-      const std::size_t start = line.find_first_not_of(' ');
-      if (start != std::string::npos && line[start] != '#' &&
-          line.find(prefix) != std::string::npos) {
-        return true;
+    const std::string_view text = *helper_source(helper);
+    helpers.push_back(py::verbatim(text));
+    for (std::size_t start = 0; start < text.size();) {
+      const std::size_t end = std::min(text.find('\n', start), text.size());
+      const std::string_view line = text.substr(start, end - start);
+      const std::size_t first = line.find_first_not_of(' ');
+      if (first != std::string_view::npos && line[first] != '#') {
+        for (const char* module : {"math", "mx"}) {
+          if (line.find(std::string(module) + ".") != std::string_view::npos) names.insert(module);
+        }
       }
+      start = end + 1;
     }
-    return false;
-  };
-  source += uses("math.") ? "import math\n\n" : "";
-  source += uses("mx.") ? "import mlx.core as mx\n" : "";
-  source += "import mlx.nn as nn\n";
-  return source + helpers + wrap_long_lines(code);
+  }
+  std::vector<py::Stmt> module{
+      py::comment(fmt::format(
+          "Generated by torch2mlx from a torch.export program (torch {}).",
+          program_.torch_version.empty() ? "unknown" : python_comment(program_.torch_version, 40))),
+      py::comment("It needs MLX only; edit it freely.")};
+  if (names.contains("math")) {
+    module.push_back(py::import("math"));
+    module.push_back(py::blank());
+  }
+  if (names.contains("mx")) module.push_back(py::import("mlx.core", "mx"));
+  module.push_back(py::import("mlx.nn", "nn"));
+  for (py::Stmt& helper : helpers) module.push_back(std::move(helper));
+  for (py::Stmt& definition : code) module.push_back(std::move(definition));
+  // The transposes the code performs (the helpers' own included), for the report.
+  transposes_ = 0;
+  py::walk(code, [&](const py::Expr& part) {
+    if (part.kind() == py::Expr::Kind::Call &&
+        part.parts()[0].kind() == py::Expr::Kind::Attribute &&
+        part.parts()[0].text() == "transpose") {
+      ++transposes_;
+    }
+  });
+  for (const std::string& helper : state_.helpers) {
+    const std::string_view text = *helper_source(helper);
+    for (std::size_t at = text.find("transpose("); at != std::string_view::npos;
+         at = text.find("transpose(", at + 1)) {
+      ++transposes_;
+    }
+  }
+  return py::print(module);
 }
 
 // The name a line of source assigns, `queries` in "file.py:3: queries = self.q(x).view(s)",
@@ -2009,7 +1979,7 @@ std::vector<ModuleBoundary> Generator::boundaries() const {
 
 bool Generator::needed(const std::string& path) const {
   const ModuleNode& module = modules_.at(path);
-  if (!module.params.empty() || !module.method_source.empty() || !module.leaf_constructor.empty()) {
+  if (!module.params.empty() || module.method || module.leaf_constructor) {
     return true;
   }
   return std::any_of(module.children.begin(), module.children.end(), [&](const std::string& child) {
@@ -2091,28 +2061,30 @@ GeneratedModel Generator::run() {
       region.inline_into_parent = true;
       return;
     }
-    const std::string method = emit_method(region, region.path);
+    py::Stmt method = emit_method(region, region.path);
+    const std::string text = py::print({method});
     ModuleNode& owner = modules_.at(region.path);
-    if (owner.method_source.empty()) {
-      owner.method_source = method;
-    } else if (owner.method_source != method) {
+    if (!owner.method) {
+      owner.method = std::move(method);
+      owner.method_text = text;
+    } else if (owner.method_text != text) {
       region.inline_into_parent = true;  // a second call that computes something else
     }
   };
   settle(*root_);
   // Emit for real: helpers asked for by methods that were inlined later are dropped.
   state_.helpers.clear();
-  for (auto& [path, module] : modules_) module.method_source.clear();
+  for (auto& [path, module] : modules_) module.method.reset();
   std::function<void(Region&)> emit = [&](Region& region) {
     for (const Region::Item& item : region.items) {
       if (item.child != nullptr) emit(*item.child);
     }
     if (&region == root_ || region.inline_into_parent || region.is_leaf_layer) return;
     ModuleNode& owner = modules_.at(region.path);
-    if (owner.method_source.empty()) owner.method_source = emit_method(region, region.path);
+    if (!owner.method) owner.method = emit_method(region, region.path);
   };
   emit(*root_);
-  modules_.at("").method_source = emit_root();
+  modules_.at("").method = emit_root();
   GeneratedModel generated;
   generated.source = assemble();
   for (const auto& [source, key] : weight_attribute_) {
@@ -2142,70 +2114,67 @@ GeneratedModel Generator::run() {
   }
   generated.notes = notes_;
   generated.modules = boundaries();
-  for (std::size_t at = generated.source.find("transpose("); at != std::string::npos;
-       at = generated.source.find("transpose(", at + 1)) {
-    ++generated.transposes;
-  }
+  generated.transposes = transposes_;
   return generated;
 }
 
 // A constant argument (a number, a list, None...) as Python source, rendered by the same
 // code as the arguments of an op.
-std::string Generator::literal_of(const Arg& value) {
+py::Expr Generator::literal_of(const Arg& value) {
   Node holder;
   holder.inputs.push_back({"value", value, false});
   state_.rendered.clear();
   Call call(holder, state_);
-  return call.literal("value", "None");
+  return call.literal("value");
 }
 
-std::string Generator::emit_root() {
+py::Stmt Generator::emit_root() {
   // The model's inputs in torch's order; its outputs back in torch's axis order and
   // structure (tuples, lists, dicts).
   Method scope;
   // An argument that is a list, tuple or dict of tensors stays one parameter, unpacked into
   // the graph's inputs first (torch.export flattens it into one input per tensor).
   const std::map<std::string, ContainerLeaf> containers = container_leaves();
-  std::vector<std::string> parameters;
+  std::vector<py::Param> parameters{{"self", {}}};
   std::set<std::string> container_taken;
-  std::vector<std::string> unpacking;
   for (const std::string& input : user_inputs_) {
     const auto leaf = containers.find(input);
     if (leaf == containers.end()) {
-      parameters.push_back(local_name(scope, input));
+      parameters.push_back({local_name(scope, input), {}});
       continue;
     }
     const auto [it, first] = container_taken.emplace(leaf->second.parameter);
-    if (first) parameters.push_back(local_name(scope, "#arg " + *it, *it));
+    if (first) parameters.push_back({local_name(scope, "#arg " + *it, *it), {}});
     const bool plain = is_python_identifier(input) && !is_reserved(input);
-    unpacking.push_back(fmt::format("{} = {}{}", local_name(scope, input, plain ? input : ""),
-                                    scope.local.at("#arg " + *it), leaf->second.access));
+    py::Expr access = scope.local.at("#arg " + *it);
+    for (const py::Expr& subscript : leaf->second.access) access = access[subscript];
+    scope.lines.push_back(
+        py::assign(py::name(local_name(scope, input, plain ? input : "")), access));
   }
   // Non-tensor inputs keep their place in the signature with the value export baked in.
   for (const InputSpec& spec : program_.inputs) {
     if (!spec.constant || containers.contains(spec.name)) continue;
-    parameters.push_back(
-        fmt::format("{}={}", local_name(scope, spec.name), literal_of(spec.value)));
+    parameters.push_back({local_name(scope, spec.name), literal_of(spec.value)});
   }
-  scope.lines = unpacking;
   emit_items(*root_, "", scope);
-  std::vector<std::string> values;
+  std::vector<py::Expr> values;
   for (const OutputSpec& output : program_.outputs) {
     if (output.kind != OutputKind::UserOutput) continue;
     const Arg& value = output.value;
     const bool named = !value.names.empty() && !value.names[0].empty();
     if (value.kind == ArgKind::None) {
-      values.emplace_back("None");
+      values.push_back(py::none());
     } else if (named && value.kind != ArgKind::TensorList) {
       const std::string& name = value.names[0];
-      std::string expression = reference(name, "", scope);
+      py::Expr expression = reference(name, "", scope);
       const auto perm = perms_.find(name);
       if (perm != perms_.end() && !perm->second.empty()) {
         const std::size_t rank = program_.tensors.at(name).shape.size();
-        const std::string converted =
-            local_name(scope, name + "#out", base_name(name) + "_" + layout_suffix({}, rank));
-        scope.lines.push_back(fmt::format("{} = mx.transpose({}, {})", converted, expression,
-                                          int_tuple(transpose_axes(perm->second, {}, rank))));
+        const py::Expr converted = py::name(
+            local_name(scope, name + "#out", base_name(name) + "_" + layout_suffix({}, rank)));
+        scope.lines.push_back(py::assign(
+            converted, py::call("mx.transpose",
+                                {expression, py::ints(transpose_axes(perm->second, {}, rank))})));
         expression = converted;
       }
       values.push_back(expression);
@@ -2213,7 +2182,7 @@ std::string Generator::emit_root() {
       values.push_back(literal_of(value));
     }
   }
-  std::string result;
+  std::optional<py::Expr> result;
   if (!program_.out_spec.empty()) {
     try {
       const auto spec = nlohmann::json::parse(program_.out_spec);
@@ -2221,16 +2190,12 @@ std::string Generator::emit_root() {
       result =
           output_expression(spec.is_array() && spec.size() == 2 ? spec[1] : spec, next, values);
     } catch (const nlohmann::json::exception&) {
-      result.clear();
+      result.reset();
     }
   }
-  if (result.empty()) {
-    result = values.size() == 1 ? values[0] : fmt::format("({})", fmt::join(values, ", "));
-  }
-  std::string body;
-  for (const std::string& line : scope.lines) body += "        " + line + "\n";
-  return fmt::format("    def __call__(self{}{}):\n{}        return {}\n",
-                     parameters.empty() ? "" : ", ", fmt::join(parameters, ", "), body, result);
+  if (!result) result = values.size() == 1 ? values[0] : py::tuple(values);
+  scope.lines.push_back(py::return_({*result}));
+  return py::function("__call__", std::move(parameters), std::move(scope.lines));
 }
 
 }  // namespace

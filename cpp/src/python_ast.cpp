@@ -329,7 +329,10 @@ void write_line(const std::string& lead, const Expr& expression, const std::stri
   out += pad + close + tail + "\n";
 }
 
-std::string indent_of(int depth) { return std::string(static_cast<std::size_t>(depth) * 4, ' '); }
+std::string indent_of(int depth) {
+  std::string pad(static_cast<std::size_t>(depth) * 4, ' ');
+  return pad;
+}
 
 void write_block(const std::vector<Stmt>& statements, int depth, std::string& out);
 
@@ -467,6 +470,12 @@ Expr Expr::attr(std::string_view name) const {
   return make({.kind = Kind::Attribute, .text = std::string(name), .parts = {*this}});
 }
 
+Expr Expr::operator()(std::vector<Expr> args) const { return (*this)(std::move(args), {}); }
+
+Expr Expr::method(std::string_view name, std::vector<Expr> args) const {
+  return attr(name)(std::move(args));
+}
+
 Expr Expr::operator()(std::vector<Expr> args, std::vector<Keyword> keywords) const {
   Node node{.kind = Kind::Call, .parts = {*this}};
   for (Expr& arg : args) node.parts.push_back(std::move(arg));
@@ -544,17 +553,20 @@ Expr list(std::vector<Expr> items, bool exploded) {
   return make({.kind = Expr::Kind::List, .parts = std::move(items), .exploded = exploded});
 }
 
-Expr dict(std::vector<std::pair<Expr, Expr>> entries) {
+Expr dict(const std::vector<std::pair<Expr, Expr>>& entries) {
   Expr::Node node{.kind = Expr::Kind::Dict};
-  for (auto& [key, value] : entries) {
-    node.parts.push_back(std::move(key));
-    node.parts.push_back(std::move(value));
+  for (const auto& [key, value] : entries) {
+    node.parts.push_back(key);
+    node.parts.push_back(value);
   }
   return make(std::move(node));
 }
 
-Expr slice(std::optional<Expr> lower, std::optional<Expr> upper, std::optional<Expr> step) {
-  const Expr omitted = make({.kind = Expr::Kind::Omitted});
+Expr nothing() { return make({.kind = Expr::Kind::Omitted}); }
+
+Expr slice(const std::optional<Expr>& lower, const std::optional<Expr>& upper,
+           const std::optional<Expr>& step) {
+  const Expr omitted = nothing();
   return make(
       {.kind = Expr::Kind::Slice,
        .parts = {lower.value_or(omitted), upper.value_or(omitted), step.value_or(omitted)}});

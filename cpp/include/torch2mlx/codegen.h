@@ -9,7 +9,8 @@
 //      is unavoidable;
 //   2. regions: group the nodes by the module call they happened in (nn_module_stack);
 //   3. emission: one class per distinct module, mlx.nn layers for modules that map one to
-//      one, helper functions for what MLX lacks, and the root class "Model".
+//      one, helper functions for what MLX lacks, and the root class "Model", built as a
+//      Python syntax tree (python_ast.h) that its one printer turns into source.
 #pragma once
 
 #include <cstdint>

@@ -16,9 +16,13 @@
 namespace torch2mlx {
 
 class Call;  // what an emitter sees of a node: cpp/src/ops/call.h
+namespace py {
+class Expr;  // a Python expression: torch2mlx/python_ast.h
+}
 
-/// Writes the Python expression that computes a node's output(s): a tuple for several.
-using Emitter = std::string (*)(Call& call);
+/// Builds the Python expression that computes a node's output(s): a tuple for several; an
+/// expression of kind Omitted writes nothing.
+using Emitter = py::Expr (*)(Call& call);
 
 /// How an op treats tensors whose axes are stored permuted (channels-last).
 enum class LayoutRule : std::uint8_t {

@@ -98,12 +98,15 @@ class Expr {
 
   /// `self.name`.
   [[nodiscard]] Expr attr(std::string_view name) const;
+  /// `self(args)`.
+  [[nodiscard]] Expr operator()(std::vector<Expr> args = {}) const;
   /// `self(args, name=value...)`.
-  [[nodiscard]] Expr operator()(std::vector<Expr> args = {},
-                                std::vector<Keyword> keywords = {}) const;
-  /// `self.name(args, ...)`.
-  [[nodiscard]] Expr method(std::string_view name, std::vector<Expr> args = {},
-                            std::vector<Keyword> keywords = {}) const;
+  [[nodiscard]] Expr operator()(std::vector<Expr> args, std::vector<Keyword> keywords) const;
+  /// `self.name(args)`.
+  [[nodiscard]] Expr method(std::string_view name, std::vector<Expr> args = {}) const;
+  /// `self.name(args, name=value...)`.
+  [[nodiscard]] Expr method(std::string_view name, std::vector<Expr> args,
+                            std::vector<Keyword> keywords) const;
   /// `self[index]`; a tuple index prints without parentheses (`x[:, 0]`).
   [[nodiscard]] Expr operator[](const Expr& index) const;
 
@@ -149,10 +152,10 @@ struct Keyword {
 /// A list; `exploded` prints one item per line.
 [[nodiscard]] Expr list(std::vector<Expr> items, bool exploded = false);
 /// A dict literal.
-[[nodiscard]] Expr dict(std::vector<std::pair<Expr, Expr>> entries);
+[[nodiscard]] Expr dict(const std::vector<std::pair<Expr, Expr>>& entries);
 /// `lower:upper:step` in a subscript; a missing part is left out.
-[[nodiscard]] Expr slice(std::optional<Expr> lower, std::optional<Expr> upper,
-                         std::optional<Expr> step = std::nullopt);
+[[nodiscard]] Expr slice(const std::optional<Expr>& lower, const std::optional<Expr>& upper,
+                         const std::optional<Expr>& step = std::nullopt);
 /// `left op right`.
 [[nodiscard]] Expr binary(const Expr& left, Op op, const Expr& right);
 /// `op operand`.
@@ -161,6 +164,9 @@ struct Keyword {
 [[nodiscard]] Expr conditional(const Expr& body, const Expr& test, const Expr& orelse);
 /// `*value`, in a call's arguments, a tuple or a subscript.
 [[nodiscard]] Expr starred(const Expr& value);
+/// Nothing: what an op emitter returns for an op that writes no code (slices leave their
+/// missing parts out the same way).
+[[nodiscard]] Expr nothing();
 /// `function(args, keywords)` where function is a dotted path: call("mx.exp", {x}).
 [[nodiscard]] Expr call(std::string_view function, std::vector<Expr> args = {},
                         std::vector<Keyword> keywords = {});

@@ -36,19 +36,6 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 16> kMlxDtyp
 
 }  // namespace
 
-std::string int_tuple(const std::vector<std::int64_t>& values) {
-  if (values.size() == 1) return fmt::format("({},)", values[0]);
-  return fmt::format("({})", fmt::join(values, ", "));
-}
-
-std::string float_literal(double value) {
-  if (std::isnan(value)) return "float(\"nan\")";
-  if (std::isinf(value)) return value > 0 ? "float(\"inf\")" : "float(\"-inf\")";
-  std::string text = fmt::format("{}", value);
-  if (text.find_first_of(".en") == std::string::npos) text += ".0";
-  return text;
-}
-
 std::optional<std::string> mlx_dtype(std::string_view numpy_name) {
   for (const auto& [name, mlx] : kMlxDtypes) {
     if (name == numpy_name && !mlx.empty()) return std::string(mlx);
@@ -56,11 +43,17 @@ std::optional<std::string> mlx_dtype(std::string_view numpy_name) {
   return std::nullopt;
 }
 
+std::optional<py::Expr> mlx_dtype_expr(std::string_view numpy_name) {
+  const auto mlx = mlx_dtype(numpy_name);
+  if (!mlx) return std::nullopt;
+  return py::dotted(*mlx);
+}
+
 const Arg* Call::arg(std::string_view name) const { return node_.input(name); }
 
-std::string Call::value(const std::string& name) const {
+py::Expr Call::value(const std::string& name) const {
   const auto found = state_.rendered.find(name);
-  std::string expression = found == state_.rendered.end() ? name : found->second;
+  py::Expr expression = found == state_.rendered.end() ? py::name(name) : found->second;
   // A weight stored in MLX's convolution order, read here as a plain tensor: torch's order.
   const auto param = state_.params.find(name);
   if (param == state_.params.end()) return expression;
@@ -77,7 +70,7 @@ std::string Call::value(const std::string& name) const {
     axes = {dims - 1, 0};
     for (int axis = 1; axis < dims - 1; ++axis) axes.push_back(axis);
   }
-  return fmt::format("mx.transpose({}, {})", expression, int_tuple(axes));
+  return py::call("mx.transpose", {expression, py::ints(axes)});
 }
 
 int Call::rank_of(const std::string& name) const {
@@ -92,7 +85,7 @@ bool Call::has(std::string_view name) const {
   return found != nullptr && found->kind != ArgKind::None;
 }
 
-std::string Call::tensor(std::string_view name) const {
+py::Expr Call::tensor(std::string_view name) const {
   const Arg* found = arg(name);
   if (found == nullptr || found->kind != ArgKind::Tensor) {
     unsupported(fmt::format("argument '{}' is not a tensor", name));
@@ -100,62 +93,60 @@ std::string Call::tensor(std::string_view name) const {
   return value(found->names[0]);
 }
 
-std::vector<std::string> Call::tensors(std::string_view name) const {
+std::vector<py::Expr> Call::tensors(std::string_view name) const {
   const Arg* found = arg(name);
   if (found == nullptr || found->kind != ArgKind::TensorList) {
     unsupported(fmt::format("argument '{}' is not a list of tensors", name));
   }
-  std::vector<std::string> result;
+  std::vector<py::Expr> result;
   for (const std::string& item : found->names)
-    result.push_back(item.empty() ? "None" : value(item));
+    result.push_back(item.empty() ? py::none() : value(item));
   return result;
 }
 
-std::string Call::literal(std::string_view name, std::string_view fallback) const {
+py::Expr Call::literal(std::string_view name, const py::Expr& fallback) const {
   const Arg* found = arg(name);
-  if (found == nullptr) return std::string(fallback);
+  if (found == nullptr) return fallback;
+  // An int (or float, or bool) that export recorded as a symbol is that symbol's value.
+  const auto symbolic = [&](std::size_t index) {
+    return found->names.size() > index && !found->names[index].empty();
+  };
   const auto element = [&](std::size_t index) {
-    return found->names.size() > index && !found->names[index].empty()
-               ? value(found->names[index])
-               : fmt::format("{}", found->ints[index]);
+    return symbolic(index) ? value(found->names[index]) : py::integer(found->ints[index]);
   };
   switch (found->kind) {
     case ArgKind::None:
-      return "None";
+      return py::none();
     case ArgKind::Tensor:
       return value(found->names[0]);
     case ArgKind::TensorList:
-      return fmt::format("[{}]", fmt::join(tensors(name), ", "));
+      return py::list(tensors(name));
     case ArgKind::Int:
       return element(0);
     case ArgKind::IntList: {
-      std::vector<std::string> items;
+      std::vector<py::Expr> items;
       for (std::size_t index = 0; index < found->ints.size(); ++index)
         items.push_back(element(index));
-      if (items.size() == 1) return fmt::format("({},)", items[0]);
-      return fmt::format("({})", fmt::join(items, ", "));
+      return py::tuple(std::move(items));
     }
     case ArgKind::Float:
-      return !found->names.empty() && !found->names[0].empty() ? value(found->names[0])
-                                                               : float_literal(found->floats[0]);
+      return symbolic(0) ? value(found->names[0]) : py::number(found->floats[0]);
     case ArgKind::FloatList: {
-      std::vector<std::string> items;
-      for (const double item : found->floats) items.push_back(float_literal(item));
-      if (items.size() == 1) return fmt::format("({},)", items[0]);
-      return fmt::format("({})", fmt::join(items, ", "));
+      std::vector<py::Expr> items;
+      for (const double item : found->floats) items.push_back(py::number(item));
+      return py::tuple(std::move(items));
     }
     case ArgKind::Bool:
-      if (!found->names.empty() && !found->names[0].empty()) return value(found->names[0]);
-      return found->ints[0] != 0 ? "True" : "False";
+      return symbolic(0) ? value(found->names[0]) : py::boolean(found->ints[0] != 0);
     case ArgKind::BoolList: {
-      std::vector<std::string> items;
-      for (const std::int64_t item : found->ints) items.emplace_back(item != 0 ? "True" : "False");
-      return fmt::format("({})", fmt::join(items, ", "));
+      std::vector<py::Expr> items;
+      for (const std::int64_t item : found->ints) items.push_back(py::boolean(item != 0));
+      return py::tuple(std::move(items));
     }
     case ArgKind::String:
-      return python_string(found->strings[0]);
+      return py::string(found->strings[0]);
     case ArgKind::ScalarType: {
-      const auto mlx = mlx_dtype(found->strings[0]);
+      const auto mlx = mlx_dtype_expr(found->strings[0]);
       if (!mlx) unsupported(fmt::format("MLX has no dtype {}", found->strings[0]));
       return *mlx;
     }
@@ -218,10 +209,10 @@ std::string Call::text(std::string_view name, std::string_view fallback) const {
   return found->strings[0];
 }
 
-std::optional<std::string> Call::dtype(std::string_view name) const {
+std::optional<py::Expr> Call::dtype(std::string_view name) const {
   const Arg* found = arg(name);
   if (found == nullptr || found->kind == ArgKind::None) return std::nullopt;
-  return literal(name, "None");
+  return literal(name);
 }
 
 std::int64_t Call::storage_axis(std::int64_t logical) const {
@@ -273,10 +264,10 @@ int Call::rank(std::string_view name) const {
   return static_cast<int>(info->shape.size());
 }
 
-std::string Call::tensor_dtype(std::string_view name) const {
+py::Expr Call::tensor_dtype(std::string_view name) const {
   const TensorMeta* info = meta(name);
   if (info == nullptr) unsupported(fmt::format("the dtype of '{}' is unknown", name));
-  const auto mlx = mlx_dtype(info->dtype);
+  const auto mlx = mlx_dtype_expr(info->dtype);
   if (!mlx) unsupported(fmt::format("MLX has no dtype {}", info->dtype));
   return *mlx;
 }
@@ -287,7 +278,7 @@ bool Call::permuted() const {
   return perm != state_.perms.end() && !perm->second.empty();
 }
 
-std::string Call::conv_weight(std::string_view name, bool transposed, std::int64_t groups) {
+py::Expr Call::conv_weight(std::string_view name, bool transposed, std::int64_t groups) {
   const Arg* found = arg(name);
   if (found == nullptr || found->kind != ArgKind::Tensor) {
     unsupported(fmt::format("argument '{}' is not a tensor", name));
@@ -301,7 +292,7 @@ std::string Call::conv_weight(std::string_view name, bool transposed, std::int64
         state_.weight_layouts.emplace(param->second, std::pair{layout, groups});
     if (inserted || existing->second == std::pair{layout, groups}) {
       const auto rendered = state_.rendered.find(graph_name);
-      return rendered == state_.rendered.end() ? graph_name : rendered->second;
+      return rendered == state_.rendered.end() ? py::name(graph_name) : rendered->second;
     }
   }
   // A weight computed at run time (or shared with another use): move its axes here.
@@ -310,22 +301,22 @@ std::string Call::conv_weight(std::string_view name, bool transposed, std::int64
     std::vector<std::int64_t> order{0};
     for (int axis = 2; axis < dims; ++axis) order.push_back(axis);
     order.push_back(1);
-    return fmt::format("mx.transpose({}, {})", value(graph_name), int_tuple(order));
+    return py::call("mx.transpose", {value(graph_name), py::ints(order)});
   }
   if (groups != 1) unsupported("a grouped transposed convolution needs its weight as a parameter");
   std::vector<std::int64_t> order{1};
   for (int axis = 2; axis < dims; ++axis) order.push_back(axis);
   order.push_back(0);
-  return fmt::format("mx.transpose({}, {})", value(graph_name), int_tuple(order));
+  return py::call("mx.transpose", {value(graph_name), py::ints(order)});
 }
 
-std::string Call::helper(std::string_view name) {
+py::Expr Call::helper(std::string_view name) {
   if (!helper_source(name)) {
     fail("codegen", fmt::format("internal: no helper named '{}'", name));
   }
   state_.helpers.emplace(name);
   for (std::string& callee : helper_dependencies(name)) state_.helpers.insert(std::move(callee));
-  return std::string(name);
+  return py::name(name);
 }
 
 void Call::unsupported(std::string_view reason) const {

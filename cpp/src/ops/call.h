@@ -1,6 +1,7 @@
-// What an op emitter sees of a node: its arguments rendered as Python source, their
-// metadata, and the layout they are stored in. Emitters return one Python expression; they
-// ask for helper functions (emitted once at the top of model.py) with call.helper().
+// What an op emitter sees of a node: its arguments as Python expressions (python_ast.h),
+// their metadata, and the layout they are stored in. Emitters return one expression built
+// with the py:: builders, never text; they ask for helper functions (emitted once at the top
+// of model.py) with call.helper().
 //
 // Axis arguments must go through axis()/axes(): a tensor stored channels-last keeps torch's
 // logical axes in the graph, and these map them to the stored ones.
@@ -16,6 +17,7 @@
 
 #include "torch2mlx/graph.h"
 #include "torch2mlx/op_mapping.h"
+#include "torch2mlx/python_ast.h"
 
 namespace torch2mlx {
 
@@ -28,9 +30,9 @@ enum class WeightLayout : std::uint8_t { Torch, ConvWeight, ConvTransposeWeight 
 /// The code generator's state that emitters read and add to.
 struct EmitState {
   const ExportedProgram* program = nullptr;
-  std::map<std::string, std::string> rendered;  // value name -> expression in this scope
-  std::map<std::string, Perm> perms;            // value name -> storage order
-  std::map<std::string, std::string> params;    // graph value name -> state-dict target
+  std::map<std::string, py::Expr> rendered;   // value name -> expression in this scope
+  std::map<std::string, Perm> perms;          // value name -> storage order
+  std::map<std::string, std::string> params;  // graph value name -> state-dict target
   std::map<std::string, std::pair<WeightLayout, std::int64_t>> weight_layouts;  // target ->
   std::set<std::string> helpers;                                                // requested
 };
@@ -44,12 +46,13 @@ class Call {
   [[nodiscard]] const Node& node() const { return node_; }
   /// True when the argument is given and is not None.
   [[nodiscard]] bool has(std::string_view name) const;
-  /// The Python expression of a tensor argument.
-  [[nodiscard]] std::string tensor(std::string_view name) const;
-  /// The expressions of a tensor-list argument ("None" for missing optional entries).
-  [[nodiscard]] std::vector<std::string> tensors(std::string_view name) const;
-  /// Any argument as a Python literal: ints, tuples, floats, bools, None, strings, dtypes.
-  [[nodiscard]] std::string literal(std::string_view name, std::string_view fallback) const;
+  /// The expression of a tensor argument.
+  [[nodiscard]] py::Expr tensor(std::string_view name) const;
+  /// The expressions of a tensor-list argument (None for missing optional entries).
+  [[nodiscard]] std::vector<py::Expr> tensors(std::string_view name) const;
+  /// Any argument as an expression: ints, tuples, floats, bools, None, strings, dtypes,
+  /// symbolic sizes; `fallback` when the node does not have it.
+  [[nodiscard]] py::Expr literal(std::string_view name, const py::Expr& fallback = {}) const;
   /// An integer argument; symbolic sizes are refused (use literal()).
   [[nodiscard]] std::int64_t integer(std::string_view name, std::int64_t fallback) const;
   /// An int-list argument (a single int becomes a one-element list); symbols are refused.
@@ -60,8 +63,8 @@ class Call {
   [[nodiscard]] bool flag(std::string_view name, bool fallback) const;
   /// A string argument.
   [[nodiscard]] std::string text(std::string_view name, std::string_view fallback) const;
-  /// A dtype argument as "mx.float32", or nullopt when absent or None.
-  [[nodiscard]] std::optional<std::string> dtype(std::string_view name) const;
+  /// A dtype argument as `mx.float32`, or nullopt when absent or None.
+  [[nodiscard]] std::optional<py::Expr> dtype(std::string_view name) const;
   /// The storage axis of a (possibly negative) logical axis argument of the first input.
   [[nodiscard]] std::int64_t axis(std::string_view name, std::int64_t fallback) const;
   /// The storage axes of an axis-list argument; empty when absent or None.
@@ -74,33 +77,30 @@ class Call {
   [[nodiscard]] const TensorMeta* out_meta(std::size_t index = 0) const;
   /// Rank of a tensor argument; refuses when unknown.
   [[nodiscard]] int rank(std::string_view name) const;
-  /// The dtype of a tensor argument as "mx.float32"; refuses when unknown.
-  [[nodiscard]] std::string tensor_dtype(std::string_view name) const;
+  /// The dtype of a tensor argument as `mx.float32`; refuses when unknown.
+  [[nodiscard]] py::Expr tensor_dtype(std::string_view name) const;
   /// True when the first input is stored in a permuted order.
   [[nodiscard]] bool permuted() const;
   /// A tensor argument that is a convolution weight, in MLX's layout. A parameter is
   /// converted once at conversion time; anything else is transposed at run time.
-  [[nodiscard]] std::string conv_weight(std::string_view name, bool transposed,
-                                        std::int64_t groups);
-  /// Requests helper function `name` (see helpers.cpp) and returns its name.
-  std::string helper(std::string_view name);
+  [[nodiscard]] py::Expr conv_weight(std::string_view name, bool transposed, std::int64_t groups);
+  /// Requests helper function `name` (see helpers.cpp) and returns its name, to call.
+  py::Expr helper(std::string_view name);
   /// Throws Error naming the node, its module and the reason.
   [[noreturn]] void unsupported(std::string_view reason) const;
 
  private:
   [[nodiscard]] const Arg* arg(std::string_view name) const;
-  [[nodiscard]] std::string value(const std::string& name) const;
+  [[nodiscard]] py::Expr value(const std::string& name) const;
   [[nodiscard]] int rank_of(const std::string& name) const;
   const Node& node_;
   EmitState& state_;
 };
 
-/// A Python literal for an int list: "(1, 2)", "(3,)", "()".
-[[nodiscard]] std::string int_tuple(const std::vector<std::int64_t>& values);
-/// A Python float literal that round-trips: "1.0", "1e-05", "float('inf')".
-[[nodiscard]] std::string float_literal(double value);
 /// "mx.float32" for "float32"; nullopt for dtypes MLX lacks.
 [[nodiscard]] std::optional<std::string> mlx_dtype(std::string_view numpy_name);
+/// `mx.float32` for "float32"; nullopt for dtypes MLX lacks.
+[[nodiscard]] std::optional<py::Expr> mlx_dtype_expr(std::string_view numpy_name);
 
 /// The Python source of helper `name` (a function of src/torch2mlx/mlx_helpers.py), or
 /// nullopt.

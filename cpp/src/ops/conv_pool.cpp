@@ -14,7 +14,6 @@
 #include "call.h"
 #include "emit_util.h"
 #include "torch2mlx/error.h"
-#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -23,12 +22,18 @@ namespace {
 constexpr LayoutRule kCL = LayoutRule::ChannelsLast;
 constexpr LayoutRule kStandard = LayoutRule::Standard;
 
-// A per-spatial-dim argument of an N-d op as a tuple, expanding a single value.
-std::string spatial(Call& call, std::string_view name, int dims, std::int64_t fallback) {
+// A per-spatial-dim argument of an N-d op, expanding a single value.
+std::vector<std::int64_t> spatial_values(Call& call, std::string_view name, int dims,
+                                         std::int64_t fallback) {
   std::vector<std::int64_t> values = call.ints(name);
   if (values.empty()) values.assign(static_cast<std::size_t>(dims), fallback);
   if (values.size() == 1) values.assign(static_cast<std::size_t>(dims), values[0]);
-  return int_tuple(values);
+  return values;
+}
+
+// The same as a tuple.
+py::Expr spatial(Call& call, std::string_view name, int dims, std::int64_t fallback) {
+  return py::ints(spatial_values(call, name, dims, fallback));
 }
 
 // The storage order the layout pass gives a ChannelsLast input of `rank` (codegen.cpp):
@@ -56,20 +61,19 @@ bool is_identity(const std::vector<std::int64_t>& axes) {
   return true;
 }
 
-std::string transposed(const std::string& expression, const std::vector<std::int64_t>& axes) {
-  return is_identity(axes) ? expression
-                           : fmt::format("mx.transpose({}, {})", expression, int_tuple(axes));
+py::Expr transposed(const py::Expr& expression, const std::vector<std::int64_t>& axes) {
+  return is_identity(axes) ? expression : py::call("mx.transpose", {expression, py::ints(axes)});
 }
 
 // The first input of a ChannelsLast op with `dims` spatial axes, as (N, *spatial, C), and
 // the way back to the layout its output is expected in.
 struct ChannelsLastInput {
-  std::string input;
+  py::Expr input;
   int rank = 0;
   bool unbatched = false;
 
   // The op's result (N, *spatial, C) in the layout the code generator expects.
-  [[nodiscard]] std::string output(const std::string& result) const {
+  [[nodiscard]] py::Expr output(const py::Expr& result) const {
     if (!unbatched) return result;
     // (spatial..., C) is logical order (1, ..., rank-1, 0); the output is stored like the input.
     std::vector<int> produced(static_cast<std::size_t>(rank));
@@ -78,7 +82,7 @@ struct ChannelsLastInput {
     std::vector<int> wanted(static_cast<std::size_t>(rank));
     std::iota(wanted.begin(), wanted.end(), 0);
     if (rank >= 3) std::rotate(wanted.begin() + 1, wanted.begin() + 2, wanted.end());
-    return transposed(fmt::format("({})[0]", result), move_axes(produced, wanted));
+    return transposed(result[py::integer(0)], move_axes(produced, wanted));
   }
 };
 
@@ -86,7 +90,7 @@ ChannelsLastInput channels_last_input(Call& call, std::string_view name, int dim
                                       bool allow_unbatched = true) {
   ChannelsLastInput result;
   result.rank = call.rank(name);
-  const std::string stored = call.tensor(name);
+  const py::Expr stored = call.tensor(name);
   const std::vector<int> order = stored_order(call, result.rank);
   std::vector<int> wanted(static_cast<std::size_t>(result.rank));
   std::iota(wanted.begin(), wanted.end(), 0);
@@ -102,173 +106,178 @@ ChannelsLastInput channels_last_input(Call& call, std::string_view name, int dim
   }
   result.unbatched = true;
   std::rotate(wanted.begin(), wanted.begin() + 1, wanted.end());  // (spatial..., C)
-  result.input = fmt::format("{}[None]", transposed(stored, move_axes(order, wanted)));
+  result.input = transposed(stored, move_axes(order, wanted))[py::none()];
   return result;
 }
 
-std::string with_bias(Call& call, const std::string& expression) {
-  return call.has("bias") ? fmt::format("{} + {}", expression, call.tensor("bias")) : expression;
+py::Expr with_bias(Call& call, const py::Expr& expression) {
+  return call.has("bias") ? expression + call.tensor("bias") : expression;
 }
 
 // The weight in MLX's layout. A grouped transposed convolution whose weight is computed at run
 // time is regrouped here, as Call::conv_weight only moves the axes of ungrouped ones.
-std::string convolution_weight(Call& call, bool transposed_conv, std::int64_t groups) {
+py::Expr convolution_weight(Call& call, bool transposed_conv, std::int64_t groups) {
   if (!transposed_conv || groups == 1) return call.conv_weight("weight", transposed_conv, groups);
   try {
     return call.conv_weight("weight", transposed_conv, groups);
   } catch (const Error&) {
-    return fmt::format("{}({}, {})", call.helper("grouped_transpose_weight"), call.tensor("weight"),
-                       groups);
+    return call.helper("grouped_transpose_weight")({call.tensor("weight"), py::integer(groups)});
   }
 }
 
 // A per-spatial-dim argument of mx.conv1d / mx.conv_transpose1d, which take plain ints.
-std::string conv_arg(Call& call, std::string_view name, int dims, std::int64_t fallback) {
-  const std::string values = spatial(call, name, dims, fallback);
-  return dims == 1 ? values.substr(1, values.size() - 3) : values;  // "(3,)" -> "3"
+py::Expr conv_arg(Call& call, std::string_view name, int dims, std::int64_t fallback) {
+  const std::vector<std::int64_t> values = spatial_values(call, name, dims, fallback);
+  return dims == 1 && values.size() == 1 ? py::integer(values[0]) : py::ints(values);
 }
 
-std::string convolve(Call& call, bool transposed_conv) {
+// MLX's convolutions, by number of spatial dims.
+constexpr std::array<std::string_view, 3> kConvolutions{"mx.conv1d", "mx.conv2d", "mx.conv3d"};
+constexpr std::array<std::string_view, 3> kTransposedConvolutions{
+    "mx.conv_transpose1d", "mx.conv_transpose2d", "mx.conv_transpose3d"};
+
+py::Expr convolve(Call& call, bool transposed_conv) {
   const int dims = call.rank("weight") - 2;
   if (dims < 1 || dims > 3) call.unsupported(fmt::format("a {}-d convolution", dims));
   const std::int64_t groups = call.integer("groups", 1);
-  const std::string weight = convolution_weight(call, transposed_conv, groups);
+  const py::Expr weight = convolution_weight(call, transposed_conv, groups);
   const ChannelsLastInput input = channels_last_input(call, "input", dims);
-  std::string function;
-  std::vector<std::string> options{fmt::format("stride={}", conv_arg(call, "stride", dims, 1))};
+  py::Expr function;
+  std::vector<py::Keyword> options{{"stride", conv_arg(call, "stride", dims, 1)}};
   const Arg* padding = call.node().input("padding");
   if (!transposed_conv && padding != nullptr && padding->kind == ArgKind::String) {
     // padding="same"/"valid": torch pads "same" asymmetrically when the window is even.
     function = call.helper("conv_padded");
-    options.push_back(fmt::format("padding={}", python_string(padding->strings[0])));
-    options.push_back(fmt::format("dilation={}", spatial(call, "dilation", dims, 1)));
+    options.push_back({"padding", py::string(padding->strings[0])});
+    options.push_back({"dilation", spatial(call, "dilation", dims, 1)});
   } else {
-    function = fmt::format("mx.conv{}{}d", transposed_conv ? "_transpose" : "", dims);
-    options.push_back(fmt::format("padding={}", conv_arg(call, "padding", dims, 0)));
-    options.push_back(fmt::format("dilation={}", conv_arg(call, "dilation", dims, 1)));
+    const auto index = static_cast<std::size_t>(dims - 1);
+    function =
+        py::dotted(transposed_conv ? kTransposedConvolutions.at(index) : kConvolutions.at(index));
+    options.push_back({"padding", conv_arg(call, "padding", dims, 0)});
+    options.push_back({"dilation", conv_arg(call, "dilation", dims, 1)});
     if (transposed_conv) {
-      options.push_back(
-          fmt::format("output_padding={}", conv_arg(call, "output_padding", dims, 0)));
+      options.push_back({"output_padding", conv_arg(call, "output_padding", dims, 0)});
     }
   }
-  std::string result;
+  py::Expr result;
   if (dims == 3 && groups > 1) {
     // MLX convolves 3-d inputs with groups=1 only: one convolution per group.
-    result = fmt::format("{}({}, {}, {}, {}, {})", call.helper("conv_grouped"), function,
-                         input.input, weight, groups, fmt::join(options, ", "));
+    result = call.helper("conv_grouped")({function, input.input, weight, py::integer(groups)},
+                                         std::move(options));
   } else {
-    result = fmt::format("{}({}, {}, {}, groups={})", function, input.input, weight,
-                         fmt::join(options, ", "), groups);
+    options.push_back({"groups", py::integer(groups)});
+    result = function({input.input, weight}, std::move(options));
   }
   return input.output(with_bias(call, result));
 }
 
-std::string conv(Call& call) { return convolve(call, false); }
-std::string conv_transpose(Call& call) { return convolve(call, true); }
-std::string convolution(Call& call) { return convolve(call, call.flag("transposed", false)); }
+py::Expr conv(Call& call) { return convolve(call, false); }
+py::Expr conv_transpose(Call& call) { return convolve(call, true); }
+py::Expr convolution(Call& call) { return convolve(call, call.flag("transposed", false)); }
 
 // An empty stride means "the kernel size" in torch's pooling signatures.
-std::string pool_stride(Call& call, int dims, const std::string& kernel) {
+py::Expr pool_stride(Call& call, int dims, const py::Expr& kernel) {
   return call.ints("stride").empty() ? kernel : spatial(call, "stride", dims, 1);
 }
 
 template <int Dims>
-std::string max_pool(Call& call) {
+py::Expr max_pool(Call& call) {
   const ChannelsLastInput input = channels_last_input(call, "self", Dims);
-  const std::string kernel = spatial(call, "kernel_size", Dims, 1);
+  const py::Expr kernel = spatial(call, "kernel_size", Dims, 1);
   call.helper("pool_windows");
-  return input.output(fmt::format(
-      "{}({}, {}, {}, {}, {}, {})", call.helper("max_pool"), input.input, kernel,
-      pool_stride(call, Dims, kernel), spatial(call, "padding", Dims, 0),
-      spatial(call, "dilation", Dims, 1), call.flag("ceil_mode", false) ? "True" : "False"));
+  return input.output(call.helper("max_pool")(
+      {input.input, kernel, pool_stride(call, Dims, kernel), spatial(call, "padding", Dims, 0),
+       spatial(call, "dilation", Dims, 1), py::boolean(call.flag("ceil_mode", false))}));
 }
 
 template <int Dims>
-std::string max_pool_with_indices(Call& call) {
+py::Expr max_pool_with_indices(Call& call) {
   // The indices (output 1) are not computed: they only feed max_unpool and the backward
   // pass, which inference graphs do not contain. A graph that reads them fails to run.
-  return fmt::format("({}, None)", max_pool<Dims>(call));
+  return py::tuple({max_pool<Dims>(call), py::none()});
 }
 
 template <int Dims>
-std::string avg_pool(Call& call) {
+py::Expr avg_pool(Call& call) {
   const ChannelsLastInput input = channels_last_input(call, "self", Dims);
-  const std::string kernel = spatial(call, "kernel_size", Dims, 1);
+  const py::Expr kernel = spatial(call, "kernel_size", Dims, 1);
   call.helper("pool_windows");
-  return input.output(fmt::format("{}({}, {}, {}, {}, {}, {}, {})", call.helper("avg_pool"),
-                                  input.input, kernel, pool_stride(call, Dims, kernel),
-                                  spatial(call, "padding", Dims, 0),
-                                  call.flag("ceil_mode", false) ? "True" : "False",
-                                  call.flag("count_include_pad", true) ? "True" : "False",
-                                  call.literal("divisor_override", "None")));
+  return input.output(call.helper("avg_pool")({input.input, kernel, pool_stride(call, Dims, kernel),
+                                               spatial(call, "padding", Dims, 0),
+                                               py::boolean(call.flag("ceil_mode", false)),
+                                               py::boolean(call.flag("count_include_pad", true)),
+                                               call.literal("divisor_override", py::none())}));
 }
 
 template <int Dims>
-std::string adaptive_avg_pool(Call& call) {
+py::Expr adaptive_avg_pool(Call& call) {
   const ChannelsLastInput input = channels_last_input(call, "self", Dims);
-  return input.output(fmt::format("{}({}, {}, \"mean\")", call.helper("adaptive_pool"), input.input,
-                                  spatial(call, "output_size", Dims, 1)));
+  return input.output(call.helper("adaptive_pool")(
+      {input.input, spatial(call, "output_size", Dims, 1), py::string("mean")}));
 }
 
 template <int Dims>
-std::string adaptive_max_pool(Call& call) {
+py::Expr adaptive_max_pool(Call& call) {
   // Indices are not computed, as for max_pool*_with_indices.
   const ChannelsLastInput input = channels_last_input(call, "self", Dims);
-  return fmt::format("({}, None)",
-                     input.output(fmt::format("{}({}, {}, \"max\")", call.helper("adaptive_pool"),
-                                              input.input, spatial(call, "output_size", Dims, 1))));
+  return py::tuple({input.output(call.helper("adaptive_pool")(
+                        {input.input, spatial(call, "output_size", Dims, 1), py::string("max")})),
+                    py::none()});
 }
 
 // The per-axis scales of the .default overloads (scales, or scales_d/_h/_w), None if absent.
-std::string upsample_scales(Call& call, int dims) {
-  if (call.node().input("scale_factors") != nullptr) return call.literal("scale_factors", "None");
+py::Expr upsample_scales(Call& call, int dims) {
+  if (call.node().input("scale_factors") != nullptr)
+    return call.literal("scale_factors", py::none());
   static constexpr std::array<std::string_view, 3> kNames{"scales_d", "scales_h", "scales_w"};
-  std::vector<std::string> parts;
+  std::vector<py::Expr> parts;
   bool any = false;
   for (int axis = 0; axis < dims; ++axis) {
     const std::string_view name =
         dims == 1 ? "scales"
                   : kNames[static_cast<std::size_t>(3 - dims) + static_cast<std::size_t>(axis)];
     any = any || call.has(name);
-    parts.push_back(call.has(name) ? float_literal(call.number(name, 1.0)) : "None");
+    parts.push_back(call.has(name) ? py::number(call.number(name, 1.0)) : py::none());
   }
-  return any ? fmt::format("({},)", fmt::join(parts, ", ")) : "None";
+  return any ? py::tuple(std::move(parts)) : py::none();
 }
 
 template <int Dims, Text Mode>
-std::string upsample(Call& call) {
+py::Expr upsample(Call& call) {
   const ChannelsLastInput input = channels_last_input(call, first_name(call), Dims, false);
-  const std::string size = call.has("output_size") ? call.literal("output_size", "None") : "None";
-  const std::string align = call.flag("align_corners", false) ? "True" : "False";
+  const py::Expr size =
+      call.has("output_size") ? call.literal("output_size", py::none()) : py::none();
   call.helper("cubic_along");  // the upsample helper names it, whatever the mode
-  return fmt::format("{}({}, {}, {}, {}, {})", call.helper("upsample"), input.input, size,
-                     upsample_scales(call, Dims), python_string(Mode.view()), align);
+  return call.helper("upsample")({input.input, size, upsample_scales(call, Dims),
+                                  py::string(Mode.view()),
+                                  py::boolean(call.flag("align_corners", false))});
 }
 
 template <Text Mode>
-std::string pad_spatial(Call& call) {
+py::Expr pad_spatial(Call& call) {
   const auto padding = call.ints("padding");
   const ChannelsLastInput input =
       channels_last_input(call, "self", static_cast<int>(padding.size() / 2));
-  return input.output(fmt::format("{}({}, {}, {})", call.helper("pad_spatial"), input.input,
-                                  int_tuple(padding), python_string(Mode.view())));
+  return input.output(
+      call.helper("pad_spatial")({input.input, py::ints(padding), py::string(Mode.view())}));
 }
 
-std::string pixel_shuffle(Call& call) {
-  return fmt::format("{}({}, {})", call.helper("pixel_shuffle"), call.tensor("self"),
-                     call.integer("upscale_factor", 1));
+py::Expr pixel_shuffle(Call& call) {
+  return call.helper("pixel_shuffle")(
+      {call.tensor("self"), py::integer(call.integer("upscale_factor", 1))});
 }
 
-std::string pixel_unshuffle(Call& call) {
-  return fmt::format("{}({}, {})", call.helper("pixel_unshuffle"), call.tensor("self"),
-                     call.integer("downscale_factor", 1));
+py::Expr pixel_unshuffle(Call& call) {
+  return call.helper("pixel_unshuffle")(
+      {call.tensor("self"), py::integer(call.integer("downscale_factor", 1))});
 }
 
 // grid_sampler_2d's integer modes, in torch's numbering (GridSamplerInterpolation/Padding).
 constexpr std::array<std::string_view, 2> kInterpolation{"bilinear", "nearest"};
 constexpr std::array<std::string_view, 3> kGridPadding{"zeros", "border", "reflection"};
 
-std::string grid_sampler(Call& call) {
+py::Expr grid_sampler(Call& call) {
   const std::int64_t mode = call.integer("interpolation_mode", 0);
   const std::int64_t padding = call.integer("padding_mode", 0);
   if (mode < 0 || mode >= static_cast<std::int64_t>(kInterpolation.size())) {
@@ -278,24 +287,23 @@ std::string grid_sampler(Call& call) {
     call.unsupported(fmt::format("grid_sample padding mode {}", padding));
   }
   const ChannelsLastInput input = channels_last_input(call, "input", 2, false);
-  return fmt::format(R"({}({}, {}, "{}", "{}", {}))", call.helper("grid_sample"), input.input,
-                     call.tensor("grid"), kInterpolation[static_cast<std::size_t>(mode)],
-                     kGridPadding[static_cast<std::size_t>(padding)],
-                     call.flag("align_corners", false) ? "True" : "False");
+  return call.helper("grid_sample")({input.input, call.tensor("grid"),
+                                     py::string(kInterpolation[static_cast<std::size_t>(mode)]),
+                                     py::string(kGridPadding[static_cast<std::size_t>(padding)]),
+                                     py::boolean(call.flag("align_corners", false))});
 }
 
-std::string col2im(Call& call) {
-  return fmt::format("{}({}, {}, {}, {}, {}, {})", call.helper("col2im"), call.tensor("self"),
-                     spatial(call, "output_size", 2, 1), spatial(call, "kernel_size", 2, 1),
-                     spatial(call, "dilation", 2, 1), spatial(call, "padding", 2, 0),
-                     spatial(call, "stride", 2, 1));
+py::Expr col2im(Call& call) {
+  return call.helper("col2im")({call.tensor("self"), spatial(call, "output_size", 2, 1),
+                                spatial(call, "kernel_size", 2, 1), spatial(call, "dilation", 2, 1),
+                                spatial(call, "padding", 2, 0), spatial(call, "stride", 2, 1)});
 }
 
-std::string im2col(Call& call) {
+py::Expr im2col(Call& call) {
   call.helper("pool_windows");
-  return fmt::format("{}({}, {}, {}, {}, {})", call.helper("im2col"), call.tensor("self"),
-                     spatial(call, "kernel_size", 2, 1), spatial(call, "dilation", 2, 1),
-                     spatial(call, "padding", 2, 0), spatial(call, "stride", 2, 1));
+  return call.helper("im2col")({call.tensor("self"), spatial(call, "kernel_size", 2, 1),
+                                spatial(call, "dilation", 2, 1), spatial(call, "padding", 2, 0),
+                                spatial(call, "stride", 2, 1)});
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Tensor creation: ranges, fills, random tensors, and the ops that only exist for
 // training or for the tracer (dropout, asserts), which become no-ops at inference.
-#include <fmt/format.h>
-#include <fmt/ranges.h>
+#include <algorithm>
+#include <array>
+#include <string_view>
 
 #include "call.h"
 #include "emit_util.h"
@@ -14,17 +15,23 @@ constexpr LayoutRule kStandard = LayoutRule::Standard;
 // *_like ops only read the input's shape: they keep its storage order, no transpose.
 constexpr LayoutRule kLike = LayoutRule::Elementwise;
 
-/// The output dtype as "mx.float32": dtype= if given, else what torch recorded.
-std::string output_dtype(Call& call) {
+/// The output dtype as `mx.float32`: dtype= if given, else what torch recorded.
+py::Expr output_dtype(Call& call) {
   if (const auto dtype = call.dtype("dtype")) return *dtype;
   if (call.out_meta() != nullptr) {
-    if (const auto mlx = mlx_dtype(call.out_meta()->dtype)) return *mlx;
+    if (const auto mlx = mlx_dtype_expr(call.out_meta()->dtype)) return *mlx;
   }
-  return "mx.float32";
+  return py::dotted("mx.float32");
 }
 
-bool is_float_dtype(std::string_view mlx) {
-  return mlx == "mx.float16" || mlx == "mx.bfloat16" || mlx == "mx.float32" || mlx == "mx.float64";
+/// Whether `dtype` is MLX dtype `mlx` ("mx.float32").
+bool is_dtype(const py::Expr& dtype, std::string_view mlx) { return dtype.same(py::dotted(mlx)); }
+
+bool is_float_dtype(const py::Expr& dtype) {
+  static constexpr std::array<std::string_view, 4> kFloats{"mx.float16", "mx.bfloat16",
+                                                           "mx.float32", "mx.float64"};
+  return std::any_of(kFloats.begin(), kFloats.end(),
+                     [&](std::string_view mlx) { return is_dtype(dtype, mlx); });
 }
 
 /// True when the argument is a plain integer (not a float, not a symbolic size).
@@ -36,181 +43,192 @@ bool literal_int(Call& call, std::string_view name) {
 
 // Float ranges are start + step * i: mx.arange accumulates the step and drifts (1e-3 after
 // 1000 steps of 0.1), while torch computes each element from its index.
-std::string arange(Call& call) {
-  const std::string start = call.has("start") ? call.literal("start", "0") : "0";
-  const std::string end = call.literal("end", "0");
-  const std::string step = call.has("step") ? call.literal("step", "1") : "1";
-  const std::string dtype = output_dtype(call);
+py::Expr arange(Call& call) {
+  const py::Expr start = call.has("start") ? call.literal("start", py::integer(0)) : py::integer(0);
+  const py::Expr end = call.literal("end", py::integer(0));
+  const py::Expr step = call.has("step") ? call.literal("step", py::integer(1)) : py::integer(1);
+  const py::Expr dtype = output_dtype(call);
   if (!is_float_dtype(dtype) || (literal_int(call, "start") && literal_int(call, "step"))) {
-    return fmt::format("mx.arange({}, {}, {}, dtype={})", start, end, step, dtype);
+    return py::call("mx.arange", {start, end, step}, {{"dtype", dtype}});
   }
-  const std::string count = fmt::format("math.ceil(({} - {}) / {})", end, start, step);
-  const std::string range =
-      fmt::format("{} + {} * mx.arange({}, dtype=mx.float32)", start, step, count);
-  return dtype == "mx.float32" ? range : fmt::format("({}).astype({})", range, dtype);
+  const py::Expr count = py::call("math.ceil", {(end - start) / step});
+  const py::Expr range =
+      start + step * py::call("mx.arange", {count}, {{"dtype", py::dotted("mx.float32")}});
+  return is_dtype(dtype, "mx.float32") ? range : range.method("astype", {dtype});
 }
 
 // A constant the compiler folded (fold-constants), as a nested list literal in row-major
 // order.
-std::string literal_array(Call& call) {
+py::Expr literal_array(Call& call) {
   const Arg* values = call.node().input("values");
   const std::vector<std::int64_t> shape = call.ints("shape");
-  const std::string dtype = output_dtype(call);
+  const py::Expr dtype = output_dtype(call);
   if (values == nullptr) call.unsupported("a literal array without values");
+  const bool boolean = is_dtype(dtype, "mx.bool_");
+  const bool floating = is_float_dtype(dtype);
   const auto element = [&](double value) {
-    if (dtype == "mx.bool_") return std::string(value != 0.0 ? "True" : "False");
-    if (!is_float_dtype(dtype)) return fmt::format("{}", static_cast<std::int64_t>(value));
-    return float_literal(value);
+    if (boolean) return py::boolean(value != 0.0);
+    if (!floating) return py::integer(static_cast<std::int64_t>(value));
+    return py::number(value);
   };
   std::size_t next = 0;
-  const auto nested = [&](const auto& self, std::size_t axis) -> std::string {
+  const auto nested = [&](const auto& self, std::size_t axis) -> py::Expr {
     if (axis == shape.size())
-      return next < values->floats.size() ? element(values->floats[next++]) : "0";
-    std::vector<std::string> items;
+      return next < values->floats.size() ? element(values->floats[next++]) : py::integer(0);
+    std::vector<py::Expr> items;
     for (std::int64_t index = 0; index < shape[axis]; ++index)
       items.push_back(self(self, axis + 1));
-    return fmt::format("[{}]", fmt::join(items, ", "));
+    return py::list(std::move(items));
   };
-  return fmt::format("mx.array({}, dtype={})", nested(nested, 0), dtype);
+  return py::call("mx.array", {nested(nested, 0)}, {{"dtype", dtype}});
 }
 
-std::string linspace(Call& call) {
-  return fmt::format("{}({}, {}, {}, {})", call.helper("linspace"), call.literal("start", "0"),
-                     call.literal("end", "0"), call.literal("steps", "1"), output_dtype(call));
+py::Expr linspace(Call& call) {
+  return call.helper("linspace")({call.literal("start", py::integer(0)),
+                                  call.literal("end", py::integer(0)),
+                                  call.literal("steps", py::integer(1)), output_dtype(call)});
 }
 
-std::string eye(Call& call) {
-  const std::string n = call.literal("n", "1");
-  return fmt::format("mx.eye({}, {}, dtype={})", n, call.has("m") ? call.literal("m", "1") : n,
-                     output_dtype(call));
+py::Expr eye(Call& call) {
+  const py::Expr n = call.literal("n", py::integer(1));
+  return py::call("mx.eye", {n, call.has("m") ? call.literal("m", py::integer(1)) : n},
+                  {{"dtype", output_dtype(call)}});
 }
 
 // mx.full keeps a float value float whatever dtype= says; torch truncates it to the dtype.
-std::string fill_value(Call& call, std::string_view name, const std::string& dtype) {
-  std::string value = call.literal(name, "0");
+py::Expr fill_value(Call& call, std::string_view name, const py::Expr& dtype) {
+  py::Expr value = call.literal(name, py::integer(0));
   const Arg* arg = call.node().input(name);
   if (arg == nullptr || arg->kind != ArgKind::Float || is_float_dtype(dtype)) return value;
-  return fmt::format("mx.array({}, dtype={})", value, dtype);
+  return py::call("mx.array", {value}, {{"dtype", dtype}});
 }
 
-std::string full(Call& call) {
-  const std::string dtype = output_dtype(call);
-  return fmt::format("mx.full({}, {}, dtype={})", call.literal("size", "()"),
-                     fill_value(call, "fill_value", dtype), dtype);
+py::Expr full(Call& call) {
+  const py::Expr dtype = output_dtype(call);
+  return py::call("mx.full",
+                  {call.literal("size", py::tuple({})), fill_value(call, "fill_value", dtype)},
+                  {{"dtype", dtype}});
 }
 
 /// mx.zeros / mx.ones of the size argument, e.g. constant<"mx.zeros">.
 template <Text F>
-std::string constant(Call& call) {
-  return fmt::format("{}({}, dtype={})", F.view(), call.literal("size", "()"), output_dtype(call));
+py::Expr constant(Call& call) {
+  return py::call(F.view(), {call.literal("size", py::tuple({}))}, {{"dtype", output_dtype(call)}});
 }
 
-std::string full_like(Call& call) {
-  const std::string dtype = output_dtype(call);
-  return fmt::format("mx.full({}.shape, {}, dtype={})", call.tensor("self"),
-                     fill_value(call, "fill_value", dtype), dtype);
+py::Expr full_like(Call& call) {
+  const py::Expr dtype = output_dtype(call);
+  return py::call("mx.full",
+                  {call.tensor("self").attr("shape"), fill_value(call, "fill_value", dtype)},
+                  {{"dtype", dtype}});
 }
 
 /// mx.zeros / mx.ones of the input's shape.
 template <Text F>
-std::string constant_like(Call& call) {
-  return fmt::format("{}({}.shape, dtype={})", F.view(), call.tensor("self"), output_dtype(call));
+py::Expr constant_like(Call& call) {
+  return py::call(F.view(), {call.tensor("self").attr("shape")}, {{"dtype", output_dtype(call)}});
 }
 
-std::string scalar_tensor(Call& call) {
-  return fmt::format("mx.array({}, dtype={})", call.literal("s", "0"), output_dtype(call));
+py::Expr scalar_tensor(Call& call) {
+  return py::call("mx.array", {call.literal("s", py::integer(0))}, {{"dtype", output_dtype(call)}});
 }
 
-std::string fill(Call& call) {
-  const std::string self = call.tensor("self");
+py::Expr fill(Call& call) {
+  const py::Expr self = call.tensor("self");
   if (call.meta("value") != nullptr) {
-    return fmt::format("mx.broadcast_to({}.astype({}.dtype), {}.shape)", call.tensor("value"), self,
-                       self);
+    return py::call("mx.broadcast_to", {call.tensor("value").method("astype", {self.attr("dtype")}),
+                                        self.attr("shape")});
   }
-  const std::string dtype = call.tensor_dtype("self");
-  return fmt::format("mx.full({}.shape, {}, dtype={})", self, fill_value(call, "value", dtype),
-                     dtype);
+  const py::Expr dtype = call.tensor_dtype("self");
+  return py::call("mx.full", {self.attr("shape"), fill_value(call, "value", dtype)},
+                  {{"dtype", dtype}});
 }
 
-std::string rand(Call& call) {
-  return fmt::format("mx.random.uniform(shape={}, dtype={})", call.literal("size", "()"),
-                     output_dtype(call));
+py::Expr rand(Call& call) {
+  return py::call("mx.random.uniform", {},
+                  {{"shape", call.literal("size", py::tuple({}))}, {"dtype", output_dtype(call)}});
 }
 
-std::string randn(Call& call) {
-  return fmt::format("mx.random.normal(shape={}, dtype={})", call.literal("size", "()"),
-                     output_dtype(call));
+py::Expr randn(Call& call) {
+  return py::call("mx.random.normal", {},
+                  {{"shape", call.literal("size", py::tuple({}))}, {"dtype", output_dtype(call)}});
 }
 
-std::string rand_like(Call& call) {
-  return fmt::format("mx.random.uniform(shape={}.shape, dtype={})", call.tensor("self"),
-                     output_dtype(call));
+py::Expr rand_like(Call& call) {
+  return py::call("mx.random.uniform", {},
+                  {{"shape", call.tensor("self").attr("shape")}, {"dtype", output_dtype(call)}});
 }
 
-std::string randn_like(Call& call) {
-  return fmt::format("mx.random.normal(shape={}.shape, dtype={})", call.tensor("self"),
-                     output_dtype(call));
+py::Expr randn_like(Call& call) {
+  return py::call("mx.random.normal", {},
+                  {{"shape", call.tensor("self").attr("shape")}, {"dtype", output_dtype(call)}});
 }
 
 // mx.random.randint makes ints only; torch also draws whole numbers into float tensors.
-std::string randint_of_shape(Call& call, const std::string& shape) {
-  const std::string low = call.has("low") ? call.literal("low", "0") : "0";
-  const std::string dtype = output_dtype(call);
-  const std::string draw =
-      fmt::format("mx.random.randint({}, {}, {}", low, call.literal("high", "1"), shape);
-  if (is_float_dtype(dtype)) return fmt::format("{}).astype({})", draw, dtype);
-  return fmt::format("{}, dtype={})", draw, dtype);
+py::Expr randint_of_shape(Call& call, const py::Expr& shape) {
+  const py::Expr low = call.has("low") ? call.literal("low", py::integer(0)) : py::integer(0);
+  const py::Expr dtype = output_dtype(call);
+  const py::Expr high = call.literal("high", py::integer(1));
+  if (is_float_dtype(dtype)) {
+    return py::call("mx.random.randint", {low, high, shape}).method("astype", {dtype});
+  }
+  return py::call("mx.random.randint", {low, high, shape}, {{"dtype", dtype}});
 }
 
-std::string randint(Call& call) { return randint_of_shape(call, call.literal("size", "()")); }
+py::Expr randint(Call& call) { return randint_of_shape(call, call.literal("size", py::tuple({}))); }
 
-std::string randint_like(Call& call) {
-  return randint_of_shape(call, call.tensor("self") + ".shape");
+py::Expr randint_like(Call& call) {
+  return randint_of_shape(call, call.tensor("self").attr("shape"));
 }
 
 // tensor.uniform_(from, to): fresh values of the tensor's shape and dtype.
-std::string uniform(Call& call) {
-  return fmt::format("mx.random.uniform({}, {}, {}.shape, dtype={})", call.literal("from", "0.0"),
-                     call.literal("to", "1.0"), call.tensor("self"), output_dtype(call));
+py::Expr uniform(Call& call) {
+  return py::call("mx.random.uniform",
+                  {call.literal("from", py::number(0.0)), call.literal("to", py::number(1.0)),
+                   call.tensor("self").attr("shape")},
+                  {{"dtype", output_dtype(call)}});
 }
 
-std::string bernoulli(Call& call) {
+py::Expr bernoulli(Call& call) {
   if (call.has("p")) {
-    return fmt::format("mx.random.bernoulli({}, {}.shape).astype({})", call.literal("p", "0.5"),
-                       call.tensor("self"), output_dtype(call));
+    return py::call("mx.random.bernoulli",
+                    {call.literal("p", py::number(0.5)), call.tensor("self").attr("shape")})
+        .method("astype", {output_dtype(call)});
   }
-  return fmt::format("mx.random.bernoulli({}).astype({})", call.tensor("self"), output_dtype(call));
+  return py::call("mx.random.bernoulli", {call.tensor("self")})
+      .method("astype", {output_dtype(call)});
 }
 
-std::string randperm(Call& call) {
-  return fmt::format("mx.random.permutation({}).astype({})", call.literal("n", "1"),
-                     output_dtype(call));
+py::Expr randperm(Call& call) {
+  return py::call("mx.random.permutation", {call.literal("n", py::integer(1))})
+      .method("astype", {output_dtype(call)});
 }
 
 // Dropout is the identity unless the graph was exported in training mode.
-std::string dropout(Call& call) {
+py::Expr dropout(Call& call) {
   if (!call.flag("train", false)) return call.tensor("input");
-  return fmt::format("{}({}, {})", call.helper("dropout"), call.tensor("input"),
-                     call.literal("p", "0.5"));
+  return call.helper("dropout")({call.tensor("input"), call.literal("p", py::number(0.5))});
 }
 
 // native_dropout's train is optional; None means training, as in ATen. The mask's dtype is
 // what torch recorded: bool, but the input's for an empty input.
-std::string native_dropout(Call& call) {
+py::Expr native_dropout(Call& call) {
   const TensorMeta* mask = call.out_meta(1);
-  const std::string mask_dtype =
-      mask == nullptr ? "mx.bool_" : mlx_dtype(mask->dtype).value_or("mx.bool_");
+  const py::Expr mask_dtype = mask == nullptr
+                                  ? py::dotted("mx.bool_")
+                                  : mlx_dtype_expr(mask->dtype).value_or(py::dotted("mx.bool_"));
   if (!call.flag("train", true)) {
-    return fmt::format("({0}, mx.ones({0}.shape, dtype={1}))", call.tensor("input"), mask_dtype);
+    const py::Expr input = call.tensor("input");
+    return py::tuple({input, py::call("mx.ones", {input.attr("shape")}, {{"dtype", mask_dtype}})});
   }
-  return fmt::format("{}({}, {}, {})", call.helper("native_dropout"), call.tensor("input"),
-                     call.literal("p", "0.5"), mask_dtype);
+  return call.helper("native_dropout")(
+      {call.tensor("input"), call.literal("p", py::number(0.5)), mask_dtype});
 }
 
 // Checks the tracer recorded; nothing to compute at inference.
-std::string no_op(Call& /*call*/) { return {}; }
+py::Expr no_op(Call& /*call*/) { return py::nothing(); }
 
-std::string item(Call& call) { return fmt::format("{}.item()", call.tensor("self")); }
+py::Expr item(Call& call) { return call.tensor("self").method("item"); }
 
 }  // namespace
 

@@ -90,29 +90,30 @@ enum class Promote : std::uint8_t {
   Float    // to the result type, ints and bools to float32 (true division, exp, sin, ...)
 };
 
+using Args = std::vector<py::Expr>;
+
 /// The operands `names`, cast as `promote` says. Python scalars stay scalars (MLX adopts
 /// the array's dtype for them), unless no operand is a tensor: then the first is made an
 /// array of the result dtype (MLX would make 2 an int32, torch an int64).
-std::vector<std::string> operands(Call& call, const std::vector<std::string>& names,
-                                  Promote promote) {
-  std::vector<std::string> result;
+Args operands(Call& call, const std::vector<std::string>& names, Promote promote) {
+  Args result;
   result.reserve(names.size());
   for (const std::string& name : names) result.push_back(operand(call, name));
   if (promote == Promote::None) return result;
   std::string dtype = result_type(call, names);
   if (dtype.empty()) return result;
   if (promote == Promote::Float && !is_float(dtype)) dtype = "float32";
-  const auto mlx = mlx_dtype(dtype);
+  const auto mlx = mlx_dtype_expr(dtype);
   if (!mlx) return result;
   bool any_tensor = false;
   for (std::size_t index = 0; index < names.size(); ++index) {
     const TensorMeta* meta = call.meta(names[index]);
     if (meta == nullptr) continue;
     any_tensor = true;
-    if (meta->dtype != dtype) result[index] = fmt::format("{}.astype({})", result[index], *mlx);
+    if (meta->dtype != dtype) result[index] = result[index].method("astype", {*mlx});
   }
   if (!any_tensor && !result.empty()) {
-    result[0] = fmt::format("mx.array({}, dtype={})", result[0], *mlx);
+    result[0] = py::call("mx.array", {result[0]}, {{"dtype", *mlx}});
   }
   return result;
 }
@@ -126,10 +127,10 @@ std::vector<std::string> leading(const Call& call, std::size_t count) {
   return names;
 }
 
-/// The output dtype as "mx.float32"; the first input's when the output's is unknown.
-std::string out_dtype(Call& call) {
+/// The output dtype as `mx.float32`; the first input's when the output's is unknown.
+py::Expr out_dtype(Call& call) {
   if (const TensorMeta* out = call.out_meta(); out != nullptr) {
-    if (const auto mlx = mlx_dtype(out->dtype)) return *mlx;
+    if (auto mlx = mlx_dtype_expr(out->dtype)) return *mlx;
   }
   return call.tensor_dtype(first_name(call));
 }
@@ -140,230 +141,299 @@ bool is_float_tensor(Call& call, std::string_view name) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Table templates: a Python pattern over the op's leading operands ({0}, {1}, ...).
+// Table templates over the op's leading operands: a function of MLX called on them, a
+// Python operator between them, or a small builder of the expression.
 
-/// Pattern over the first input, e.g. unary<"mx.exp({0})", Promote::Float>.
-template <Text Pattern, Promote P = Promote::None>
-std::string unary(Call& call) {
-  const auto args = operands(call, leading(call, 1), P);
-  return fmt::format(fmt::runtime(Pattern.view()), args[0]);
+/// The expression an op computes from its (cast) operands.
+using Builder = py::Expr (*)(const Args& args);
+
+/// F(first input), e.g. unary<"mx.exp", Promote::Float>.
+template <Text F, Promote P = Promote::None>
+py::Expr unary(Call& call) {
+  return py::call(F.view(), operands(call, leading(call, 1), P));
 }
 
-/// Pattern over the first two inputs (tensors or scalars), e.g. binary<"{0} * {1}">.
-template <Text Pattern, Promote P = Promote::Common>
-std::string binary(Call& call) {
-  const auto args = operands(call, leading(call, 2), P);
-  return fmt::format(fmt::runtime(Pattern.view()), args[0], args[1]);
+/// An expression of the first input, e.g. unary_of<frac>.
+template <Builder F, Promote P = Promote::None>
+py::Expr unary_of(Call& call) {
+  return F(operands(call, leading(call, 1), P));
 }
 
-/// Pattern over the first three inputs and the `value` scale ({3}): addcmul, addcdiv.
-template <Text Pattern>
-std::string with_value(Call& call) {
-  const auto args = operands(call, leading(call, 3), Promote::Common);
-  return fmt::format(fmt::runtime(Pattern.view()), args[0], args[1], args[2],
-                     call.literal("value", "1"));
+/// F(first two inputs, tensors or scalars), e.g. binary<"mx.power">.
+template <Text F, Promote P = Promote::Common>
+py::Expr binary(Call& call) {
+  return py::call(F.view(), operands(call, leading(call, 2), P));
+}
+
+/// The first two inputs joined by a Python operator, e.g. binary_op<py::Op::Mul>.
+template <py::Op Op, Promote P = Promote::Common>
+py::Expr binary_op(Call& call) {
+  const Args args = operands(call, leading(call, 2), P);
+  return py::binary(args[0], Op, args[1]);
+}
+
+/// An expression of the first two inputs, e.g. binary_of<hypot, Promote::Float>.
+template <Builder F, Promote P = Promote::Common>
+py::Expr binary_of(Call& call) {
+  return F(operands(call, leading(call, 2), P));
+}
+
+/// An expression of the first three inputs and the `value` scale (the fourth): addcmul,
+/// addcdiv.
+template <Builder F>
+py::Expr with_value(Call& call) {
+  Args args = operands(call, leading(call, 3), Promote::Common);
+  args.push_back(call.literal("value", py::integer(1)));
+  return F(args);
 }
 
 /// A helper function over the first `N` inputs, e.g. with_helper<"fmod", 2>.
 template <Text Name, std::size_t N, Promote P = Promote::Common>
-std::string with_helper(Call& call) {
-  const auto args = operands(call, leading(call, N), P);
-  return fmt::format("{}({})", call.helper(Name.view()), fmt::join(args, ", "));
+py::Expr with_helper(Call& call) {
+  return call.helper(Name.view())(operands(call, leading(call, N), P));
 }
+
+// Builders for the table.
+
+py::Expr positive(const Args& args) { return args[0]; }
+
+py::Expr exp2(const Args& args) { return py::call("mx.power", {py::number(2.0), args[0]}); }
+
+py::Expr deg2rad(const Args& args) { return args[0] * (py::dotted("math.pi") / py::integer(180)); }
+
+py::Expr rad2deg(const Args& args) { return args[0] * (py::integer(180) / py::dotted("math.pi")); }
+
+py::Expr erfc(const Args& args) { return py::integer(1) - py::call("mx.erf", {args[0]}); }
+
+py::Expr ndtri(const Args& args) {
+  return py::call("math.sqrt", {py::integer(2)}) *
+         py::call("mx.erfinv", {py::integer(2) * args[0] - py::integer(1)});
+}
+
+py::Expr frac(const Args& args) { return args[0] - py::call("mx.trunc", {args[0]}); }
+
+py::Expr isreal(const Args& args) {
+  return py::call("mx.ones", {args[0].attr("shape")}, {{"dtype", py::dotted("mx.bool_")}});
+}
+
+py::Expr hardsigmoid(const Args& args) {
+  return py::call("mx.clip", {args[0] + py::integer(3), py::integer(0), py::integer(6)}) /
+         py::integer(6);
+}
+
+py::Expr hypot(const Args& args) {
+  return py::call("mx.sqrt", {py::call("mx.square", {args[0]}) + py::call("mx.square", {args[1]})});
+}
+
+py::Expr ldexp(const Args& args) {
+  return args[0] * py::call("mx.power", {py::number(2.0), args[1]});
+}
+
+// self + value * tensor1 * tensor2
+py::Expr addcmul(const Args& args) { return args[0] + args[3] * args[1] * args[2]; }
+
+// self + value * (tensor1 / tensor2)
+py::Expr addcdiv(const Args& args) { return args[0] + args[3] * (args[1] / args[2]); }
 
 // ---------------------------------------------------------------------------------------
 // Arithmetic with extra arguments or dtype-dependent code.
 
+bool is_one(const py::Expr& value) { return value.same(py::integer(1)); }
+
 // add/sub with torch's alpha: self + alpha * other.
-template <Text Op>
-std::string with_alpha(Call& call) {
-  const auto args = operands(call, leading(call, 2), Promote::Common);
-  const std::string alpha = call.literal("alpha", "1");
-  if (alpha == "1") return fmt::format("{} {} {}", args[0], Op.view(), args[1]);
-  return fmt::format("{} {} {} * {}", args[0], Op.view(), alpha, args[1]);
+template <py::Op Op>
+py::Expr with_alpha(Call& call) {
+  const Args args = operands(call, leading(call, 2), Promote::Common);
+  const py::Expr alpha = call.literal("alpha", py::integer(1));
+  if (is_one(alpha)) return py::binary(args[0], Op, args[1]);
+  return py::binary(args[0], Op, alpha * args[1]);
 }
 
 // rsub: other - alpha * self.
-std::string rsub(Call& call) {
-  const auto args = operands(call, leading(call, 2), Promote::Common);
-  const std::string alpha = call.literal("alpha", "1");
-  if (alpha == "1") return fmt::format("{} - {}", args[1], args[0]);
-  return fmt::format("{} - {} * {}", args[1], alpha, args[0]);
+py::Expr rsub(Call& call) {
+  const Args args = operands(call, leading(call, 2), Promote::Common);
+  const py::Expr alpha = call.literal("alpha", py::integer(1));
+  if (is_one(alpha)) return args[1] - args[0];
+  return args[1] - alpha * args[0];
 }
 
 // Floats need the helper: floor(a / b) is off by one when a / b rounds up to a whole number
 // (torch, like Python, gives 1 // 0.1 == 9). Ints floor in mx.floor_divide already.
-std::string floor_divide(Call& call) {
-  const auto args = operands(call, leading(call, 2), Promote::Common);
+py::Expr floor_divide(Call& call) {
+  const Args args = operands(call, leading(call, 2), Promote::Common);
   if (!is_float(result_type(call, leading(call, 2)))) {
-    return fmt::format("mx.floor_divide({}, {})", args[0], args[1]);
+    return py::call("mx.floor_divide", args);
   }
   call.helper("fmod");
-  return fmt::format("{}({}, {})", call.helper("floor_divide"), args[0], args[1]);
+  return call.helper("floor_divide")(args);
 }
 
-std::string divide_mode(Call& call) {
+py::Expr divide_mode(Call& call) {
   const std::string mode = call.text("rounding_mode", "");
-  if (mode.empty()) return binary<"{0} / {1}", Promote::Float>(call);
+  if (mode.empty()) return binary_op<py::Op::Div, Promote::Float>(call);
   if (mode == "floor") return floor_divide(call);
   if (mode != "trunc") {
     call.unsupported(fmt::format("rounding_mode '{}' is not one of None, 'trunc', 'floor'", mode));
   }
-  const auto args = operands(call, leading(call, 2), Promote::Common);
+  const Args args = operands(call, leading(call, 2), Promote::Common);
   if (is_float(result_type(call, leading(call, 2)))) {
-    return fmt::format("mx.trunc({} / {})", args[0], args[1]);
+    return py::call("mx.trunc", {args[0] / args[1]});
   }
-  return fmt::format("{}({}, {})", call.helper("trunc_divide"), args[0], args[1]);
+  return call.helper("trunc_divide")(args);
 }
 
-std::string where(Call& call) {
-  const auto args = operands(call, {"self", "other"}, Promote::Common);
-  return fmt::format("mx.where({}, {}, {})", call.tensor("condition"), args[0], args[1]);
+py::Expr where(Call& call) {
+  const Args args = operands(call, {"self", "other"}, Promote::Common);
+  return py::call("mx.where", {call.tensor("condition"), args[0], args[1]});
 }
 
-std::string clamp(Call& call) {
+py::Expr clamp(Call& call) {
   std::vector<std::string> names{"self"};
   for (const char* bound : {"min", "max"}) {
     if (call.has(bound)) names.emplace_back(bound);
   }
-  const auto args = operands(call, names, Promote::Common);
-  std::string low = "None";
-  std::string high = "None";
+  const Args args = operands(call, names, Promote::Common);
+  py::Expr low = py::none();
+  py::Expr high = py::none();
   for (std::size_t index = 1; index < names.size(); ++index) {
     (names[index] == "min" ? low : high) = args[index];
   }
-  return fmt::format("mx.clip({}, {}, {})", args[0], low, high);
+  return py::call("mx.clip", {args[0], low, high});
 }
 
 // Rounding an int is the identity in torch; MLX agrees, but round(decimals) would scale.
-std::string round_decimals(Call& call) {
-  std::string self = call.tensor("self");
+py::Expr round_decimals(Call& call) {
+  py::Expr self = call.tensor("self");
   if (!is_float_tensor(call, "self")) return self;
-  return fmt::format("mx.round({}, {})", self, call.integer("decimals", 0));
+  return py::call("mx.round", {self, py::integer(call.integer("decimals", 0))});
 }
 
 // The sign bit, also of -0.0 and NaN: read through an int view of the same width.
-std::string signbit(Call& call) {
-  const std::string self = call.tensor("self");
+py::Expr signbit(Call& call) {
+  const py::Expr self = call.tensor("self");
   const TensorMeta* meta = call.meta("self");
-  if (meta == nullptr || !is_float(meta->dtype)) return fmt::format("{} < 0", self);
-  return fmt::format("mx.view({}, mx.int{}) < 0", self, bits(meta->dtype));
+  if (meta == nullptr || !is_float(meta->dtype))
+    return py::binary(self, py::Op::Lt, py::integer(0));
+  const auto view = mlx_dtype_expr(fmt::format("int{}", bits(meta->dtype)));
+  if (!view)
+    call.unsupported(fmt::format("signbit of {}: MLX has no integer dtype that wide", meta->dtype));
+  return py::binary(py::call("mx.view", {self, *view}), py::Op::Lt, py::integer(0));
 }
 
-std::string copysign(Call& call) {
-  const auto args = operands(call, leading(call, 2), Promote::Float);
-  return fmt::format("{}({}, {})", call.helper("copysign"), args[0], args[1]);
+py::Expr copysign(Call& call) {
+  return call.helper("copysign")(operands(call, leading(call, 2), Promote::Float));
 }
 
-std::string nan_to_num(Call& call) {
-  std::string self = call.tensor("self");
+py::Expr nan_to_num(Call& call) {
+  py::Expr self = call.tensor("self");
   if (!is_float_tensor(call, "self")) return self;
-  return fmt::format("mx.nan_to_num({}, {}, {}, {})", self, float_literal(call.number("nan", 0.0)),
-                     call.literal("posinf", "None"), call.literal("neginf", "None"));
+  return py::call("mx.nan_to_num", {self, py::number(call.number("nan", 0.0)),
+                                    call.literal("posinf"), call.literal("neginf")});
 }
 
-std::string isclose(Call& call) {
-  const auto args = operands(call, leading(call, 2), Promote::Common);
-  return fmt::format("mx.isclose({}, {}, rtol={}, atol={}, equal_nan={})", args[0], args[1],
-                     float_literal(call.number("rtol", 1e-5)),
-                     float_literal(call.number("atol", 1e-8)),
-                     call.flag("equal_nan", false) ? "True" : "False");
+py::Expr isclose(Call& call) {
+  const Args args = operands(call, leading(call, 2), Promote::Common);
+  return py::call("mx.isclose", {args[0], args[1]},
+                  {{"rtol", py::number(call.number("rtol", 1e-5))},
+                   {"atol", py::number(call.number("atol", 1e-8))},
+                   {"equal_nan", py::boolean(call.flag("equal_nan", false))}});
 }
 
-std::string logit(Call& call) {
-  const auto args = operands(call, {"self"}, Promote::Float);
-  std::string x = args[0];
+py::Expr logit(Call& call) {
+  const Args args = operands(call, {"self"}, Promote::Float);
+  py::Expr x = args[0];
   if (call.has("eps")) {
     const double eps = call.number("eps", 0.0);
-    x = fmt::format("mx.clip({}, {}, {})", x, float_literal(eps), float_literal(1.0 - eps));
+    x = py::call("mx.clip", {x, py::number(eps), py::number(1.0 - eps)});
   }
-  return fmt::format("{}({})", call.helper("logit"), x);
+  return call.helper("logit")({x});
 }
 
-std::string heaviside(Call& call) {
-  const auto args = operands(call, leading(call, 2), Promote::Common);
-  return fmt::format("mx.where({0} == 0, {1}, {0} > 0).astype({2})", args[0], args[1],
-                     out_dtype(call));
+py::Expr heaviside(Call& call) {
+  const Args args = operands(call, leading(call, 2), Promote::Common);
+  return py::call("mx.where", {py::binary(args[0], py::Op::Eq, py::integer(0)), args[1],
+                               py::binary(args[0], py::Op::Gt, py::integer(0))})
+      .method("astype", {out_dtype(call)});
 }
 
 // ---------------------------------------------------------------------------------------
 // Activations with parameters.
 
-std::string gelu(Call& call) {
+py::Expr gelu(Call& call) {
   const std::string approximate = call.text("approximate", "none");
-  if (approximate == "tanh") return fmt::format("nn.gelu_approx({})", call.tensor("self"));
+  if (approximate == "tanh") return py::call("nn.gelu_approx", {call.tensor("self")});
   if (approximate != "none") call.unsupported(fmt::format("gelu approximate='{}'", approximate));
-  return fmt::format("nn.gelu({})", call.tensor("self"));
+  return py::call("nn.gelu", {call.tensor("self")});
 }
 
-std::string hardtanh(Call& call) {
-  return fmt::format("mx.clip({}, {}, {})", call.tensor("self"),
-                     float_literal(call.number("min_val", -1.0)),
-                     float_literal(call.number("max_val", 1.0)));
+py::Expr hardtanh(Call& call) {
+  return py::call("mx.clip", {call.tensor("self"), py::number(call.number("min_val", -1.0)),
+                              py::number(call.number("max_val", 1.0))});
 }
 
 // nn.leaky_relu is max(x, slope * x), which is wrong for slopes above 1.
-std::string leaky_relu(Call& call) {
-  return fmt::format("mx.where({0} > 0, {0}, {0} * {1})", call.tensor("self"),
-                     float_literal(call.number("negative_slope", 0.01)));
+py::Expr leaky_relu(Call& call) {
+  const py::Expr self = call.tensor("self");
+  return py::call("mx.where", {py::binary(self, py::Op::Gt, py::integer(0)), self,
+                               self * py::number(call.number("negative_slope", 0.01))});
 }
 
-std::string elu(Call& call) {
-  return fmt::format("{}({}, {}, {}, {})", call.helper("elu"), call.tensor("self"),
-                     float_literal(call.number("alpha", 1.0)),
-                     float_literal(call.number("scale", 1.0)),
-                     float_literal(call.number("input_scale", 1.0)));
+py::Expr elu(Call& call) {
+  return call.helper("elu")({call.tensor("self"), py::number(call.number("alpha", 1.0)),
+                             py::number(call.number("scale", 1.0)),
+                             py::number(call.number("input_scale", 1.0))});
 }
 
-std::string celu(Call& call) {
+py::Expr celu(Call& call) {
   const double alpha = call.number("alpha", 1.0);
-  return fmt::format("{}({}, {}, 1.0, {})", call.helper("elu"), call.tensor("self"),
-                     float_literal(alpha), float_literal(1.0 / alpha));
+  return call.helper("elu")(
+      {call.tensor("self"), py::number(alpha), py::number(1.0), py::number(1.0 / alpha)});
 }
 
-std::string softplus(Call& call) {
-  return fmt::format("{}({}, {}, {})", call.helper("softplus"), call.tensor("self"),
-                     float_literal(call.number("beta", 1.0)),
-                     float_literal(call.number("threshold", 20.0)));
+py::Expr softplus(Call& call) {
+  return call.helper("softplus")({call.tensor("self"), py::number(call.number("beta", 1.0)),
+                                  py::number(call.number("threshold", 20.0))});
 }
 
-std::string threshold(Call& call) {
+py::Expr threshold(Call& call) {
   // x <= threshold, not !(x > threshold): NaN passes through as in torch.
-  return fmt::format("mx.where({0} <= {1}, {2}, {0})", call.tensor("self"),
-                     call.literal("threshold", "0"), call.literal("value", "0"));
+  const py::Expr self = call.tensor("self");
+  return py::call("mx.where",
+                  {py::binary(self, py::Op::LtE, call.literal("threshold", py::integer(0))),
+                   call.literal("value", py::integer(0)), self});
 }
 
-std::string hardshrink(Call& call) {
-  return fmt::format("mx.where(({0} >= -{1}) & ({0} <= {1}), 0, {0})", call.tensor("self"),
-                     float_literal(call.number("lambd", 0.5)));
+py::Expr hardshrink(Call& call) {
+  const py::Expr self = call.tensor("self");
+  const py::Expr lambd = py::number(call.number("lambd", 0.5));
+  const py::Expr inside = py::binary(py::binary(self, py::Op::GtE, -lambd), py::Op::BitAnd,
+                                     py::binary(self, py::Op::LtE, lambd));
+  return py::call("mx.where", {inside, py::integer(0), self});
 }
 
-std::string softshrink(Call& call) {
-  return fmt::format("{}({}, {})", call.helper("softshrink"), call.tensor("self"),
-                     float_literal(call.number("lambd", 0.5)));
+py::Expr softshrink(Call& call) {
+  return call.helper("softshrink")({call.tensor("self"), py::number(call.number("lambd", 0.5))});
 }
 
-std::string rrelu(Call& call) {
+py::Expr rrelu(Call& call) {
   const double lower = call.number("lower", 1.0 / 8.0);
   const double upper = call.number("upper", 1.0 / 3.0);
-  const std::string self = call.tensor("self");
+  const py::Expr self = call.tensor("self");
+  const py::Expr kept = py::binary(self, py::Op::GtE, py::integer(0));
   if (call.flag("training", false)) {
-    return fmt::format(
-        "mx.where({0} >= 0, {0}, {0} * mx.random.uniform({1}, {2}, {0}.shape, "
-        "{0}.dtype))",
-        self, float_literal(lower), float_literal(upper));
+    const py::Expr slope = py::call("mx.random.uniform", {py::number(lower), py::number(upper),
+                                                          self.attr("shape"), self.attr("dtype")});
+    return py::call("mx.where", {kept, self, self * slope});
   }
-  return fmt::format("mx.where({0} >= 0, {0}, {0} * {1})", self,
-                     float_literal((lower + upper) / 2.0));
+  return py::call("mx.where", {kept, self, self * py::number((lower + upper) / 2.0)});
 }
 
-std::string glu(Call& call) {
-  return fmt::format("{}({}, {})", call.helper("glu"), call.tensor("self"), call.axis("dim", -1));
+py::Expr glu(Call& call) {
+  return call.helper("glu")({call.tensor("self"), py::integer(call.axis("dim", -1))});
 }
 
-std::string prelu(Call& call) {
-  return fmt::format("{}({}, {})", call.helper("prelu"), call.tensor("self"),
-                     call.tensor("weight"));
+py::Expr prelu(Call& call) {
+  return call.helper("prelu")({call.tensor("self"), call.tensor("weight")});
 }
 
 }  // namespace
@@ -372,72 +442,72 @@ std::vector<OpEntry> elementwise_ops() {
   constexpr Promote kFloat = Promote::Float;
   return {
       // Unary math: ints and bools become float32 where torch's result is float.
-      {"aten.abs.default", unary<"mx.abs({0})">, kAny},
-      {"aten.neg.default", unary<"mx.negative({0})">, kAny},
-      {"aten.positive.default", unary<"{0}">, kAny},
-      {"aten.exp.default", unary<"mx.exp({0})", kFloat>, kAny},
-      {"aten.exp2.default", unary<"mx.power(2.0, {0})", kFloat>, kAny},
-      {"aten.expm1.default", unary<"mx.expm1({0})", kFloat>, kAny},
-      {"aten.log.default", unary<"mx.log({0})", kFloat>, kAny},
-      {"aten.log2.default", unary<"mx.log2({0})", kFloat>, kAny},
-      {"aten.log10.default", unary<"mx.log10({0})", kFloat>, kAny},
-      {"aten.log1p.default", unary<"mx.log1p({0})", kFloat>, kAny},
-      {"aten.sqrt.default", unary<"mx.sqrt({0})", kFloat>, kAny},
-      {"aten.rsqrt.default", unary<"mx.rsqrt({0})", kFloat>, kAny},
-      {"aten.square.default", unary<"mx.square({0})">, kAny},
-      {"aten.reciprocal.default", unary<"mx.reciprocal({0})", kFloat>, kAny},
-      {"aten.sin.default", unary<"mx.sin({0})", kFloat>, kAny},
-      {"aten.cos.default", unary<"mx.cos({0})", kFloat>, kAny},
-      {"aten.tan.default", unary<"mx.tan({0})", kFloat>, kAny},
-      {"aten.asin.default", unary<"mx.arcsin({0})", kFloat>, kAny},
-      {"aten.acos.default", unary<"mx.arccos({0})", kFloat>, kAny},
-      {"aten.atan.default", unary<"mx.arctan({0})", kFloat>, kAny},
-      {"aten.sinh.default", unary<"mx.sinh({0})", kFloat>, kAny},
-      {"aten.cosh.default", unary<"mx.cosh({0})", kFloat>, kAny},
-      {"aten.tanh.default", unary<"mx.tanh({0})", kFloat>, kAny},
-      {"aten.asinh.default", unary<"mx.arcsinh({0})", kFloat>, kAny},
-      {"aten.acosh.default", unary<"mx.arccosh({0})", kFloat>, kAny},
-      {"aten.atanh.default", unary<"mx.arctanh({0})", kFloat>, kAny},
+      {"aten.abs.default", unary<"mx.abs">, kAny},
+      {"aten.neg.default", unary<"mx.negative">, kAny},
+      {"aten.positive.default", unary_of<positive>, kAny},
+      {"aten.exp.default", unary<"mx.exp", kFloat>, kAny},
+      {"aten.exp2.default", unary_of<exp2, kFloat>, kAny},
+      {"aten.expm1.default", unary<"mx.expm1", kFloat>, kAny},
+      {"aten.log.default", unary<"mx.log", kFloat>, kAny},
+      {"aten.log2.default", unary<"mx.log2", kFloat>, kAny},
+      {"aten.log10.default", unary<"mx.log10", kFloat>, kAny},
+      {"aten.log1p.default", unary<"mx.log1p", kFloat>, kAny},
+      {"aten.sqrt.default", unary<"mx.sqrt", kFloat>, kAny},
+      {"aten.rsqrt.default", unary<"mx.rsqrt", kFloat>, kAny},
+      {"aten.square.default", unary<"mx.square">, kAny},
+      {"aten.reciprocal.default", unary<"mx.reciprocal", kFloat>, kAny},
+      {"aten.sin.default", unary<"mx.sin", kFloat>, kAny},
+      {"aten.cos.default", unary<"mx.cos", kFloat>, kAny},
+      {"aten.tan.default", unary<"mx.tan", kFloat>, kAny},
+      {"aten.asin.default", unary<"mx.arcsin", kFloat>, kAny},
+      {"aten.acos.default", unary<"mx.arccos", kFloat>, kAny},
+      {"aten.atan.default", unary<"mx.arctan", kFloat>, kAny},
+      {"aten.sinh.default", unary<"mx.sinh", kFloat>, kAny},
+      {"aten.cosh.default", unary<"mx.cosh", kFloat>, kAny},
+      {"aten.tanh.default", unary<"mx.tanh", kFloat>, kAny},
+      {"aten.asinh.default", unary<"mx.arcsinh", kFloat>, kAny},
+      {"aten.acosh.default", unary<"mx.arccosh", kFloat>, kAny},
+      {"aten.atanh.default", unary<"mx.arctanh", kFloat>, kAny},
       {"aten.sinc.default", with_helper<"sinc", 1, kFloat>, kAny},
-      {"aten.deg2rad.default", unary<"{0} * (math.pi / 180)", kFloat>, kAny},
-      {"aten.rad2deg.default", unary<"{0} * (180 / math.pi)", kFloat>, kAny},
-      {"aten.erf.default", unary<"mx.erf({0})", kFloat>, kAny},
-      {"aten.erfc.default", unary<"1 - mx.erf({0})", kFloat>, kAny},
-      {"aten.erfinv.default", unary<"mx.erfinv({0})", kFloat>, kAny},
-      {"aten.special_ndtri.default", unary<"math.sqrt(2) * mx.erfinv(2 * {0} - 1)", kFloat>, kAny},
-      {"aten.floor.default", unary<"mx.floor({0})">, kAny},
-      {"aten.ceil.default", unary<"mx.ceil({0})">, kAny},
-      {"aten.trunc.default", unary<"mx.trunc({0})">, kAny},
-      {"aten.fix.default", unary<"mx.trunc({0})">, kAny},
-      {"aten.frac.default", unary<"{0} - mx.trunc({0})">, kAny},
-      {"aten.round.default", unary<"mx.round({0})">, kAny},
+      {"aten.deg2rad.default", unary_of<deg2rad, kFloat>, kAny},
+      {"aten.rad2deg.default", unary_of<rad2deg, kFloat>, kAny},
+      {"aten.erf.default", unary<"mx.erf", kFloat>, kAny},
+      {"aten.erfc.default", unary_of<erfc, kFloat>, kAny},
+      {"aten.erfinv.default", unary<"mx.erfinv", kFloat>, kAny},
+      {"aten.special_ndtri.default", unary_of<ndtri, kFloat>, kAny},
+      {"aten.floor.default", unary<"mx.floor">, kAny},
+      {"aten.ceil.default", unary<"mx.ceil">, kAny},
+      {"aten.trunc.default", unary<"mx.trunc">, kAny},
+      {"aten.fix.default", unary<"mx.trunc">, kAny},
+      {"aten.frac.default", unary_of<frac>, kAny},
+      {"aten.round.default", unary<"mx.round">, kAny},
       {"aten.round.decimals", round_decimals, kAny},
-      {"aten.sign.default", unary<"mx.sign({0})">, kAny},
-      {"aten.sgn.default", unary<"mx.sign({0})">, kAny},
+      {"aten.sign.default", unary<"mx.sign">, kAny},
+      {"aten.sgn.default", unary<"mx.sign">, kAny},
       {"aten.signbit.default", signbit, kAny},
-      {"aten.isnan.default", unary<"mx.isnan({0})">, kAny},
-      {"aten.isinf.default", unary<"mx.isinf({0})">, kAny},
-      {"aten.isposinf.default", unary<"mx.isposinf({0})">, kAny},
-      {"aten.isneginf.default", unary<"mx.isneginf({0})">, kAny},
-      {"aten.isfinite.default", unary<"mx.isfinite({0})">, kAny},
-      {"aten.isreal.default", unary<"mx.ones({0}.shape, dtype=mx.bool_)">, kAny},
+      {"aten.isnan.default", unary<"mx.isnan">, kAny},
+      {"aten.isinf.default", unary<"mx.isinf">, kAny},
+      {"aten.isposinf.default", unary<"mx.isposinf">, kAny},
+      {"aten.isneginf.default", unary<"mx.isneginf">, kAny},
+      {"aten.isfinite.default", unary<"mx.isfinite">, kAny},
+      {"aten.isreal.default", unary_of<isreal>, kAny},
       {"aten.nan_to_num.default", nan_to_num, kAny},
-      {"aten.logical_not.default", unary<"mx.logical_not({0})">, kAny},
-      {"aten.bitwise_not.default", unary<"mx.bitwise_invert({0})">, kAny},
+      {"aten.logical_not.default", unary<"mx.logical_not">, kAny},
+      {"aten.bitwise_not.default", unary<"mx.bitwise_invert">, kAny},
       // Activations.
-      {"aten.relu.default", unary<"nn.relu({0})">, kAny},
-      {"aten.relu6.default", unary<"nn.relu6({0})">, kAny},
-      {"aten.sigmoid.default", unary<"mx.sigmoid({0})", kFloat>, kAny},
-      {"aten.special_expit.default", unary<"mx.sigmoid({0})", kFloat>, kAny},
+      {"aten.relu.default", unary<"nn.relu">, kAny},
+      {"aten.relu6.default", unary<"nn.relu6">, kAny},
+      {"aten.sigmoid.default", unary<"mx.sigmoid", kFloat>, kAny},
+      {"aten.special_expit.default", unary<"mx.sigmoid", kFloat>, kAny},
       {"aten.logit.default", logit, kAny},
-      {"aten.silu.default", unary<"nn.silu({0})">, kAny},
+      {"aten.silu.default", unary<"nn.silu">, kAny},
       {"aten.gelu.default", gelu, kAny},
-      {"aten.mish.default", unary<"nn.mish({0})">, kAny},
-      {"aten.hardswish.default", unary<"nn.hardswish({0})">, kAny},
-      {"aten.hardsigmoid.default", unary<"mx.clip({0} + 3, 0, 6) / 6">, kAny},
-      {"aten.selu.default", unary<"nn.selu({0})">, kAny},
+      {"aten.mish.default", unary<"nn.mish">, kAny},
+      {"aten.hardswish.default", unary<"nn.hardswish">, kAny},
+      {"aten.hardsigmoid.default", unary_of<hardsigmoid>, kAny},
+      {"aten.selu.default", unary<"nn.selu">, kAny},
       {"aten.celu.default", celu, kAny},
-      {"aten.log_sigmoid.default", unary<"nn.log_sigmoid({0})">, kAny},
+      {"aten.log_sigmoid.default", unary<"nn.log_sigmoid">, kAny},
       {"aten.hardtanh.default", hardtanh, kAny},
       {"aten.leaky_relu.default", leaky_relu, kAny},
       {"aten.rrelu.default", rrelu, kAny},
@@ -449,100 +519,100 @@ std::vector<OpEntry> elementwise_ops() {
       {"aten.glu.default", glu, LayoutRule::Axis},
       {"aten.prelu.default", prelu, LayoutRule::Standard},
       // Binary arithmetic.
-      {"aten.add.Tensor", with_alpha<"+">, kAny},
-      {"aten.add.Scalar", with_alpha<"+">, kAny},
-      {"aten.sub.Tensor", with_alpha<"-">, kAny},
-      {"aten.sub.Scalar", with_alpha<"-">, kAny},
+      {"aten.add.Tensor", with_alpha<py::Op::Add>, kAny},
+      {"aten.add.Scalar", with_alpha<py::Op::Add>, kAny},
+      {"aten.sub.Tensor", with_alpha<py::Op::Sub>, kAny},
+      {"aten.sub.Scalar", with_alpha<py::Op::Sub>, kAny},
       {"aten.rsub.Scalar", rsub, kAny},
       {"aten.rsub.Tensor", rsub, kAny},
-      {"aten.mul.Tensor", binary<"{0} * {1}">, kAny},
-      {"aten.mul.Scalar", binary<"{0} * {1}">, kAny},
-      {"aten.div.Tensor", binary<"{0} / {1}", kFloat>, kAny},
-      {"aten.div.Scalar", binary<"{0} / {1}", kFloat>, kAny},
-      {"aten.true_divide.Tensor", binary<"{0} / {1}", kFloat>, kAny},
-      {"aten.true_divide.Scalar", binary<"{0} / {1}", kFloat>, kAny},
+      {"aten.mul.Tensor", binary_op<py::Op::Mul>, kAny},
+      {"aten.mul.Scalar", binary_op<py::Op::Mul>, kAny},
+      {"aten.div.Tensor", binary_op<py::Op::Div, kFloat>, kAny},
+      {"aten.div.Scalar", binary_op<py::Op::Div, kFloat>, kAny},
+      {"aten.true_divide.Tensor", binary_op<py::Op::Div, kFloat>, kAny},
+      {"aten.true_divide.Scalar", binary_op<py::Op::Div, kFloat>, kAny},
       {"aten.div.Tensor_mode", divide_mode, kAny},
       {"aten.div.Scalar_mode", divide_mode, kAny},
       {"aten.floor_divide.default", floor_divide, kAny},
       {"aten.floor_divide.Scalar", floor_divide, kAny},
-      {"aten.remainder.Tensor", binary<"mx.remainder({0}, {1})">, kAny},
-      {"aten.remainder.Scalar", binary<"mx.remainder({0}, {1})">, kAny},
-      {"aten.remainder.Scalar_Tensor", binary<"mx.remainder({0}, {1})">, kAny},
+      {"aten.remainder.Tensor", binary<"mx.remainder">, kAny},
+      {"aten.remainder.Scalar", binary<"mx.remainder">, kAny},
+      {"aten.remainder.Scalar_Tensor", binary<"mx.remainder">, kAny},
       {"aten.fmod.Tensor", with_helper<"fmod", 2>, kAny},
       {"aten.fmod.Scalar", with_helper<"fmod", 2>, kAny},
       // pow.Tensor is what the in-place pow_.Tensor normalises to; pow.Scalar serves both
       // pow(2, tensor) and the in-place tensor.pow_(2).
-      {"aten.pow.Tensor_Tensor", binary<"mx.power({0}, {1})">, kAny},
-      {"aten.pow.Tensor_Scalar", binary<"mx.power({0}, {1})">, kAny},
-      {"aten.pow.Tensor", binary<"mx.power({0}, {1})">, kAny},
-      {"aten.pow.Scalar", binary<"mx.power({0}, {1})">, kAny},
-      {"aten.atan2.default", binary<"mx.arctan2({0}, {1})", kFloat>, kAny},
-      {"aten.hypot.default", binary<"mx.sqrt(mx.square({0}) + mx.square({1}))", kFloat>, kAny},
+      {"aten.pow.Tensor_Tensor", binary<"mx.power">, kAny},
+      {"aten.pow.Tensor_Scalar", binary<"mx.power">, kAny},
+      {"aten.pow.Tensor", binary<"mx.power">, kAny},
+      {"aten.pow.Scalar", binary<"mx.power">, kAny},
+      {"aten.atan2.default", binary<"mx.arctan2", kFloat>, kAny},
+      {"aten.hypot.default", binary_of<hypot, kFloat>, kAny},
       {"aten.copysign.Tensor", copysign, kAny},
       {"aten.copysign.Scalar", copysign, kAny},
-      {"aten.ldexp.Tensor", binary<"{0} * mx.power(2.0, {1})", kFloat>, kAny},
+      {"aten.ldexp.Tensor", binary_of<ldexp, kFloat>, kAny},
       {"aten.xlogy.Tensor", with_helper<"xlogy", 2, kFloat>, kAny},
-      {"aten.maximum.default", binary<"mx.maximum({0}, {1})">, kAny},
-      {"aten.minimum.default", binary<"mx.minimum({0}, {1})">, kAny},
-      {"aten.max.other", binary<"mx.maximum({0}, {1})">, kAny},
-      {"aten.min.other", binary<"mx.minimum({0}, {1})">, kAny},
+      {"aten.maximum.default", binary<"mx.maximum">, kAny},
+      {"aten.minimum.default", binary<"mx.minimum">, kAny},
+      {"aten.max.other", binary<"mx.maximum">, kAny},
+      {"aten.min.other", binary<"mx.minimum">, kAny},
       {"aten.fmax.default", with_helper<"fmax", 2>, kAny},
       {"aten.fmin.default", with_helper<"fmin", 2>, kAny},
-      {"aten.logaddexp.default", binary<"mx.logaddexp({0}, {1})", kFloat>, kAny},
+      {"aten.logaddexp.default", binary<"mx.logaddexp", kFloat>, kAny},
       {"aten.logaddexp2.default", with_helper<"logaddexp2", 2, kFloat>, kAny},
       {"aten.lerp.Scalar", with_helper<"lerp", 3>, kAny},
       {"aten.lerp.Tensor", with_helper<"lerp", 3>, kAny},
-      {"aten.addcmul.default", with_value<"{0} + {3} * {1} * {2}">, kAny},
-      {"aten.addcdiv.default", with_value<"{0} + {3} * ({1} / {2})">, kAny},
+      {"aten.addcmul.default", with_value<addcmul>, kAny},
+      {"aten.addcdiv.default", with_value<addcdiv>, kAny},
       {"aten.clamp.default", clamp, kAny},
       {"aten.clamp.Tensor", clamp, kAny},
-      {"aten.clamp_min.default", binary<"mx.maximum({0}, {1})">, kAny},
-      {"aten.clamp_min.Tensor", binary<"mx.maximum({0}, {1})">, kAny},
-      {"aten.clamp_max.default", binary<"mx.minimum({0}, {1})">, kAny},
-      {"aten.clamp_max.Tensor", binary<"mx.minimum({0}, {1})">, kAny},
+      {"aten.clamp_min.default", binary<"mx.maximum">, kAny},
+      {"aten.clamp_min.Tensor", binary<"mx.maximum">, kAny},
+      {"aten.clamp_max.default", binary<"mx.minimum">, kAny},
+      {"aten.clamp_max.Tensor", binary<"mx.minimum">, kAny},
       {"aten.where.self", where, kAny},
       {"aten.where.ScalarSelf", where, kAny},
       {"aten.where.ScalarOther", where, kAny},
       {"aten.where.Scalar", where, kAny},
       {"aten.heaviside.default", heaviside, kAny},
       // Comparisons: computed in the promoted dtype, bool results.
-      {"aten.eq.Tensor", binary<"{0} == {1}">, kAny},
-      {"aten.eq.Scalar", binary<"{0} == {1}">, kAny},
-      {"aten.ne.Tensor", binary<"{0} != {1}">, kAny},
-      {"aten.ne.Scalar", binary<"{0} != {1}">, kAny},
-      {"aten.lt.Tensor", binary<"{0} < {1}">, kAny},
-      {"aten.lt.Scalar", binary<"{0} < {1}">, kAny},
-      {"aten.le.Tensor", binary<"{0} <= {1}">, kAny},
-      {"aten.le.Scalar", binary<"{0} <= {1}">, kAny},
-      {"aten.gt.Tensor", binary<"{0} > {1}">, kAny},
-      {"aten.gt.Scalar", binary<"{0} > {1}">, kAny},
-      {"aten.ge.Tensor", binary<"{0} >= {1}">, kAny},
-      {"aten.ge.Scalar", binary<"{0} >= {1}">, kAny},
+      {"aten.eq.Tensor", binary_op<py::Op::Eq>, kAny},
+      {"aten.eq.Scalar", binary_op<py::Op::Eq>, kAny},
+      {"aten.ne.Tensor", binary_op<py::Op::NotEq>, kAny},
+      {"aten.ne.Scalar", binary_op<py::Op::NotEq>, kAny},
+      {"aten.lt.Tensor", binary_op<py::Op::Lt>, kAny},
+      {"aten.lt.Scalar", binary_op<py::Op::Lt>, kAny},
+      {"aten.le.Tensor", binary_op<py::Op::LtE>, kAny},
+      {"aten.le.Scalar", binary_op<py::Op::LtE>, kAny},
+      {"aten.gt.Tensor", binary_op<py::Op::Gt>, kAny},
+      {"aten.gt.Scalar", binary_op<py::Op::Gt>, kAny},
+      {"aten.ge.Tensor", binary_op<py::Op::GtE>, kAny},
+      {"aten.ge.Scalar", binary_op<py::Op::GtE>, kAny},
       {"aten.isclose.default", isclose, kAny},
       // Logic and bits (bools too: MLX's bitwise ops accept them).
-      {"aten.logical_and.default", binary<"mx.logical_and({0}, {1})", Promote::None>, kAny},
-      {"aten.logical_or.default", binary<"mx.logical_or({0}, {1})", Promote::None>, kAny},
-      {"aten.logical_xor.default", binary<"mx.logical_xor({0}, {1})", Promote::None>, kAny},
-      {"aten.bitwise_and.Tensor", binary<"mx.bitwise_and({0}, {1})">, kAny},
-      {"aten.bitwise_and.Scalar", binary<"mx.bitwise_and({0}, {1})">, kAny},
-      {"aten.bitwise_or.Tensor", binary<"mx.bitwise_or({0}, {1})">, kAny},
-      {"aten.bitwise_or.Scalar", binary<"mx.bitwise_or({0}, {1})">, kAny},
-      {"aten.bitwise_xor.Tensor", binary<"mx.bitwise_xor({0}, {1})">, kAny},
-      {"aten.bitwise_xor.Scalar", binary<"mx.bitwise_xor({0}, {1})">, kAny},
-      {"aten.__and__.Tensor", binary<"mx.bitwise_and({0}, {1})">, kAny},
-      {"aten.__and__.Scalar", binary<"mx.bitwise_and({0}, {1})">, kAny},
-      {"aten.__or__.Tensor", binary<"mx.bitwise_or({0}, {1})">, kAny},
-      {"aten.__or__.Scalar", binary<"mx.bitwise_or({0}, {1})">, kAny},
-      {"aten.__xor__.Tensor", binary<"mx.bitwise_xor({0}, {1})">, kAny},
-      {"aten.__xor__.Scalar", binary<"mx.bitwise_xor({0}, {1})">, kAny},
-      {"aten.bitwise_left_shift.Tensor", binary<"mx.left_shift({0}, {1})">, kAny},
-      {"aten.bitwise_left_shift.Tensor_Scalar", binary<"mx.left_shift({0}, {1})">, kAny},
-      {"aten.bitwise_right_shift.Tensor", binary<"mx.right_shift({0}, {1})">, kAny},
-      {"aten.bitwise_right_shift.Tensor_Scalar", binary<"mx.right_shift({0}, {1})">, kAny},
-      {"aten.__lshift__.Tensor", binary<"mx.left_shift({0}, {1})">, kAny},
-      {"aten.__lshift__.Scalar", binary<"mx.left_shift({0}, {1})">, kAny},
-      {"aten.__rshift__.Tensor", binary<"mx.right_shift({0}, {1})">, kAny},
-      {"aten.__rshift__.Scalar", binary<"mx.right_shift({0}, {1})">, kAny},
+      {"aten.logical_and.default", binary<"mx.logical_and", Promote::None>, kAny},
+      {"aten.logical_or.default", binary<"mx.logical_or", Promote::None>, kAny},
+      {"aten.logical_xor.default", binary<"mx.logical_xor", Promote::None>, kAny},
+      {"aten.bitwise_and.Tensor", binary<"mx.bitwise_and">, kAny},
+      {"aten.bitwise_and.Scalar", binary<"mx.bitwise_and">, kAny},
+      {"aten.bitwise_or.Tensor", binary<"mx.bitwise_or">, kAny},
+      {"aten.bitwise_or.Scalar", binary<"mx.bitwise_or">, kAny},
+      {"aten.bitwise_xor.Tensor", binary<"mx.bitwise_xor">, kAny},
+      {"aten.bitwise_xor.Scalar", binary<"mx.bitwise_xor">, kAny},
+      {"aten.__and__.Tensor", binary<"mx.bitwise_and">, kAny},
+      {"aten.__and__.Scalar", binary<"mx.bitwise_and">, kAny},
+      {"aten.__or__.Tensor", binary<"mx.bitwise_or">, kAny},
+      {"aten.__or__.Scalar", binary<"mx.bitwise_or">, kAny},
+      {"aten.__xor__.Tensor", binary<"mx.bitwise_xor">, kAny},
+      {"aten.__xor__.Scalar", binary<"mx.bitwise_xor">, kAny},
+      {"aten.bitwise_left_shift.Tensor", binary<"mx.left_shift">, kAny},
+      {"aten.bitwise_left_shift.Tensor_Scalar", binary<"mx.left_shift">, kAny},
+      {"aten.bitwise_right_shift.Tensor", binary<"mx.right_shift">, kAny},
+      {"aten.bitwise_right_shift.Tensor_Scalar", binary<"mx.right_shift">, kAny},
+      {"aten.__lshift__.Tensor", binary<"mx.left_shift">, kAny},
+      {"aten.__lshift__.Scalar", binary<"mx.left_shift">, kAny},
+      {"aten.__rshift__.Tensor", binary<"mx.right_shift">, kAny},
+      {"aten.__rshift__.Scalar", binary<"mx.right_shift">, kAny},
   };
 }
 

@@ -20,7 +20,7 @@ struct Text {
 };
 
 /// A tensor or scalar argument as an expression.
-inline std::string operand(Call& call, std::string_view name) { return call.literal(name, "None"); }
+inline py::Expr operand(Call& call, std::string_view name) { return call.literal(name); }
 
 /// The first input, whatever torch calls it ("self" for most ops, "input" for some).
 inline std::string first_name(const Call& call) { return call.node().inputs.at(0).name; }

@@ -1,21 +1,19 @@
 // Indexing, gathers and scatters. MLX arrays are immutable: a scatter returns a new array,
 // which is what torch's functional overloads (the only ones torch.export leaves) mean.
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <limits>
+#include <string>
 
 #include "call.h"
 #include "emit_util.h"
-#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
 namespace {
 
 constexpr LayoutRule kStandard = LayoutRule::Standard;
-
-std::string py_bool(bool value) { return value ? "True" : "False"; }
 
 // A boolean mask index selects a data-dependent number of elements: torch.export gives the
 // result an unbacked size ("u0"), which no static MLX graph can compute.
@@ -39,81 +37,88 @@ void refuse_data_dependent(Call& call) {
   }
 }
 
-std::string index(Call& call) {
+py::Expr index(Call& call) {
   refuse_data_dependent(call);
   call.helper("index_key");
-  return fmt::format("{}({}, [{}])", call.helper("index"), call.tensor("self"),
-                     fmt::join(call.tensors("indices"), ", "));
+  return call.helper("index")({call.tensor("self"), py::list(call.tensors("indices"))});
 }
 
-std::string index_put(Call& call) {
+py::Expr index_put(Call& call) {
   call.helper("index_key");
   call.helper("masked_scatter");
-  return fmt::format("{}({}, [{}], {}, {})", call.helper("index_put"), call.tensor("self"),
-                     fmt::join(call.tensors("indices"), ", "), call.tensor("values"),
-                     py_bool(call.flag("accumulate", false)));
+  return call.helper("index_put")({call.tensor("self"), py::list(call.tensors("indices")),
+                                   call.tensor("values"),
+                                   py::boolean(call.flag("accumulate", false))});
 }
 
 // A 0-d index keeps the axis (with size 1), unlike mx.take's.
-std::string index_select(Call& call) {
+py::Expr index_select(Call& call) {
   if (call.rank("self") == 0) return call.tensor("self");
-  return fmt::format("mx.take({}, {}.reshape(-1), axis={})", call.tensor("self"),
-                     call.tensor("index"), call.axis("dim", 0));
+  return py::call("mx.take",
+                  {call.tensor("self"), call.tensor("index").method("reshape", {py::integer(-1)})},
+                  {{"axis", py::integer(call.axis("dim", 0))}});
 }
 
-std::string gather(Call& call) {
-  return fmt::format("{}({}, {}, {})", call.helper("gather"), call.tensor("self"),
-                     call.axis("dim", 0), call.tensor("index"));
+py::Expr gather(Call& call) {
+  return call.helper("gather")(
+      {call.tensor("self"), py::integer(call.axis("dim", 0)), call.tensor("index")});
 }
 
 // scatter's reduce names ('add', 'multiply') and scatter_reduce's ('sum', 'prod', 'mean',
 // 'amax', 'amin') all go to one helper; no reduce means replace.
-std::string scatter(Call& call) {
-  const std::string source = call.has("src") ? call.tensor("src") : operand(call, "value");
-  return fmt::format("{}({}, {}, {}, {}, {}, {})", call.helper("scatter"), call.tensor("self"),
-                     call.axis("dim", 0), call.tensor("index"), source,
-                     python_string(call.text("reduce", "none")),
-                     py_bool(call.flag("include_self", true)));
+py::Expr scatter(Call& call) {
+  const py::Expr source = call.has("src") ? call.tensor("src") : operand(call, "value");
+  return call.helper("scatter")(
+      {call.tensor("self"), py::integer(call.axis("dim", 0)), call.tensor("index"), source,
+       py::string(call.text("reduce", "none")), py::boolean(call.flag("include_self", true))});
 }
 
-std::string scatter_add(Call& call) {
-  return fmt::format("{}({}, {}, {}, {}, \"sum\", True)", call.helper("scatter"),
-                     call.tensor("self"), call.axis("dim", 0), call.tensor("index"),
-                     call.tensor("src"));
+py::Expr scatter_add(Call& call) {
+  return call.helper("scatter")({call.tensor("self"), py::integer(call.axis("dim", 0)),
+                                 call.tensor("index"), call.tensor("src"), py::string("sum"),
+                                 py::boolean(true)});
 }
 
 // index_add: self[..., index[i], ...] += alpha * source[..., i, ...] along dim.
-std::string index_add(Call& call) {
-  const std::string alpha = call.literal("alpha", "1");
-  const std::string source =
-      alpha == "1" ? call.tensor("source") : fmt::format("{} * {}", call.tensor("source"), alpha);
-  return fmt::format("{}.at[(slice(None),) * {} + ({}.reshape(-1),)].add({})", call.tensor("self"),
-                     call.axis("dim", 0), call.tensor("index"), source);
+py::Expr index_add(Call& call) {
+  const py::Expr alpha = call.literal("alpha", py::integer(1));
+  const py::Expr source =
+      alpha.same(py::integer(1)) ? call.tensor("source") : call.tensor("source") * alpha;
+  // (slice(None),) * dim + (index.reshape(-1),)
+  const py::Expr key =
+      py::tuple({py::call("slice", {py::none()})}) * py::integer(call.axis("dim", 0)) +
+      py::tuple({call.tensor("index").method("reshape", {py::integer(-1)})});
+  return call.tensor("self").attr("at")[key].method("add", {source});
 }
 
-std::string slice_scatter(Call& call) {
+py::Expr slice_scatter(Call& call) {
   const auto bound = [&](std::string_view name) {
-    const std::string text = call.has(name) ? call.literal(name, "None") : "None";
-    return text == "9223372036854775807" ? std::string("None") : text;  // INT64_MAX: the end
+    if (!call.has(name)) return py::none();
+    py::Expr value = call.literal(name);
+    const bool end = value.kind() == py::Expr::Kind::Int &&
+                     value.integer() == std::numeric_limits<std::int64_t>::max();
+    return end ? py::none() : value;  // INT64_MAX: the end
   };
-  return fmt::format("{}({}, {}, {}, {}, {}, {})", call.helper("slice_scatter"),
-                     call.tensor("self"), call.tensor("src"), call.axis("dim", 0), bound("start"),
-                     bound("end"), call.literal("step", "1"));
+  return call.helper("slice_scatter")({call.tensor("self"), call.tensor("src"),
+                                       py::integer(call.axis("dim", 0)), bound("start"),
+                                       bound("end"), call.literal("step", py::integer(1))});
 }
 
-std::string select_scatter(Call& call) {
-  return fmt::format("{}({}, {}, {}, {})", call.helper("select_scatter"), call.tensor("self"),
-                     call.tensor("src"), call.axis("dim", 0), call.literal("index", "0"));
+py::Expr select_scatter(Call& call) {
+  return call.helper("select_scatter")({call.tensor("self"), call.tensor("src"),
+                                        py::integer(call.axis("dim", 0)),
+                                        call.literal("index", py::integer(0))});
 }
 
-std::string masked_scatter(Call& call) {
-  return fmt::format("{}({}, {}, {})", call.helper("masked_scatter"), call.tensor("self"),
-                     call.tensor("mask"), call.tensor("source"));
+py::Expr masked_scatter(Call& call) {
+  return call.helper("masked_scatter")(
+      {call.tensor("self"), call.tensor("mask"), call.tensor("source")});
 }
 
-std::string copy(Call& call) {
-  return fmt::format("mx.broadcast_to({}, {}.shape).astype({}.dtype)", call.tensor("src"),
-                     call.tensor("self"), call.tensor("self"));
+py::Expr copy(Call& call) {
+  const py::Expr self = call.tensor("self");
+  return py::call("mx.broadcast_to", {call.tensor("src"), self.attr("shape")})
+      .method("astype", {self.attr("dtype")});
 }
 
 }  // namespace

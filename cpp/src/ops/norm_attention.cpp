@@ -7,7 +7,6 @@
 
 #include "call.h"
 #include "emit_util.h"
-#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -16,150 +15,156 @@ namespace {
 constexpr LayoutRule kStandard = LayoutRule::Standard;
 constexpr LayoutRule kCL = LayoutRule::ChannelsLast;
 
-std::string optional_tensor(Call& call, std::string_view name) {
-  return call.has(name) ? call.tensor(name) : "None";
+py::Expr optional_tensor(Call& call, std::string_view name) {
+  return call.has(name) ? call.tensor(name) : py::none();
 }
 
-std::string eps(Call& call) { return float_literal(call.number("eps", 1e-5)); }
+py::Expr eps(Call& call) { return py::number(call.number("eps", 1e-5)); }
 
 // Channels-last norms need the batch axis first and channels second in torch's order.
-std::string batched_input(Call& call) {
+py::Expr batched_input(Call& call) {
   if (call.rank("input") < 2) call.unsupported("a normalisation over channels needs (N, C, ...)");
   return call.tensor("input");
 }
 
-std::string layer_norm(Call& call) {
+py::Expr count(std::size_t value) { return py::integer(static_cast<std::int64_t>(value)); }
+
+py::Expr fast_layer_norm(Call& call, const py::Expr& x) {
+  return py::call("mx.fast.layer_norm",
+                  {x, optional_tensor(call, "weight"), optional_tensor(call, "bias"), eps(call)});
+}
+
+py::Expr layer_norm(Call& call) {
   const auto shape = call.ints("normalized_shape");
-  if (shape.size() == 1) {
-    return fmt::format("mx.fast.layer_norm({}, {}, {}, {})", call.tensor("input"),
-                       optional_tensor(call, "weight"), optional_tensor(call, "bias"), eps(call));
-  }
-  return fmt::format("{}({}, {}, {}, {}, {})[0]", call.helper("layer_norm_nd"),
-                     call.tensor("input"), shape.size(), optional_tensor(call, "weight"),
-                     optional_tensor(call, "bias"), eps(call));
+  if (shape.size() == 1) return fast_layer_norm(call, call.tensor("input"));
+  return call.helper("layer_norm_nd")({call.tensor("input"), count(shape.size()),
+                                       optional_tensor(call, "weight"),
+                                       optional_tensor(call, "bias"), eps(call)})[py::integer(0)];
 }
 
 // A layer norm along one axis (a fusion's node; ConvNeXt normalises channels-first): along
 // the stored last axis, as a channels-last input has its channels, one mx.fast.layer_norm;
 // along another, moved last and back.
-std::string layer_norm_along(Call& call) {
+py::Expr layer_norm_along(Call& call) {
   const std::int64_t axis = call.axis("axis", -1);
   const std::int64_t last = call.rank("input") - 1;
-  const auto norm = [&](const std::string& x) {
-    return fmt::format("mx.fast.layer_norm({}, {}, {}, {})", x, optional_tensor(call, "weight"),
-                       optional_tensor(call, "bias"), eps(call));
-  };
-  if (axis == last) return norm(call.tensor("input"));
-  return fmt::format("mx.moveaxis({}, -1, {})",
-                     norm(fmt::format("mx.moveaxis({}, {}, -1)", call.tensor("input"), axis)),
-                     axis);
+  if (axis == last) return fast_layer_norm(call, call.tensor("input"));
+  const py::Expr moved =
+      py::call("mx.moveaxis", {call.tensor("input"), py::integer(axis), py::integer(-1)});
+  return py::call("mx.moveaxis",
+                  {fast_layer_norm(call, moved), py::integer(-1), py::integer(axis)});
 }
 
-std::string native_layer_norm(Call& call) {
+py::Expr native_layer_norm(Call& call) {
   // (output, mean, 1 / std), the statistics with the normalised axes kept as size 1.
-  return fmt::format("{}({}, {}, {}, {}, {})", call.helper("layer_norm_nd"), call.tensor("input"),
-                     call.ints("normalized_shape").size(), optional_tensor(call, "weight"),
-                     optional_tensor(call, "bias"), eps(call));
+  return call.helper("layer_norm_nd")(
+      {call.tensor("input"), count(call.ints("normalized_shape").size()),
+       optional_tensor(call, "weight"), optional_tensor(call, "bias"), eps(call)});
 }
 
-std::string rms_norm(Call& call) {
+py::Expr rms_norm(Call& call) {
   const auto shape = call.ints("normalized_shape");
   // eps=None means the input dtype's machine epsilon in torch.
-  const std::string epsilon =
-      call.has("eps") ? eps(call) : fmt::format("mx.finfo({}.dtype).eps", call.tensor("input"));
+  const py::Expr epsilon =
+      call.has("eps") ? eps(call)
+                      : py::call("mx.finfo", {call.tensor("input").attr("dtype")}).attr("eps");
   if (shape.size() == 1) {
-    return fmt::format("mx.fast.rms_norm({}, {}, {})", call.tensor("input"),
-                       optional_tensor(call, "weight"), epsilon);
+    return py::call("mx.fast.rms_norm",
+                    {call.tensor("input"), optional_tensor(call, "weight"), epsilon});
   }
-  return fmt::format("{}({}, {}, {}, {})", call.helper("rms_norm_nd"), call.tensor("input"),
-                     shape.size(), optional_tensor(call, "weight"), epsilon);
+  return call.helper("rms_norm_nd")(
+      {call.tensor("input"), count(shape.size()), optional_tensor(call, "weight"), epsilon});
 }
 
 // Batch norm, channels-last: (output, mean, 1 / std). With running statistics and not
 // training, those are used (inference); otherwise the batch's own, as torch normalises a
 // training-mode batch. The running-statistics update of training mode is not reproduced:
 // export the model in eval() mode.
-std::string batch_norm_tuple(Call& call, bool running) {
-  return fmt::format("{}({}, {}, {}, {}, {}, {})", call.helper("batch_norm"), batched_input(call),
-                     running ? call.tensor("running_mean") : "None",
-                     running ? call.tensor("running_var") : "None", optional_tensor(call, "weight"),
-                     optional_tensor(call, "bias"), eps(call));
+py::Expr batch_norm_tuple(Call& call, bool running) {
+  return call.helper("batch_norm")(
+      {batched_input(call), running ? call.tensor("running_mean") : py::none(),
+       running ? call.tensor("running_var") : py::none(), optional_tensor(call, "weight"),
+       optional_tensor(call, "bias"), eps(call)});
 }
 
 bool uses_running_stats(Call& call) {
   return call.has("running_mean") && call.has("running_var") && !call.flag("training", false);
 }
 
-std::string batch_norm(Call& call) {
-  return fmt::format("{}[0]", batch_norm_tuple(call, uses_running_stats(call)));
+py::Expr batch_norm(Call& call) {
+  return batch_norm_tuple(call, uses_running_stats(call))[py::integer(0)];
 }
 
-std::string batch_norm_no_training(Call& call) {
+py::Expr batch_norm_no_training(Call& call) {
   // torch returns empty save_mean / save_invstd when it normalises with running statistics.
-  return fmt::format("({}[0], mx.zeros((0,)), mx.zeros((0,)))", batch_norm_tuple(call, true));
+  const py::Expr empty = py::call("mx.zeros", {py::ints({0})});
+  return py::tuple({batch_norm_tuple(call, true)[py::integer(0)], empty, empty});
 }
 
-std::string batch_norm_legit(Call& call) {
+py::Expr batch_norm_legit(Call& call) {
   const bool running = uses_running_stats(call);
   if (running) return batch_norm_no_training(call);
   return batch_norm_tuple(call, false);
 }
 
-std::string group_norm(Call& call) {
-  return fmt::format("{}({}, {}, {}, {}, {})[0]", call.helper("group_norm"), batched_input(call),
-                     call.integer("num_groups", 1), optional_tensor(call, "weight"),
-                     optional_tensor(call, "bias"), eps(call));
+py::Expr group_norm(Call& call) {
+  return call.helper("group_norm")({batched_input(call), py::integer(call.integer("num_groups", 1)),
+                                    optional_tensor(call, "weight"), optional_tensor(call, "bias"),
+                                    eps(call)})[py::integer(0)];
 }
 
-std::string native_group_norm(Call& call) {
+py::Expr native_group_norm(Call& call) {
   // (output, mean, 1 / std), the statistics of shape (N, groups).
-  return fmt::format("{}({}, {}, {}, {}, {})", call.helper("group_norm"), batched_input(call),
-                     call.integer("group", 1), optional_tensor(call, "weight"),
-                     optional_tensor(call, "bias"), eps(call));
+  return call.helper("group_norm")({batched_input(call), py::integer(call.integer("group", 1)),
+                                    optional_tensor(call, "weight"), optional_tensor(call, "bias"),
+                                    eps(call)});
 }
 
-std::string instance_norm(Call& call) {
+py::Expr instance_norm(Call& call) {
   if (!call.flag("use_input_stats", true)) {
     // Running statistics per channel: the same arithmetic as an inference batch norm.
-    return fmt::format("{}[0]", batch_norm_tuple(call, true));
+    return batch_norm_tuple(call, true)[py::integer(0)];
   }
-  return fmt::format("{}({}, {}, {}, {})", call.helper("instance_norm"), batched_input(call),
-                     optional_tensor(call, "weight"), optional_tensor(call, "bias"), eps(call));
+  return call.helper("instance_norm")({batched_input(call), optional_tensor(call, "weight"),
+                                       optional_tensor(call, "bias"), eps(call)});
 }
 
-std::string linear(Call& call) {
-  const std::string product = fmt::format("{} @ {}.T", call.tensor("input"), call.tensor("weight"));
-  return call.has("bias") ? fmt::format("{} + {}", product, call.tensor("bias")) : product;
+py::Expr matrix_product(const py::Expr& left, const py::Expr& right) {
+  return py::binary(left, py::Op::MatMul, right);
 }
 
-std::string matmul(Call& call) {
-  return fmt::format("{} @ {}", call.tensor("self"),
-                     call.tensor(call.has("other") ? "other" : "mat2"));
+py::Expr linear(Call& call) {
+  const py::Expr product = matrix_product(call.tensor("input"), call.tensor("weight").attr("T"));
+  return call.has("bias") ? product + call.tensor("bias") : product;
+}
+
+py::Expr matmul(Call& call) {
+  return matrix_product(call.tensor("self"), call.tensor(call.has("other") ? "other" : "mat2"));
 }
 
 // addmm, baddbmm: beta * self + alpha * (a @ b). beta=0 ignores self, NaN and inf included.
-std::string addmm(Call& call) {
+py::Expr addmm(Call& call) {
   const std::string first = call.has("mat1") ? "mat1" : "batch1";
   const std::string second = call.has("mat2") ? "mat2" : "batch2";
-  std::string product = fmt::format("{} @ {}", call.tensor(first), call.tensor(second));
-  if (call.number("alpha", 1.0) != 1.0) {
-    product = fmt::format("{} * ({})", call.literal("alpha", "1"), product);
-  }
+  py::Expr product = matrix_product(call.tensor(first), call.tensor(second));
+  if (call.number("alpha", 1.0) != 1.0) product = call.literal("alpha") * product;
   const double beta = call.number("beta", 1.0);
   if (beta == 0.0) {
     // self still decides the broadcast shape.
-    return fmt::format("mx.broadcast_to({0}, mx.broadcast_shapes(({0}).shape, {1}.shape))", product,
-                       call.tensor("self"));
+    return py::call(
+        "mx.broadcast_to",
+        {product, py::call("mx.broadcast_shapes",
+                           {product.attr("shape"), call.tensor("self").attr("shape")})});
   }
-  const std::string self =
-      beta == 1.0 ? call.tensor("self")
-                  : fmt::format("{} * {}", call.literal("beta", "1"), call.tensor("self"));
-  return fmt::format("{} + {}", self, product);
+  const py::Expr self =
+      beta == 1.0 ? call.tensor("self") : call.literal("beta") * call.tensor("self");
+  return self + product;
 }
 
-std::string einsum(Call& call) {
-  return fmt::format("mx.einsum({}, {})", python_string(call.text("equation", "")),
-                     fmt::join(call.tensors("tensors"), ", "));
+py::Expr einsum(Call& call) {
+  std::vector<py::Expr> args{py::string(call.text("equation", ""))};
+  for (py::Expr& tensor : call.tensors("tensors")) args.push_back(std::move(tensor));
+  return py::call("mx.einsum", std::move(args));
 }
 
 // Whether queries and keys have the same length: then torch's causal mask (aligned to the
@@ -175,63 +180,65 @@ bool equal_lengths(Call& call) {
   return q.hint == k.hint && q.symbol == k.symbol;
 }
 
-std::string attention(Call& call) {
+py::Expr attention(Call& call) {
   // dropout_p is ignored: exported inference graphs pass 0 (models gate it on self.training).
-  const std::string query = call.tensor("query");
-  const std::string scale = call.has("scale") ? float_literal(call.number("scale", 1.0))
-                                              : fmt::format("{}.shape[-1] ** -0.5", query);
-  std::string mask = "None";
+  const py::Expr query = call.tensor("query");
+  const py::Expr scale = call.has("scale") ? py::number(call.number("scale", 1.0))
+                                           : py::binary(query.attr("shape")[py::integer(-1)],
+                                                        py::Op::Pow, py::number(-0.5));
+  py::Expr mask = py::none();
   if (call.flag("is_causal", false) && call.rank("query") == 4 && equal_lengths(call)) {
-    mask = python_string("causal");  // mx.fast's own causal mask, equal to torch's here
+    mask = py::string("causal");  // mx.fast's own causal mask, equal to torch's here
   } else if (call.flag("is_causal", false)) {
-    mask = fmt::format("{}({}, {})", call.helper("causal_mask"), query, call.tensor("key"));
+    mask = call.helper("causal_mask")({query, call.tensor("key")});
   } else if (call.has("attn_mask")) {
     mask = call.tensor("attn_mask");
   }
-  return fmt::format("{}({}, {}, {}, {}, {})", call.helper("attention"), query, call.tensor("key"),
-                     call.tensor("value"), scale, mask);
+  return call.helper("attention")({query, call.tensor("key"), call.tensor("value"), scale, mask});
 }
 
 // A rotary embedding that the fuse-rope pass recognised (passes.h).
-std::string rope(Call& call) {
-  return fmt::format("mx.fast.rope({}, {}, traditional={}, base={}, scale={}, offset={})",
-                     call.tensor("input"), call.integer("dims", 0),
-                     call.flag("traditional", false) ? "True" : "False",
-                     float_literal(call.number("base", 10000.0)),
-                     float_literal(call.number("scale", 1.0)), call.literal("offset", "0"));
+py::Expr rope(Call& call) {
+  return py::call("mx.fast.rope", {call.tensor("input"), py::integer(call.integer("dims", 0))},
+                  {{"traditional", py::boolean(call.flag("traditional", false))},
+                   {"base", py::number(call.number("base", 10000.0))},
+                   {"scale", py::number(call.number("scale", 1.0))},
+                   {"offset", call.literal("offset", py::integer(0))}});
 }
 
-std::string embedding(Call& call) {
+py::Expr embedding(Call& call) {
   // padding_idx only stops the gradient of that row; the forward pass is a plain lookup.
-  return fmt::format("mx.take({}, {}, axis=0)", call.tensor("weight"), call.tensor("indices"));
+  return py::call("mx.take", {call.tensor("weight"), call.tensor("indices")},
+                  {{"axis", py::integer(0)}});
 }
 
 // _embedding_bag's mode argument, in torch's numbering.
 constexpr std::array<std::string_view, 3> kBagModes{"sum", "mean", "max"};
 
-std::string embedding_bag(Call& call) {
+py::Expr embedding_bag(Call& call) {
   const std::int64_t mode = call.integer("mode", 0);
   if (mode < 0 || mode >= static_cast<std::int64_t>(kBagModes.size())) {
     call.unsupported(fmt::format("embedding_bag mode {}", mode));
   }
   if (call.rank("indices") != 1) call.unsupported("embedding_bag with 2-d indices and no offsets");
   // Outputs 1-3 (offset2bag, bag_size, max_indices) only serve the backward pass: None.
-  return fmt::format(
-      "({}({}, {}, {}, '{}', {}, {}, {}), None, None, None)", call.helper("embedding_bag"),
-      call.tensor("weight"), call.tensor("indices"), call.tensor("offsets"),
-      kBagModes[static_cast<std::size_t>(mode)], optional_tensor(call, "per_sample_weights"),
-      call.flag("include_last_offset", false) ? "True" : "False", call.integer("padding_idx", -1));
+  const py::Expr bags = call.helper("embedding_bag")(
+      {call.tensor("weight"), call.tensor("indices"), call.tensor("offsets"),
+       py::string(kBagModes[static_cast<std::size_t>(mode)]),
+       optional_tensor(call, "per_sample_weights"),
+       py::boolean(call.flag("include_last_offset", false)),
+       py::integer(call.integer("padding_idx", -1))});
+  return py::tuple({bags, py::none(), py::none(), py::none()});
 }
 
-std::string cdist(Call& call) {
-  return fmt::format("{}({}, {}, {})", call.helper("cdist"), call.tensor("x1"), call.tensor("x2"),
-                     float_literal(call.number("p", 2.0)));
+py::Expr cdist(Call& call) {
+  return call.helper("cdist")(
+      {call.tensor("x1"), call.tensor("x2"), py::number(call.number("p", 2.0))});
 }
 
-std::string pdist(Call& call) {
-  call.helper("cdist");  // pdist reads the full distance matrix
-  return fmt::format("{}({}, {})", call.helper("pdist"), call.tensor("self"),
-                     float_literal(call.number("p", 2.0)));
+py::Expr pdist(Call& call) {
+  (void)call.helper("cdist");  // pdist reads the full distance matrix
+  return call.helper("pdist")({call.tensor("self"), py::number(call.number("p", 2.0))});
 }
 
 // torch's fft_norm_mode (0: none, 1: 1/sqrt(n), 2: 1/n) as numpy's norm for the forward
@@ -239,41 +246,41 @@ std::string pdist(Call& call) {
 constexpr std::array<std::string_view, 3> kForwardNorm{"backward", "ortho", "forward"};
 constexpr std::array<std::string_view, 3> kInverseNorm{"forward", "ortho", "backward"};
 
-std::string_view fft_norm(Call& call, bool inverse) {
+py::Expr fft_norm(Call& call, bool inverse) {
   const std::int64_t mode = call.integer("normalization", 0);
   if (mode < 0 || mode > 2) call.unsupported(fmt::format("fft normalization mode {}", mode));
-  return (inverse ? kInverseNorm : kForwardNorm)[static_cast<std::size_t>(mode)];
+  return py::string((inverse ? kInverseNorm : kForwardNorm)[static_cast<std::size_t>(mode)]);
 }
 
-std::string fft_r2c(Call& call) {
-  const std::string self = call.tensor("self");
-  const std::string axes = int_tuple(call.axes("dim"));
+py::Expr fft_r2c(Call& call) {
+  const py::Expr self = call.tensor("self");
+  const py::Expr axes = py::ints(call.axes("dim"));
   if (call.flag("onesided", true)) {
-    return fmt::format("mx.fft.rfftn({}, axes={}, norm={})", self, axes,
-                       python_string(fft_norm(call, false)));
+    return py::call("mx.fft.rfftn", {self}, {{"axes", axes}, {"norm", fft_norm(call, false)}});
   }
-  return fmt::format("mx.fft.fftn({}.astype(mx.complex64), axes={}, norm={})", self, axes,
-                     python_string(fft_norm(call, false)));
+  return py::call("mx.fft.fftn", {self.method("astype", {py::dotted("mx.complex64")})},
+                  {{"axes", axes}, {"norm", fft_norm(call, false)}});
 }
 
-std::string fft_c2r(Call& call) {
+py::Expr fft_c2r(Call& call) {
   const std::vector<std::int64_t> axes = call.axes("dim");
   const TensorMeta* info = call.meta("self");
   if (info == nullptr) call.unsupported("the input shape is unknown");
-  std::vector<std::string> sizes;
+  std::vector<py::Expr> sizes;
   for (std::size_t index = 0; index + 1 < axes.size(); ++index) {
-    sizes.push_back(fmt::format("{}.shape[{}]", call.tensor("self"), axes[index]));
+    sizes.push_back(call.tensor("self").attr("shape")[py::integer(axes[index])]);
   }
-  sizes.push_back(call.literal("last_dim_size", "None"));
-  return fmt::format("mx.fft.irfftn({}, s=({},), axes={}, norm={})", call.tensor("self"),
-                     fmt::join(sizes, ", "), int_tuple(axes), python_string(fft_norm(call, true)));
+  sizes.push_back(call.literal("last_dim_size"));
+  return py::call("mx.fft.irfftn", {call.tensor("self")},
+                  {{"s", py::tuple(std::move(sizes))},
+                   {"axes", py::ints(axes)},
+                   {"norm", fft_norm(call, true)}});
 }
 
-std::string fft_c2c(Call& call) {
+py::Expr fft_c2c(Call& call) {
   const bool forward = call.flag("forward", true);
-  return fmt::format("mx.fft.{}({}, axes={}, norm={})", forward ? "fftn" : "ifftn",
-                     call.tensor("self"), int_tuple(call.axes("dim")),
-                     python_string(fft_norm(call, !forward)));
+  return py::call(forward ? "mx.fft.fftn" : "mx.fft.ifftn", {call.tensor("self")},
+                  {{"axes", py::ints(call.axes("dim"))}, {"norm", fft_norm(call, !forward)}});
 }
 
 }  // namespace

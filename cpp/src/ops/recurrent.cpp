@@ -1,43 +1,42 @@
 // Recurrent layers as torch.export leaves them: aten.lstm/gru/rnn_tanh/rnn_relu with the
 // weights as one flat list (w_ih, w_hh[, b_ih, b_hh][, w_hr] per layer and direction).
 // The helpers run the time loop in Python over MLX ops, batch-first inside.
-#include <fmt/format.h>
+#include <utility>
+#include <vector>
 
 #include "call.h"
 #include "emit_util.h"
-#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
 namespace {
 
-std::string flags(Call& call) {
-  return fmt::format("{}, {}, {}, {}", call.flag("has_biases", true) ? "True" : "False",
-                     call.integer("num_layers", 1),
-                     call.flag("bidirectional", false) ? "True" : "False",
-                     call.flag("batch_first", false) ? "True" : "False");
-}
-
-std::string state(Call& call) {
+// The state, the flat weight list and the flags: the helpers' arguments after the input.
+std::vector<py::Expr> arguments(Call& call) {
   const Arg* hx = call.node().input("hx");
-  if (hx != nullptr && hx->kind == ArgKind::TensorList) {
-    return fmt::format("[{}]", fmt::join(call.tensors("hx"), ", "));
-  }
-  return call.tensor("hx");
+  const py::Expr state = hx != nullptr && hx->kind == ArgKind::TensorList
+                             ? py::list(call.tensors("hx"))
+                             : call.tensor("hx");
+  return {call.tensor("input"),
+          state,
+          py::list(call.tensors("params")),
+          py::boolean(call.flag("has_biases", true)),
+          py::integer(call.integer("num_layers", 1)),
+          py::boolean(call.flag("bidirectional", false)),
+          py::boolean(call.flag("batch_first", false))};
 }
 
-std::string lstm(Call& call) {
+py::Expr lstm(Call& call) {
   call.helper("recurrent_layers");
-  return fmt::format("{}({}, {}, [{}], {})", call.helper("lstm"), call.tensor("input"), state(call),
-                     fmt::join(call.tensors("params"), ", "), flags(call));
+  return call.helper("lstm")(arguments(call));
 }
 
 template <Text Cell>
-std::string single_state(Call& call) {
+py::Expr single_state(Call& call) {
   call.helper("recurrent_layers");
-  return fmt::format("{}({}, {}, [{}], {}, {})", call.helper("gru_or_rnn"), call.tensor("input"),
-                     state(call), fmt::join(call.tensors("params"), ", "), flags(call),
-                     python_string(Cell.view()));
+  std::vector<py::Expr> args = arguments(call);
+  args.push_back(py::string(Cell.view()));
+  return call.helper("gru_or_rnn")(std::move(args));
 }
 
 }  // namespace

@@ -3,12 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <limits>
+#include <optional>
 
 #include "call.h"
 #include "emit_util.h"
-#include "torch2mlx/python_text.h"
 
 namespace torch2mlx {
 
@@ -17,43 +16,44 @@ namespace {
 constexpr LayoutRule kStandard = LayoutRule::Standard;
 constexpr LayoutRule kAxis = LayoutRule::Axis;
 
-std::string identity(Call& call) { return call.tensor(first_name(call)); }
+py::Expr identity(Call& call) { return call.tensor(first_name(call)); }
 
-std::string reshape(Call& call) {
-  const std::string size =
-      call.has("size") ? call.literal("size", "()") : call.literal("shape", "()");
-  return fmt::format("mx.reshape({}, {})", call.tensor("self"), size);
+py::Expr reshape(Call& call) {
+  const py::Expr size =
+      call.has("size") ? call.literal("size", py::tuple({})) : call.literal("shape", py::tuple({}));
+  return py::call("mx.reshape", {call.tensor("self"), size});
 }
 
 // Normalises torch's negative dims against `rank`.
 std::int64_t wrap(std::int64_t axis, std::int64_t rank) { return axis < 0 ? axis + rank : axis; }
 
-std::string permute(Call& call) {
+py::Expr permute(Call& call) {
   std::vector<std::int64_t> dims = call.ints("dims");
   const int rank = call.rank("self");
   for (std::int64_t& dim : dims) dim = wrap(dim, rank);
-  return fmt::format("mx.transpose({}, {})", call.tensor("self"), int_tuple(dims));
+  return py::call("mx.transpose", {call.tensor("self"), py::ints(dims)});
 }
 
-std::string transpose(Call& call) {
+py::Expr transpose(Call& call) {
   const int rank = call.rank("self");
   const std::int64_t dim0 = wrap(call.integer("dim0", 0), std::max(rank, 1));
   const std::int64_t dim1 = wrap(call.integer("dim1", 1), std::max(rank, 1));
   if (rank < 2 || dim0 == dim1) return call.tensor("self");  // torch allows 0-d and 1-d
-  return fmt::format("mx.swapaxes({}, {}, {})", call.tensor("self"), dim0, dim1);
+  return py::call("mx.swapaxes", {call.tensor("self"), py::integer(dim0), py::integer(dim1)});
 }
 
-std::string matrix_transpose(Call& call) {
-  return call.rank("self") < 2 ? call.tensor("self") : fmt::format("{}.T", call.tensor("self"));
+py::Expr matrix_transpose(Call& call) {
+  return call.rank("self") < 2 ? call.tensor("self") : call.tensor("self").attr("T");
 }
 
-std::string unsqueeze(Call& call) {
-  return fmt::format("mx.expand_dims({}, {})", call.tensor("self"),
-                     wrap(call.integer("dim", 0), call.rank("self") + 1));
+py::Expr unsqueeze(Call& call) {
+  return py::call(
+      "mx.expand_dims",
+      {call.tensor("self"), py::integer(wrap(call.integer("dim", 0), call.rank("self") + 1))});
 }
 
-std::string squeeze(Call& call) {
-  std::string self = call.tensor("self");
+py::Expr squeeze(Call& call) {
+  py::Expr self = call.tensor("self");
   const TensorMeta* info = call.meta("self");
   std::vector<std::int64_t> dims;
   if (call.has("dim")) {
@@ -76,226 +76,256 @@ std::string squeeze(Call& call) {
     if (size.symbol.empty() && size.hint == 1) ones.push_back(axis);
   }
   if (ones.empty()) return self;
-  return fmt::format("mx.squeeze({}, {})", self, int_tuple(ones));
+  return py::call("mx.squeeze", {self, py::ints(ones)});
 }
 
-std::string flatten(Call& call) {
+py::Expr flatten(Call& call) {
   const int rank = std::max(call.rank("self"), 1);
   const std::int64_t start = wrap(call.integer("start_dim", 0), rank);
   const std::int64_t end = wrap(call.integer("end_dim", -1), rank);
-  if (call.rank("self") == 0) return fmt::format("mx.reshape({}, (1,))", call.tensor("self"));
-  return fmt::format("mx.flatten({}, {}, {})", call.tensor("self"), start, end);
+  if (call.rank("self") == 0) return py::call("mx.reshape", {call.tensor("self"), py::ints({1})});
+  return py::call("mx.flatten", {call.tensor("self"), py::integer(start), py::integer(end)});
 }
 
-std::string unflatten(Call& call) {
-  return fmt::format("mx.unflatten({}, {}, {})", call.tensor("self"),
-                     wrap(call.integer("dim", 0), call.rank("self")), call.literal("sizes", "()"));
+py::Expr unflatten(Call& call) {
+  return py::call("mx.unflatten", {call.tensor("self"),
+                                   py::integer(wrap(call.integer("dim", 0), call.rank("self"))),
+                                   call.literal("sizes", py::tuple({}))});
 }
 
-std::string expand(Call& call) {
-  return fmt::format("{}({}, {})", call.helper("expand"), call.tensor("self"),
-                     call.literal("size", "()"));
+py::Expr expand(Call& call) {
+  return call.helper("expand")({call.tensor("self"), call.literal("size", py::tuple({}))});
 }
 
-std::string cat(Call& call) {
-  return fmt::format("mx.concatenate([{}], axis={})", fmt::join(call.tensors("tensors"), ", "),
-                     call.axis("dim", 0));
+py::Expr cat(Call& call) {
+  return py::call("mx.concatenate", {py::list(call.tensors("tensors"))},
+                  {{"axis", py::integer(call.axis("dim", 0))}});
 }
 
-std::string stack(Call& call) {
-  const auto tensors = call.tensors("tensors");
+py::Expr stack(Call& call) {
+  auto tensors = call.tensors("tensors");
   const auto* first = call.meta("tensors");
   const int rank = first == nullptr ? 0 : static_cast<int>(first->shape.size());
-  return fmt::format("mx.stack([{}], axis={})", fmt::join(tensors, ", "),
-                     wrap(call.integer("dim", 0), rank + 1));
+  return py::call("mx.stack", {py::list(std::move(tensors))},
+                  {{"axis", py::integer(wrap(call.integer("dim", 0), rank + 1))}});
 }
 
-std::string split(Call& call) {
-  return fmt::format("{}({}, {}, axis={})", call.helper("split"), call.tensor("self"),
-                     call.literal(call.has("split_size") ? "split_size" : "split_sizes", "1"),
-                     call.axis("dim", 0));
+py::Expr split(Call& call) {
+  return call.helper("split")(
+      {call.tensor("self"),
+       call.literal(call.has("split_size") ? "split_size" : "split_sizes", py::integer(1))},
+      {{"axis", py::integer(call.axis("dim", 0))}});
 }
 
-std::string chunk(Call& call) {
+py::Expr chunk(Call& call) {
   call.helper("split");
-  return fmt::format("{}({}, {}, axis={})", call.helper("chunk"), call.tensor("self"),
-                     call.literal("chunks", "1"), call.axis("dim", 0));
+  return call.helper("chunk")({call.tensor("self"), call.literal("chunks", py::integer(1))},
+                              {{"axis", py::integer(call.axis("dim", 0))}});
 }
 
-// Indexing rather than mx.take, which refuses arrays with no elements.
-std::string unbind(Call& call) {
+// `x[:, :, index]`: `index` on storage axis `axis`, every axis before it whole.
+py::Expr index_on_axis(const py::Expr& tensor, std::int64_t axis, const py::Expr& index) {
+  if (axis == 0) return tensor[index];
+  std::vector<py::Expr> items(static_cast<std::size_t>(axis),
+                              py::slice(std::nullopt, std::nullopt));
+  items.push_back(index);
+  return tensor[py::tuple(std::move(items))];
+}
+
+// One indexing per output (rather than mx.take, which refuses arrays with no elements); the
+// graph fixes how many there are.
+py::Expr unbind(Call& call) {
   const std::int64_t axis = call.axis("dim", 0);
-  const std::string self = call.tensor("self");
-  std::string prefix;
-  for (std::int64_t skip = 0; skip < axis; ++skip) prefix += ":, ";
-  return fmt::format("[{}[{}i] for i in range({}.shape[{}])]", self, prefix, self, axis);
+  const py::Expr self = call.tensor("self");
+  const auto& outputs = call.node().outputs;
+  std::int64_t count = 0;
+  if (outputs.size() == 1 && outputs[0].kind == ArgKind::TensorList) {
+    count = static_cast<std::int64_t>(outputs[0].names.size());
+  } else {
+    const TensorMeta* info = call.meta("self");
+    const int rank = call.rank("self");
+    const Dim& size =
+        info->shape.at(static_cast<std::size_t>(wrap(call.integer("dim", 0), std::max(rank, 1))));
+    if (!size.symbol.empty()) call.unsupported("unbind along an axis of symbolic size");
+    count = size.hint;
+  }
+  std::vector<py::Expr> items;
+  for (std::int64_t index = 0; index < count; ++index)
+    items.push_back(index_on_axis(self, axis, py::integer(index)));
+  return py::list(std::move(items));
 }
 
-// x[:, :, start:end:step] on storage axis `axis`; INT64_MAX ends mean "to the end".
-std::string slice_text(Call& call, std::int64_t axis, const std::string& start,
-                       const std::string& end, const std::string& step) {
-  std::string index;
-  for (std::int64_t skip = 0; skip < axis; ++skip) index += ":, ";
-  index += fmt::format("{}:{}", start, end);
-  if (!step.empty() && step != "1") index += ":" + step;
-  return fmt::format("{}[{}]", call.tensor(first_name(call)), index);
+// x[:, :, start:end:step] on storage axis `axis`; a missing bound is left out, and so is a
+// step of 1.
+py::Expr slice_on_axis(Call& call, std::int64_t axis, const std::optional<py::Expr>& start,
+                       const std::optional<py::Expr>& end, const py::Expr& step) {
+  const bool unit_step = step.kind() == py::Expr::Kind::Int && step.integer() == 1;
+  return index_on_axis(call.tensor(first_name(call)), axis,
+                       py::slice(start, end, unit_step ? std::nullopt : std::optional(step)));
 }
 
-// A slice bound: "" for None; constants clamped to +-2^31 (MLX wants 32-bit slice indices,
-// and Python slicing clamps to the axis length anyway).
-std::string bound(Call& call, std::string_view name) {
-  if (!call.has(name)) return "";
-  std::string text = call.literal(name, "");
-  std::int64_t value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size()) return text;  // symbolic
+bool is_zero(const std::optional<py::Expr>& value) {
+  return value && value->kind() == py::Expr::Kind::Int && value->integer() == 0;
+}
+
+// A slice bound: nullopt for None; constants clamped to +-2^31 (MLX wants 32-bit slice
+// indices, and Python slicing clamps to the axis length anyway).
+std::optional<py::Expr> bound(Call& call, std::string_view name) {
+  if (!call.has(name)) return std::nullopt;
+  py::Expr value = call.literal(name);
+  if (value.kind() != py::Expr::Kind::Int) return value;  // symbolic
   constexpr std::int64_t kLimit = std::numeric_limits<std::int32_t>::max();
-  if (value >= kLimit) return "";
-  return fmt::format("{}", std::max(value, -kLimit));
+  if (value.integer() >= kLimit) return std::nullopt;
+  return py::integer(std::max(value.integer(), -kLimit));
 }
 
-std::string slice(Call& call) {
-  const std::string start = bound(call, "start");
-  const std::string end = bound(call, "end");
-  const std::string step = call.literal("step", "1");
-  if ((start.empty() || start == "0") && end.empty() && step == "1") return call.tensor("self");
-  return slice_text(call, call.axis("dim", 0), start == "0" ? "" : start, end, step);
+py::Expr slice(Call& call) {
+  const std::optional<py::Expr> start = bound(call, "start");
+  const std::optional<py::Expr> end = bound(call, "end");
+  const py::Expr step = call.literal("step", py::integer(1));
+  const bool unit_step = step.kind() == py::Expr::Kind::Int && step.integer() == 1;
+  if ((!start || is_zero(start)) && !end && unit_step) return call.tensor("self");
+  return slice_on_axis(call, call.axis("dim", 0), is_zero(start) ? std::nullopt : start, end, step);
 }
 
 // narrow's start may be negative (counted from the end), unlike a slice's end start+length.
-std::string narrow(Call& call) {
-  std::string start = call.literal("start", "0");
+py::Expr narrow(Call& call) {
+  py::Expr start = call.literal("start", py::integer(0));
   const std::int64_t axis = call.axis("dim", 0);
-  if (start.starts_with('-')) {
-    start = fmt::format("{}.shape[{}] - {}", call.tensor("self"), axis, start.substr(1));
+  const py::Expr size = call.tensor("self").attr("shape")[py::integer(axis)];
+  if (start.kind() == py::Expr::Kind::Int && start.integer() < 0) {
+    start = size - py::integer(-start.integer());
+  } else if (start.kind() == py::Expr::Kind::Unary && start.unary_op() == py::UnaryOp::Neg) {
+    start = size - start.parts()[0];  // a negated symbolic size
   }
-  return slice_text(call, axis, start, fmt::format("{} + {}", start, call.literal("length", "0")),
-                    "1");
+  return slice_on_axis(call, axis, start, start + call.literal("length", py::integer(0)),
+                       py::integer(1));
 }
 
-std::string select(Call& call) {
-  std::string index;
+py::Expr select(Call& call) {
   const std::int64_t axis = wrap(call.integer("dim", 0), call.rank("self"));
-  for (std::int64_t skip = 0; skip < axis; ++skip) index += ":, ";
-  return fmt::format("{}[{}{}]", call.tensor("self"), index, call.literal("index", "0"));
+  return index_on_axis(call.tensor("self"), axis, call.literal("index", py::integer(0)));
 }
 
-std::string to_copy(Call& call) {
+py::Expr to_copy(Call& call) {
   const auto dtype = call.dtype("dtype");
-  const std::string self = call.tensor(first_name(call));
-  return dtype ? fmt::format("{}.astype({})", self, *dtype) : self;
+  const py::Expr self = call.tensor(first_name(call));
+  return dtype ? self.method("astype", {*dtype}) : self;
 }
 
-std::string type_as(Call& call) {
-  return fmt::format("{}.astype({}.dtype)", call.tensor("self"), call.tensor("other"));
+py::Expr type_as(Call& call) {
+  return call.tensor("self").method("astype", {call.tensor("other").attr("dtype")});
 }
 
-std::string repeat(Call& call) {
-  return fmt::format("mx.tile({}, {})", call.tensor("self"), call.literal("repeats", "()"));
+py::Expr repeat(Call& call) {
+  return py::call("mx.tile", {call.tensor("self"), call.literal("repeats", py::tuple({}))});
 }
 
-std::string repeat_interleave(Call& call) {
+py::Expr repeat_interleave(Call& call) {
   if (!call.has("dim")) {
-    return fmt::format("mx.repeat({}.reshape(-1), {})", call.tensor("self"),
-                       call.literal("repeats", "1"));
+    return py::call("mx.repeat", {call.tensor("self").method("reshape", {py::integer(-1)}),
+                                  call.literal("repeats", py::integer(1))});
   }
-  return fmt::format("mx.repeat({}, {}, axis={})", call.tensor("self"),
-                     call.literal("repeats", "1"), call.axis("dim", 0));
+  return py::call("mx.repeat", {call.tensor("self"), call.literal("repeats", py::integer(1))},
+                  {{"axis", py::integer(call.axis("dim", 0))}});
 }
 
-std::string flip(Call& call) {
-  return fmt::format("{}({}, {})", call.helper("flip"), call.tensor("self"),
-                     int_tuple(call.axes("dims")));
+py::Expr flip(Call& call) {
+  return call.helper("flip")({call.tensor("self"), py::ints(call.axes("dims"))});
 }
 
-std::string roll(Call& call) {
+py::Expr roll(Call& call) {
   if (!call.has("dims") || call.ints("dims").empty()) {  // roll the flattened tensor
     const auto shifts = call.ints("shifts");
-    return fmt::format("mx.roll({}, {})", call.tensor("self"), shifts.empty() ? 0 : shifts[0]);
+    return py::call("mx.roll", {call.tensor("self"), py::integer(shifts.empty() ? 0 : shifts[0])});
   }
-  return fmt::format("mx.roll({}, {}, axis={})", call.tensor("self"), call.literal("shifts", "0"),
-                     int_tuple(call.axes("dims")));
+  return py::call("mx.roll", {call.tensor("self"), call.literal("shifts", py::integer(0))},
+                  {{"axis", py::ints(call.axes("dims"))}});
 }
 
-std::string tril(Call& call) {
-  return fmt::format("mx.tril({}, {})", call.tensor("self"), call.literal("diagonal", "0"));
+py::Expr tril(Call& call) {
+  return py::call("mx.tril", {call.tensor("self"), call.literal("diagonal", py::integer(0))});
 }
 
-std::string triu(Call& call) {
-  return fmt::format("mx.triu({}, {})", call.tensor("self"), call.literal("diagonal", "0"));
+py::Expr triu(Call& call) {
+  return py::call("mx.triu", {call.tensor("self"), call.literal("diagonal", py::integer(0))});
 }
 
-std::string diagonal(Call& call) {
+py::Expr diagonal(Call& call) {
   const int rank = call.rank("self");
-  return fmt::format("mx.diagonal({}, {}, {}, {})", call.tensor("self"), call.integer("offset", 0),
-                     wrap(call.integer("dim1", 0), rank), wrap(call.integer("dim2", 1), rank));
+  return py::call("mx.diagonal", {call.tensor("self"), py::integer(call.integer("offset", 0)),
+                                  py::integer(wrap(call.integer("dim1", 0), rank)),
+                                  py::integer(wrap(call.integer("dim2", 1), rank))});
 }
 
-std::string constant_pad(Call& call) {
-  const std::string value = call.has("value") ? call.literal("value", "0") : "0";
-  return fmt::format("{}({}, {}, {})", call.helper("pad_constant"), call.tensor("self"),
-                     call.literal("pad", "()"), value);
+py::Expr constant_pad(Call& call) {
+  const py::Expr value = call.has("value") ? call.literal("value", py::integer(0)) : py::integer(0);
+  return call.helper("pad_constant")(
+      {call.tensor("self"), call.literal("pad", py::tuple({})), value});
 }
 
 // aten.pad, what F.pad and nn.ReflectionPad*/ReplicationPad*/CircularPad* export as.
-std::string pad(Call& call) {
+py::Expr pad(Call& call) {
   const std::string mode = call.text("mode", "constant");
   if (mode == "constant") return constant_pad(call);
   if (mode != "reflect" && mode != "replicate" && mode != "circular") {
     call.unsupported(fmt::format("pad mode '{}'", mode));
   }
-  return fmt::format("{}({}, {}, {})", call.helper("pad_mode"), call.tensor("self"),
-                     call.literal("pad", "()"), python_string(mode));
+  return call.helper("pad_mode")(
+      {call.tensor("self"), call.literal("pad", py::tuple({})), py::string(mode)});
 }
 
 // MLX's as_strided reads the row-contiguous data, which is what torch's storage is for any
 // tensor an exported graph computes.
-std::string as_strided(Call& call) {
-  return fmt::format("mx.as_strided({}, {}, {}, {})", call.tensor("self"),
-                     call.literal("size", "()"), call.literal("stride", "()"),
-                     call.has("storage_offset") ? call.literal("storage_offset", "0") : "0");
+py::Expr as_strided(Call& call) {
+  return py::call("mx.as_strided",
+                  {call.tensor("self"), call.literal("size", py::tuple({})),
+                   call.literal("stride", py::tuple({})),
+                   call.has("storage_offset") ? call.literal("storage_offset", py::integer(0))
+                                              : py::integer(0)});
 }
 
 // The result keeps self's dtype: the fill value is converted (1.5 fills an int tensor with 1).
-std::string masked_fill(Call& call) {
-  const std::string self = call.tensor("self");
+py::Expr masked_fill(Call& call) {
+  const py::Expr self = call.tensor("self");
   const TensorMeta* info = call.meta("self");
   const bool floating =
       info != nullptr && (info->dtype.starts_with("float") || info->dtype == "bfloat16");
-  std::string value = operand(call, "value");
+  py::Expr value = operand(call, "value");
   if (call.meta("value") != nullptr) {
-    value = fmt::format("{}.astype({}.dtype)", value, self);
+    value = value.method("astype", {self.attr("dtype")});
   } else if (!floating) {
-    value = fmt::format("mx.array({}, dtype={}.dtype)", value, self);
+    value = py::call("mx.array", {value}, {{"dtype", self.attr("dtype")}});
   }
-  return fmt::format("mx.where({}, {}, {})", call.tensor("mask"), value, self);
+  return py::call("mx.where", {call.tensor("mask"), value, self});
 }
 
 // unfold: windows of `size` every `step` along dim, the window as a new last axis.
-std::string unfold(Call& call) {
+py::Expr unfold(Call& call) {
   const int rank = call.rank("self");
-  if (rank == 0) return fmt::format("{}.reshape((1,))", call.tensor("self"));
-  return fmt::format("{}({}, {}, {}, {})", call.helper("unfold"), call.tensor("self"),
-                     wrap(call.integer("dimension", 0), rank), call.literal("size", "1"),
-                     call.literal("step", "1"));
+  if (rank == 0) return call.tensor("self").method("reshape", {py::ints({1})});
+  return call.helper("unfold")(
+      {call.tensor("self"), py::integer(wrap(call.integer("dimension", 0), rank)),
+       call.literal("size", py::integer(1)), call.literal("step", py::integer(1))});
 }
 
-std::string view_dtype(Call& call) {
-  return fmt::format("mx.view({}, {})", call.tensor("self"), call.literal("dtype", "None"));
+py::Expr view_dtype(Call& call) {
+  return py::call("mx.view", {call.tensor("self"), call.literal("dtype", py::none())});
 }
 
 // torch.diff: prepend/append join the input along the axis before differencing.
-std::string diff(Call& call) {
+py::Expr diff(Call& call) {
   const std::int64_t axis = call.axis("dim", -1);
-  std::string input = call.tensor("self");
+  py::Expr input = call.tensor("self");
   if (call.has("prepend") || call.has("append")) {
-    std::vector<std::string> parts;
+    std::vector<py::Expr> parts;
     if (call.has("prepend")) parts.push_back(call.tensor("prepend"));
     parts.push_back(input);
     if (call.has("append")) parts.push_back(call.tensor("append"));
-    input = fmt::format("mx.concatenate([{}], axis={})", fmt::join(parts, ", "), axis);
+    input = py::call("mx.concatenate", {py::list(std::move(parts))}, {{"axis", py::integer(axis)}});
   }
-  return fmt::format("mx.diff({}, n={}, axis={})", input, call.integer("n", 1), axis);
+  return py::call("mx.diff", {input},
+                  {{"n", py::integer(call.integer("n", 1))}, {"axis", py::integer(axis)}});
 }
 
 }  // namespace

@@ -1,9 +1,8 @@
 // Symbolic sizes of dynamic shapes: sym_size reads a dimension at run time, and the Python
 // operators torch.export records on those sizes become plain Python arithmetic.
-#include <fmt/format.h>
-
 #include <algorithm>
-#include <string>
+#include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "call.h"
@@ -13,53 +12,56 @@ namespace torch2mlx {
 
 namespace {
 
-std::string size(Call& call) {
-  return fmt::format("{}.shape[{}]", call.tensor("self"), call.axis("dim", 0));
+py::Expr size(Call& call) {
+  return call.tensor("self").attr("shape")[py::integer(call.axis("dim", 0))];
 }
 
-std::string numel(Call& call) { return fmt::format("{}.size", call.tensor("self")); }
+py::Expr numel(Call& call) { return call.tensor("self").attr("size"); }
 
 // MLX arrays have no storage of their own to be offset into or strided through: every
 // array reads as a fresh contiguous one, which is what torch reports for the tensors that
 // dynamic-shape code asks about.
-std::string zero(Call& /*call*/) { return "0"; }
-std::string yes(Call& /*call*/) { return "True"; }
+py::Expr zero(Call& /*call*/) { return py::integer(0); }
+py::Expr yes(Call& /*call*/) { return py::boolean(true); }
 
-std::string stride(Call& call) {
+py::Expr stride(Call& call) {
   const std::int64_t rank = std::max(call.rank("self"), 1);
   const std::int64_t dim = call.integer("dim", 0);
-  return fmt::format("{}({}.shape, {})", call.helper("contiguous_stride"), call.tensor("self"),
-                     dim < 0 ? dim + rank : dim);
+  return call.helper("contiguous_stride")(
+      {call.tensor("self").attr("shape"), py::integer(dim < 0 ? dim + rank : dim)});
 }
 
 /// a <op> b on Python numbers (SymInt, SymFloat, SymBool follow Python's semantics).
-template <Text Op>
-std::string arithmetic(Call& call) {
-  return fmt::format("({} {} {})", call.literal("a", "0"), Op.view(), call.literal("b", "0"));
+template <py::Op Op>
+py::Expr arithmetic(Call& call) {
+  return py::binary(call.literal("a", py::integer(0)), Op, call.literal("b", py::integer(0)));
 }
 
-/// <op> a, e.g. prefix<"-">.
-template <Text Op>
-std::string prefix(Call& call) {
-  return fmt::format("({}{})", Op.view(), call.literal("a", "0"));
+/// <op> a, e.g. prefix<py::UnaryOp::Neg>.
+template <py::UnaryOp Op>
+py::Expr prefix(Call& call) {
+  return py::unary(Op, call.literal("a", py::integer(0)));
 }
+
+// +a is a itself on Python numbers.
+py::Expr positive(Call& call) { return call.literal("a", py::integer(0)); }
 
 /// F(all inputs in order), e.g. function<"max">.
 template <Text F>
-std::string function(Call& call) {
-  std::vector<std::string> args;
-  for (const NamedArg& input : call.node().inputs) args.push_back(call.literal(input.name, "0"));
-  return fmt::format("{}({})", F.view(), fmt::join(args, ", "));
+py::Expr function(Call& call) {
+  std::vector<py::Expr> args;
+  for (const NamedArg& input : call.node().inputs) {
+    args.push_back(call.literal(input.name, py::integer(0)));
+  }
+  return py::call(F.view(), std::move(args));
 }
 
-std::string if_then_else(Call& call) {
-  return fmt::format("({} if {} else {})", call.literal("t", "0"), call.literal("b", "False"),
-                     call.literal("f", "0"));
+py::Expr if_then_else(Call& call) {
+  return py::conditional(call.literal("t", py::integer(0)), call.literal("b", py::boolean(false)),
+                         call.literal("f", py::integer(0)));
 }
 
-std::string getitem(Call& call) {
-  return fmt::format("{}[{}]", call.literal("a", "None"), call.literal("b", "0"));
-}
+py::Expr getitem(Call& call) { return call.literal("a")[call.literal("b", py::integer(0))]; }
 
 }  // namespace
 
@@ -71,27 +73,27 @@ std::vector<OpEntry> symbolic_ops() {
       {"aten.sym_stride.int", stride, kStandard},
       {"aten.sym_storage_offset.default", zero, LayoutRule::Elementwise},
       {"aten.sym_is_contiguous.default", yes, LayoutRule::Elementwise},
-      {"_operator.add", arithmetic<"+">, kStandard},
-      {"_operator.sub", arithmetic<"-">, kStandard},
-      {"_operator.mul", arithmetic<"*">, kStandard},
-      {"_operator.floordiv", arithmetic<"//">, kStandard},
-      {"_operator.truediv", arithmetic<"/">, kStandard},
-      {"_operator.mod", arithmetic<"%">, kStandard},
-      {"_operator.pow", arithmetic<"**">, kStandard},
-      {"_operator.lshift", arithmetic<"<<">, kStandard},
-      {"_operator.rshift", arithmetic<">>">, kStandard},
-      {"_operator.eq", arithmetic<"==">, kStandard},
-      {"_operator.ne", arithmetic<"!=">, kStandard},
-      {"_operator.lt", arithmetic<"<">, kStandard},
-      {"_operator.le", arithmetic<"<=">, kStandard},
-      {"_operator.gt", arithmetic<">">, kStandard},
-      {"_operator.ge", arithmetic<">=">, kStandard},
-      {"_operator.and_", arithmetic<"&">, kStandard},
-      {"_operator.or_", arithmetic<"|">, kStandard},
-      {"_operator.neg", prefix<"-">, kStandard},
-      {"_operator.pos", prefix<"+">, kStandard},
+      {"_operator.add", arithmetic<py::Op::Add>, kStandard},
+      {"_operator.sub", arithmetic<py::Op::Sub>, kStandard},
+      {"_operator.mul", arithmetic<py::Op::Mul>, kStandard},
+      {"_operator.floordiv", arithmetic<py::Op::FloorDiv>, kStandard},
+      {"_operator.truediv", arithmetic<py::Op::Div>, kStandard},
+      {"_operator.mod", arithmetic<py::Op::Mod>, kStandard},
+      {"_operator.pow", arithmetic<py::Op::Pow>, kStandard},
+      {"_operator.lshift", arithmetic<py::Op::LShift>, kStandard},
+      {"_operator.rshift", arithmetic<py::Op::RShift>, kStandard},
+      {"_operator.eq", arithmetic<py::Op::Eq>, kStandard},
+      {"_operator.ne", arithmetic<py::Op::NotEq>, kStandard},
+      {"_operator.lt", arithmetic<py::Op::Lt>, kStandard},
+      {"_operator.le", arithmetic<py::Op::LtE>, kStandard},
+      {"_operator.gt", arithmetic<py::Op::Gt>, kStandard},
+      {"_operator.ge", arithmetic<py::Op::GtE>, kStandard},
+      {"_operator.and_", arithmetic<py::Op::BitAnd>, kStandard},
+      {"_operator.or_", arithmetic<py::Op::BitOr>, kStandard},
+      {"_operator.neg", prefix<py::UnaryOp::Neg>, kStandard},
+      {"_operator.pos", positive, kStandard},
       {"_operator.getitem", getitem, kStandard},
-      {"torch.sym_not", prefix<"not ">, kStandard},
+      {"torch.sym_not", prefix<py::UnaryOp::Not>, kStandard},
       {"torch.sym_ite", if_then_else, kStandard},
       {"torch.sym_max", function<"max">, kStandard},
       {"torch.sym_min", function<"min">, kStandard},
