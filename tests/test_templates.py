@@ -511,9 +511,13 @@ CONV_CASES = [
     {"padding": 2, "padding_mode": "circular", "dilation": 2},
     {"padding": "same", "padding_mode": "reflect", "kernel_size": 4},
     {"groups": 4, "out_channels": 8, "padding": 1},  # depthwise
+    # "same" through conv_padded, grouped (3-d: one convolution per group)
+    {"padding": "same", "kernel_size": 2, "groups": 2},
+    {"padding": "same", "padding_mode": "circular", "groups": 2, "kernel_size": 4},
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_conv(ndim, case):
