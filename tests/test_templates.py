@@ -484,6 +484,28 @@ def test_recurrent_initial_state(name, batched):
         close(a, b)
 
 
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_recurrent_batch_first_state_and_unbatched_without_state(name):
+    length, n, size, hidden, layers = 4, 2, 3, 5, 2
+    kwargs = {"num_layers": layers, "bidirectional": True, "batch_first": True}
+    module = getattr(torch.nn, name)(size, hidden, **kwargs).eval()
+    template = load(getattr(T, name)(size, hidden, **kwargs), module)
+
+    def check(got, expected):  # (output, h_n) or (output, (h_n, c_n))
+        close(got[0], expected[0])
+        states = [r[1] if name == "LSTM" else (r[1],) for r in (got, expected)]
+        for a, b in zip(*states, strict=True):
+            close(a, b)
+
+    # batch_first: the state stays (layers * D, N, H)
+    x = torch.randn(n, length, size)
+    hx = tuple(torch.randn(layers * 2, n, hidden) for _ in range(2 if name == "LSTM" else 1))
+    got = template(to_mx(x), tuple(map(to_mx, hx)) if name == "LSTM" else to_mx(hx[0]))
+    check(got, module(x, hx if name == "LSTM" else hx[0]))
+    # unbatched (L, H_in) with zeros for the missing state (layers * D, H)
+    check(template(to_mx(x[0])), module(x[0]))
+
+
 @pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_lstm_projection(bidirectional):
