@@ -311,6 +311,32 @@ def test_multihead_attention_unbatched_and_causal(need_weights):
     close(got_weights, weights)
 
 
+@pytest.mark.parametrize("masks", ["attn", "padding"])
+def test_multihead_attention_query_that_sees_no_key(masks):
+    # torch's attention gives such a query zeros (then out_proj's bias); mx.fast gives NaN
+    n, length, e, heads = 2, 3, 8, 2
+    module = randomize(torch.nn.MultiheadAttention(e, heads).eval())
+    template = load(T.MultiheadAttention(e, heads), module)
+    x = torch.randn(length, n, e)
+    attn = padding = None
+    if masks == "attn":
+        attn = torch.zeros(length, length, dtype=torch.bool)
+        attn[0] = True  # query 0 of every batch
+    else:
+        padding = torch.tensor([[True] * length, [False] * length])  # all of batch 0
+    out, _ = module(x, x, x, attn_mask=attn, key_padding_mask=padding, need_weights=False)
+    got, _ = template(
+        to_mx(x),
+        to_mx(x),
+        to_mx(x),
+        attn_mask=_mx_or_none(attn),
+        key_padding_mask=_mx_or_none(padding),
+        need_weights=False,
+    )
+    assert not torch.isnan(out).any()
+    close(got, out)
+
+
 # ---- transformer ----------------------------------------------------------------------------
 
 
