@@ -778,10 +778,11 @@ def test_activations(name, kwargs):
 
 
 @pytest.mark.parametrize("num_parameters", [1, 5])
-def test_prelu(num_parameters):
+@pytest.mark.parametrize("shape", [(2, 5, 4, 3), (2, 5, 4), (2, 5)], ids=str)
+def test_prelu(num_parameters, shape):
     module = randomize(torch.nn.PReLU(num_parameters))
     template = load(T.PReLU(num_parameters), module)
-    x = torch.randn(2, 5, 4, 3)
+    x = torch.randn(shape)
     close(template(to_mx(x, channels_last=True)), module(x), channels_last=True)
 
 
