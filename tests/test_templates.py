@@ -888,3 +888,14 @@ def test_embedding_bag_last_offset_and_max_norm(mode):
     flat = torch.tensor([1, 2, 4, 5, 4, 3, 2, 9])
     offsets = torch.tensor([0, 3, 3, 8])
     close(template(to_mx(flat), to_mx(offsets)), module(flat, offsets))
+
+
+def test_embedding_bag_max_norm_with_per_sample_weights():
+    # both scale the looked-up rows: the renorm factor and the sample weight multiply
+    kwargs = {"mode": "sum", "max_norm": 1.0, "padding_idx": 4}
+    module = torch.nn.EmbeddingBag(10, 4, **kwargs)
+    template = load(T.EmbeddingBag(10, 4, **kwargs), module)  # before torch renormalizes
+    rows = torch.tensor([[1, 2, 4], [4, 3, 9]])
+    weights = torch.randn(2, 3)
+    got = template(to_mx(rows), per_sample_weights=to_mx(weights))
+    close(got, module(rows, per_sample_weights=weights))
