@@ -718,6 +718,9 @@ UPSAMPLE_CASES = [
     (1, {"size": 20}),
     (3, {"size": (5, 9, 4), "mode": "trilinear", "align_corners": True}),
     (3, {"scale_factor": 2, "mode": "trilinear"}),
+    # one output position (align_corners: scale 0), nearest-exact on every axis of 3-d
+    (1, {"size": 1, "mode": "linear", "align_corners": True}),
+    (3, {"scale_factor": (0.5, 1.5, 2), "mode": "nearest-exact"}),
 ]
 
 
