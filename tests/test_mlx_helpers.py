@@ -113,3 +113,35 @@ def test_pooling_over_overlapping_dilated_windows():
     expected = torch.nn.functional.max_pool1d(x, 3, 1, 1, 2)
     got = mlx_helpers.max_pool(_mx(x.permute(0, 2, 1)), (3,), (1,), (1,), (2,), False)
     _close(mx.transpose(got, (0, 2, 1)), expected)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "output_padding", "dilation", "groups"),
+    [
+        (3, 2, 1, 1, 1, 1),
+        (3, 2, 0, 0, 2, 2),
+        # padding > dilation * (kernel - 1): MLX's own padding argument gives a short output
+        (1, 2, 1, 0, 1, 1),
+        (2, 3, 2, 2, 1, 2),
+    ],
+)
+def test_conv_transpose_matches_torch(
+    dims, kernel, stride, padding, output_padding, dilation, groups
+):
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, *(5, 4, 3)[:dims])
+    w = torch.randn(4, 6 // groups, *(kernel,) * dims)
+    transpose = getattr(torch.nn.functional, f"conv_transpose{dims}d")
+    expected = transpose(x, w, None, stride, padding, output_padding, groups, dilation)
+    weight = mlx_helpers.grouped_transpose_weight(_mx(w), groups)  # (O, *K, I/g)
+    got = mlx_helpers.conv_transpose(
+        _mx(x.movedim(1, -1)),  # channels-last, as generated code stores it
+        weight,
+        (stride,) * dims,
+        (padding,) * dims,
+        (output_padding,) * dims,
+        (dilation,) * dims,
+        groups,
+    )
+    _close(mx.moveaxis(got, -1, 1), expected, atol=1e-5)

@@ -311,6 +311,32 @@ def test_multihead_attention_unbatched_and_causal(need_weights):
     close(got_weights, weights)
 
 
+@pytest.mark.parametrize("masks", ["attn", "padding"])
+def test_multihead_attention_query_that_sees_no_key(masks):
+    # torch's attention gives such a query zeros (then out_proj's bias); mx.fast gives NaN
+    n, length, e, heads = 2, 3, 8, 2
+    module = randomize(torch.nn.MultiheadAttention(e, heads).eval())
+    template = load(T.MultiheadAttention(e, heads), module)
+    x = torch.randn(length, n, e)
+    attn = padding = None
+    if masks == "attn":
+        attn = torch.zeros(length, length, dtype=torch.bool)
+        attn[0] = True  # query 0 of every batch
+    else:
+        padding = torch.tensor([[True] * length, [False] * length])  # all of batch 0
+    out, _ = module(x, x, x, attn_mask=attn, key_padding_mask=padding, need_weights=False)
+    got, _ = template(
+        to_mx(x),
+        to_mx(x),
+        to_mx(x),
+        attn_mask=_mx_or_none(attn),
+        key_padding_mask=_mx_or_none(padding),
+        need_weights=False,
+    )
+    assert not torch.isnan(out).any()
+    close(got, out)
+
+
 # ---- transformer ----------------------------------------------------------------------------
 
 
@@ -484,6 +510,28 @@ def test_recurrent_initial_state(name, batched):
         close(a, b)
 
 
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_recurrent_batch_first_state_and_unbatched_without_state(name):
+    length, n, size, hidden, layers = 4, 2, 3, 5, 2
+    kwargs = {"num_layers": layers, "bidirectional": True, "batch_first": True}
+    module = getattr(torch.nn, name)(size, hidden, **kwargs).eval()
+    template = load(getattr(T, name)(size, hidden, **kwargs), module)
+
+    def check(got, expected):  # (output, h_n) or (output, (h_n, c_n))
+        close(got[0], expected[0])
+        states = [r[1] if name == "LSTM" else (r[1],) for r in (got, expected)]
+        for a, b in zip(*states, strict=True):
+            close(a, b)
+
+    # batch_first: the state stays (layers * D, N, H)
+    x = torch.randn(n, length, size)
+    hx = tuple(torch.randn(layers * 2, n, hidden) for _ in range(2 if name == "LSTM" else 1))
+    got = template(to_mx(x), tuple(map(to_mx, hx)) if name == "LSTM" else to_mx(hx[0]))
+    check(got, module(x, hx if name == "LSTM" else hx[0]))
+    # unbatched (L, H_in) with zeros for the missing state (layers * D, H)
+    check(template(to_mx(x[0])), module(x[0]))
+
+
 @pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_lstm_projection(bidirectional):
@@ -511,9 +559,13 @@ CONV_CASES = [
     {"padding": 2, "padding_mode": "circular", "dilation": 2},
     {"padding": "same", "padding_mode": "reflect", "kernel_size": 4},
     {"groups": 4, "out_channels": 8, "padding": 1},  # depthwise
+    # "same" through conv_padded, grouped (3-d: one convolution per group)
+    {"padding": "same", "kernel_size": 2, "groups": 2},
+    {"padding": "same", "padding_mode": "circular", "groups": 2, "kernel_size": 4},
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_conv(ndim, case):
@@ -666,6 +718,9 @@ UPSAMPLE_CASES = [
     (1, {"size": 20}),
     (3, {"size": (5, 9, 4), "mode": "trilinear", "align_corners": True}),
     (3, {"scale_factor": 2, "mode": "trilinear"}),
+    # one output position (align_corners: scale 0), nearest-exact on every axis of 3-d
+    (1, {"size": 1, "mode": "linear", "align_corners": True}),
+    (3, {"scale_factor": (0.5, 1.5, 2), "mode": "nearest-exact"}),
 ]
 
 
@@ -726,10 +781,11 @@ def test_activations(name, kwargs):
 
 
 @pytest.mark.parametrize("num_parameters", [1, 5])
-def test_prelu(num_parameters):
+@pytest.mark.parametrize("shape", [(2, 5, 4, 3), (2, 5, 4), (2, 5)], ids=str)
+def test_prelu(num_parameters, shape):
     module = randomize(torch.nn.PReLU(num_parameters))
     template = load(T.PReLU(num_parameters), module)
-    x = torch.randn(2, 5, 4, 3)
+    x = torch.randn(shape)
     close(template(to_mx(x, channels_last=True)), module(x), channels_last=True)
 
 
@@ -835,3 +891,14 @@ def test_embedding_bag_last_offset_and_max_norm(mode):
     flat = torch.tensor([1, 2, 4, 5, 4, 3, 2, 9])
     offsets = torch.tensor([0, 3, 3, 8])
     close(template(to_mx(flat), to_mx(offsets)), module(flat, offsets))
+
+
+def test_embedding_bag_max_norm_with_per_sample_weights():
+    # both scale the looked-up rows: the renorm factor and the sample weight multiply
+    kwargs = {"mode": "sum", "max_norm": 1.0, "padding_idx": 4}
+    module = torch.nn.EmbeddingBag(10, 4, **kwargs)
+    template = load(T.EmbeddingBag(10, 4, **kwargs), module)  # before torch renormalizes
+    rows = torch.tensor([[1, 2, 4], [4, 3, 9]])
+    weights = torch.randn(2, 3)
+    got = template(to_mx(rows), per_sample_weights=to_mx(weights))
+    close(got, module(rows, per_sample_weights=weights))

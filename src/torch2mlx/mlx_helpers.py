@@ -439,6 +439,30 @@ def conv_padded(x, weight, stride, dilation, groups, padding):
     return mx.conv_general(x, weight, stride=stride, kernel_dilation=dilation, groups=groups)
 
 
+def conv_transpose(x, weight, stride, padding, output_padding, dilation, groups):
+    # torch's conv_transpose{1,2,3}d on a channels-last x, MLX's weight (O, *K, I/g). MLX's
+    # own padding goes wrong when padding > dilation * (kernel - 1) (mlx 0.32.4: the output
+    # is too short), so the whole output is computed and torch's padding cropped off it.
+    n = x.ndim - 2
+    conv = (mx.conv_transpose1d, mx.conv_transpose2d, mx.conv_transpose3d)[n - 1]
+
+    def per_axis(values):  # mx.conv_transpose1d takes ints, the 2-d and 3-d ones tuples
+        return values[0] if n == 1 else tuple(values)
+
+    options = {
+        "stride": per_axis(stride),
+        "padding": 0,
+        "dilation": per_axis(dilation),
+        "output_padding": per_axis(output_padding),
+    }
+    if n == 3 and groups > 1:  # MLX groups 1-d and 2-d convolutions only
+        y = conv_grouped(conv, x, weight, groups, **options)
+    else:
+        y = conv(x, weight, groups=groups, **options)
+    crop = tuple(slice(p, y.shape[1 + i] - p) for i, p in enumerate(padding))
+    return y[(slice(None), *crop)]
+
+
 def grouped_transpose_weight(w, groups):
     # torch's (I, O/g, *K) to MLX's (O, *K, I/g), group by group.
     i, o, *k = w.shape

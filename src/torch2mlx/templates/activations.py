@@ -3,12 +3,17 @@ torch.nn.GELU, Hardtanh, Hardsigmoid, Softplus, Softmax, LogSoftmax, Softmin, GL
 
 Only PReLU has a parameter: weight (num_parameters,), applied along the channel axis,
 which is the last axis here (channels-last) where torch uses axis 1.
+
+Softplus, LogSoftmax, GLU and PReLU call the functions generated code calls for the same
+ops (torch2mlx.mlx_helpers: softplus, log_softmax, glu, prelu).
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from torch2mlx.mlx_helpers import glu, log_softmax, prelu, softplus
 
 
 def _softmax_dim(dim: int | None, ndim: int) -> int:
@@ -61,9 +66,7 @@ class Softplus(nn.Module):
         self.threshold = threshold
 
     def __call__(self, x: mx.array) -> mx.array:
-        scaled = x * self.beta
-        soft = mx.log1p(mx.exp(scaled)) / self.beta
-        return mx.where(scaled > self.threshold, x, soft)
+        return softplus(x, self.beta, self.threshold)
 
 
 class Softmax(nn.Module):
@@ -81,8 +84,7 @@ class LogSoftmax(Softmax):
     """torch.nn.LogSoftmax: x - logsumexp(x) along dim."""
 
     def __call__(self, x: mx.array) -> mx.array:
-        axis = _softmax_dim(self.dim, x.ndim)
-        return x - mx.logsumexp(x, axis=axis, keepdims=True)
+        return log_softmax(x, _softmax_dim(self.dim, x.ndim))
 
 
 class Softmin(Softmax):
@@ -100,8 +102,7 @@ class GLU(nn.Module):
         self.dim = dim
 
     def __call__(self, x: mx.array) -> mx.array:
-        a, b = mx.split(x, 2, axis=self.dim)
-        return a * mx.sigmoid(b)
+        return glu(x, self.dim)
 
 
 class PReLU(nn.Module):
@@ -113,4 +114,7 @@ class PReLU(nn.Module):
         self.weight = mx.full((num_parameters,), init)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return mx.where(x >= 0, x, self.weight * x)
+        if x.ndim <= 2:
+            return prelu(x, self.weight)
+        # The helper wants the channels on axis 1: (M, C) has them there, channels-last.
+        return prelu(x.reshape(-1, x.shape[-1]), self.weight).reshape(x.shape)

@@ -13,6 +13,11 @@ Masks follow torch: a boolean mask is True where attention is NOT allowed (MLX's
 masks mean the opposite, so they are turned into additive -inf masks here); a float mask
 is added to the scores. attn_mask is (L, S) or (N * num_heads, L, S); key_padding_mask is
 (N, S). Inputs are (L, N, E), (N, L, E) with batch_first=True, or unbatched (L, E).
+
+Without need_weights the attention is the function generated code calls for
+F.scaled_dot_product_attention (torch2mlx.mlx_helpers.attention), so a query that may see no
+key gets zeros, as in torch (mx.fast alone gives NaN). Causal masks come from
+mlx_helpers.causal_mask.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from torch2mlx import mlx_helpers
 
 
 def additive_mask(mask: mx.array | None, dtype) -> mx.array | None:
@@ -34,8 +41,8 @@ def additive_mask(mask: mx.array | None, dtype) -> mx.array | None:
 
 def causal_mask(length: int, dtype=mx.float32) -> mx.array:
     """torch's nn.Transformer.generate_square_subsequent_mask: -inf above the diagonal."""
-    above = mx.triu(mx.ones((length, length), dtype=mx.bool_), k=1)
-    return additive_mask(above, dtype)
+    positions = mx.zeros((length, 0))  # the helper reads the lengths only
+    return additive_mask(mx.logical_not(mlx_helpers.causal_mask(positions, positions)), dtype)
 
 
 class MultiheadAttention(nn.Module):
@@ -126,8 +133,8 @@ class MultiheadAttention(nn.Module):
         source = key.shape[1]
 
         # One additive mask, broadcastable to (N, heads, L, S).
-        if is_causal and attn_mask is None:
-            attn_mask = mx.triu(mx.ones((length, source), dtype=mx.bool_), k=1)
+        if is_causal and attn_mask is None:  # masked out: what torch's causal mask hides
+            attn_mask = mx.logical_not(mlx_helpers.causal_mask(query, key))
         mask = additive_mask(attn_mask, query.dtype)
         if mask is not None and mask.ndim == 3:  # (N * heads, L, S)
             mask = mask.reshape(n, self.num_heads, length, source)
@@ -158,7 +165,7 @@ class MultiheadAttention(nn.Module):
             if average_attn_weights:
                 weights = weights.mean(axis=1)
         else:
-            out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+            out = mlx_helpers.attention(q, k, v, scale, mask)
             weights = None
 
         out = out.transpose(0, 2, 1, 3).reshape(n, length, self.embed_dim)

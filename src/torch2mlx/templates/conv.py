@@ -18,6 +18,11 @@ From torch's weight `w`:
 
 mx.conv_transpose*d with groups > 1 expects exactly this regular-conv layout: output
 channels of group j are rows j*O/g ... (j+1)*O/g - 1, each seeing its group's I/g inputs.
+
+The layers hold torch's arguments and call the functions generated code calls for the same
+ops (torch2mlx.mlx_helpers: pad_mode for padding_mode, conv_padded for "same"/"valid",
+conv_grouped for grouped 3-d convolutions, conv_transpose), so that torch's convolution
+semantics are written once.
 """
 
 from __future__ import annotations
@@ -27,38 +32,12 @@ from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
+
+from torch2mlx.mlx_helpers import conv_grouped, conv_padded, conv_transpose, pad_mode
 
 from ._utils import ntuple
 
-# torch padding_mode -> numpy.pad mode (numpy pads the index vector we gather with).
-_NUMPY_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
-
-def pad_spatial(x: mx.array, low: tuple, high: tuple, mode: str) -> mx.array:
-    """Pad the spatial axes of channels-last `x` (N, *spatial, C) as torch's F.pad(mode=...)."""
-    for i, (lo, hi) in enumerate(zip(low, high, strict=True)):
-        if lo == 0 and hi == 0:
-            continue
-        axis = 1 + i
-        if mode == "zeros":
-            widths = [(0, 0)] * x.ndim
-            widths[axis] = (lo, hi)
-            x = mx.pad(x, widths)
-        else:
-            index = np.pad(np.arange(x.shape[axis]), (lo, hi), mode=_NUMPY_PAD_MODES[mode])
-            x = mx.take(x, mx.array(index), axis=axis)
-    return x
-
-
-def _grouped(conv, x: mx.array, weight: mx.array, groups: int) -> mx.array:
-    """conv(x, weight, groups=groups); MLX only groups 1-d and 2-d convolutions, so 3-d
-    grouped convolutions run one group at a time."""
-    if groups == 1 or x.ndim < 5:
-        return conv(x, weight, groups=groups)
-    xs = mx.split(x, groups, axis=-1)
-    ws = mx.split(weight, groups, axis=0)
-    return mx.concatenate([conv(a, w, groups=1) for a, w in zip(xs, ws, strict=True)], axis=-1)
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 class _ConvNd(nn.Module):
@@ -80,24 +59,25 @@ class _ConvNd(nn.Module):
         n = self.ndim
         if in_channels % groups or out_channels % groups:
             raise ValueError("in_channels and out_channels must be divisible by groups")
-        if padding_mode not in ("zeros", *_NUMPY_PAD_MODES):
+        if padding_mode not in _PADDING_MODES:
             raise ValueError(f"unknown padding_mode {padding_mode!r}")
         self.kernel_size = ntuple(kernel_size, n, "kernel_size")
         self.stride = ntuple(stride, n, "stride")
         self.dilation = ntuple(dilation, n, "dilation")
         self.groups = groups
         self.padding_mode = padding_mode
-        if padding == "valid":
-            padding = 0
-        if padding == "same":
-            if any(s != 1 for s in self.stride):
-                raise ValueError("padding='same' needs stride 1 (as in torch)")
-            # torch puts the odd pixel of "same" padding at the end.
-            total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size, strict=True)]
-            self.low = tuple(t // 2 for t in total)
-            self.high = tuple(t - t // 2 for t in total)
-        else:
-            self.low = self.high = ntuple(padding, n, "padding")
+        if padding == "same" and any(s != 1 for s in self.stride):
+            raise ValueError("padding='same' needs stride 1 (as in torch)")
+        self.padding = padding if isinstance(padding, str) else ntuple(padding, n, "padding")
+        if padding_mode != "zeros":
+            # torch's _reversed_padding_repeated_twice: F.pad's list, last axis first. "same"
+            # puts the odd pixel at the end, as conv_padded does.
+            if padding == "same":
+                totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size, strict=True)]
+                pairs = [(t // 2, t - t // 2) for t in totals]
+            else:
+                pairs = [(p, p) for p in ((0,) * n if padding == "valid" else self.padding)]
+            self.mode_padding = tuple(v for pair in reversed(pairs) for v in pair)
 
         scale = math.sqrt(1 / (in_channels // groups * math.prod(self.kernel_size)))
         shape = (out_channels, *self.kernel_size, in_channels // groups)
@@ -109,17 +89,20 @@ class _ConvNd(nn.Module):
         batched = x.ndim == self.ndim + 2
         if not batched:
             x = x[None]
-        low, high = self.low, self.high
-        if self.padding_mode != "zeros":
-            x = pad_spatial(x, low, high, self.padding_mode)
-            low = high = (0,) * self.ndim
-        conv = partial(
-            mx.conv_general,
-            stride=self.stride,
-            padding=(low, high),
-            kernel_dilation=self.dilation,
-        )
-        y = _grouped(conv, x, self.weight, self.groups)
+        padding = self.padding
+        if self.padding_mode != "zeros":  # as torch: F.pad in that mode, then no padding
+            x = pad_mode(x, (0, 0, *self.mode_padding), self.padding_mode)  # (C is last)
+            padding = (0,) * self.ndim
+        if isinstance(padding, str):  # "same" or "valid"
+            conv = partial(conv_padded, stride=self.stride, dilation=self.dilation, padding=padding)
+        else:
+            conv = partial(
+                mx.conv_general, stride=self.stride, padding=padding, kernel_dilation=self.dilation
+            )
+        if self.groups > 1 and self.ndim == 3:  # MLX groups 1-d and 2-d convolutions only
+            y = conv_grouped(conv, x, self.weight, self.groups)
+        else:
+            y = conv(x, self.weight, groups=self.groups)
         if "bias" in self:
             y = y + self.bias
         return y if batched else y[0]
@@ -141,9 +124,6 @@ class Conv3d(_ConvNd):
     """torch.nn.Conv3d. Input (N, D, H, W, C); weight (O, KD, KH, KW, I/groups)."""
 
     ndim = 3
-
-
-_CONV_TRANSPOSE = {1: mx.conv_transpose1d, 2: mx.conv_transpose2d, 3: mx.conv_transpose3d}
 
 
 class _ConvTransposeNd(nn.Module):
@@ -203,20 +183,9 @@ class _ConvTransposeNd(nn.Module):
         output_padding = self.output_padding
         if output_size is not None:
             output_padding = self._output_padding(x, output_size)
-        # mx.conv_transpose1d takes ints, the 2-d and 3-d ones tuples
-        unpack = (lambda t: t[0]) if self.ndim == 1 else (lambda t: t)
-        conv = partial(
-            _CONV_TRANSPOSE[self.ndim],
-            stride=unpack(self.stride),
-            padding=0,
-            dilation=unpack(self.dilation),
-            output_padding=unpack(output_padding),
+        y = conv_transpose(
+            x, self.weight, self.stride, self.padding, output_padding, self.dilation, self.groups
         )
-        y = _grouped(conv, x, self.weight, self.groups)
-        # torch's padding crops the full output on both sides. (MLX's own padding argument
-        # goes wrong when padding > dilation * (kernel_size - 1), so crop here.)
-        crop = tuple(slice(p, y.shape[1 + i] - p) for i, p in enumerate(self.padding))
-        y = y[(slice(None), *crop)]
         if "bias" in self:
             y = y + self.bias
         return y if batched else y[0]

@@ -1,12 +1,15 @@
 """torch.nn.EmbeddingBag: sums, averages or takes the max of embedding rows per bag.
 
-Parameter: weight (num_embeddings, embedding_dim), as in torch and mlx.nn.Embedding.
+Parameter: weight (num_embeddings, embedding_dim), as in torch and mlx.nn.Embedding. The bags
+are the function generated code calls for the same op (torch2mlx.mlx_helpers.embedding_bag).
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from torch2mlx.mlx_helpers import embedding_bag, vector_norm
 
 
 class EmbeddingBag(nn.Module):
@@ -48,14 +51,10 @@ class EmbeddingBag(nn.Module):
             _weight = mx.random.normal((num_embeddings, embedding_dim))
         self.weight = _weight
 
-    def _lookup(self, indices: mx.array) -> mx.array:
-        rows = self.weight[indices]
-        if self.max_norm is not None:  # torch.embedding_renorm_
-            p = self.norm_type
-            norm = (mx.abs(rows) ** p).sum(axis=-1, keepdims=True) ** (1 / p)
-            scale = mx.where(norm > self.max_norm, self.max_norm / (norm + 1e-7), 1)
-            rows = rows * scale
-        return rows
+    def _renorm_scale(self, indices: mx.array) -> mx.array:
+        """torch.embedding_renorm_'s factor for each looked-up row (1 within max_norm)."""
+        norm = vector_norm(self.weight[indices], self.norm_type, -1, False)
+        return mx.where(norm > self.max_norm, self.max_norm / (norm + 1e-7), 1)
 
     def __call__(
         self,
@@ -65,36 +64,28 @@ class EmbeddingBag(nn.Module):
     ) -> mx.array:
         if per_sample_weights is not None and self.mode != "sum":
             raise ValueError("per_sample_weights needs mode='sum' (as in torch)")
-        # Flatten to one index per entry, with the bag it belongs to and whether it counts.
-        if input.ndim == 2:
+        if input.ndim == 2:  # one bag per row
             if offsets is not None:
                 raise ValueError("offsets must be None for 2-d input")
-            num_bags, width = input.shape
-            bag = mx.repeat(mx.arange(num_bags), width)
-            keep = mx.ones(bag.shape, dtype=mx.bool_)
+            offsets = mx.arange(input.shape[0]) * input.shape[1]
+            include_last_offset = False
         else:
             if offsets is None:
                 raise ValueError("1-d input needs offsets")
-            starts = offsets[:-1] if self.include_last_offset else offsets
-            num_bags = starts.shape[0]
-            position = mx.arange(input.shape[0])
-            # the bag of an entry is the last one starting at or before it
-            bag = (starts[None, :] <= position[:, None]).sum(axis=1) - 1
-            keep = position < offsets[-1] if self.include_last_offset else position >= 0
+            include_last_offset = self.include_last_offset
         indices = input.reshape(-1)
-        if self.padding_idx is not None:
-            keep = keep & (indices != self.padding_idx)
-
-        rows = self._lookup(indices)
         if per_sample_weights is not None:
-            rows = rows * per_sample_weights.reshape(-1, 1)
-        out_shape = (num_bags, rows.shape[-1])
-        counts = mx.zeros((num_bags,)).at[bag].add(keep.astype(mx.float32))[:, None]
-        if self.mode == "max":
-            rows = mx.where(keep[:, None], rows, -mx.inf)
-            out = mx.full(out_shape, -mx.inf, rows.dtype).at[bag].maximum(rows)
-            return mx.where(counts > 0, out, 0)
-        out = mx.zeros(out_shape, rows.dtype).at[bag].add(mx.where(keep[:, None], rows, 0))
-        if self.mode == "mean":
-            out = out / mx.maximum(counts, 1).astype(out.dtype)
-        return out
+            per_sample_weights = per_sample_weights.reshape(-1)
+        if self.max_norm is not None:  # a factor per row: it scales as the weights do
+            scale = self._renorm_scale(indices)
+            per_sample_weights = scale if per_sample_weights is None else per_sample_weights * scale
+        padding_idx = -1 if self.padding_idx is None else self.padding_idx
+        return embedding_bag(
+            self.weight,
+            indices,
+            offsets,
+            self.mode,
+            per_sample_weights,
+            include_last_offset,
+            padding_idx,
+        )

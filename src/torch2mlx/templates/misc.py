@@ -1,7 +1,10 @@
 """Shape and resampling modules: torch.nn.Upsample, PixelShuffle, PixelUnshuffle, Flatten,
 Unflatten and Identity. None has parameters.
 
-Upsample, PixelShuffle and PixelUnshuffle take channels-last input (N, *spatial, C).
+Upsample, PixelShuffle and PixelUnshuffle take channels-last input (N, *spatial, C). They
+keep torch's module logic (sizes, scale factors, which axes torch resamples at all) and call
+the functions generated code calls for the same ops (torch2mlx.mlx_helpers: upsample,
+adaptive_pool for "area", pixel_shuffle, pixel_unshuffle).
 Flatten and Unflatten act on the array as given: in a channels-last model a Flatten after a
 convolution sees (N, H, W, C) where torch saw (N, C, H, W), so the translator must move
 the channels back first (or permute the next Linear's weight) to keep torch's order.
@@ -13,53 +16,26 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
 
-from torch2mlx.mlx_helpers import adaptive_pool
+from torch2mlx.mlx_helpers import adaptive_pool, pixel_shuffle, pixel_unshuffle, upsample
 
 from ._utils import ntuple
 
 _LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
 
 
-def _source_coordinates(out_size, in_size, scale_factor, align_corners, mode):
-    """torch's source coordinate of each output position along one axis (UpSample.h),
-    computed in float32 as torch does for float32 inputs."""
-    f32 = np.float32
-    dst = np.arange(out_size, dtype=f32)
-    if mode in _LINEAR_MODES and align_corners:
-        scale = f32(in_size - 1) / f32(out_size - 1) if out_size > 1 else f32(0)
-        return dst * scale
-    # torch uses 1 / scale_factor when it was given (and not recomputed), else in / out
-    scale = f32(1.0 / scale_factor) if scale_factor else f32(in_size) / f32(out_size)
-    if mode == "nearest":
-        return dst * scale
-    if mode == "nearest-exact":
-        return (dst + f32(0.5)) * scale
-    return np.maximum((dst + f32(0.5)) * scale - f32(0.5), f32(0))  # linear, half-pixel
-
-
-def _resample_axis(x, axis, out_size, scale_factor, mode, align_corners, exact_2x=False):
-    in_size = x.shape[axis]
-    if mode == "area":  # torch's "area" is adaptive average pooling, here along one axis
+def _resample_axis(x, axis, out_size, scale_factor, mode, align_corners):
+    """torch's interpolation along spatial `axis` alone: the helpers on a view of x in which
+    that axis is the only spatial one."""
+    if mode == "area":  # torch's "area" is adaptive average pooling
         sizes = tuple(out_size if a == axis else None for a in range(1, x.ndim - 1))
         return adaptive_pool(x, sizes, "mean")
-    src = _source_coordinates(out_size, in_size, scale_factor, align_corners, mode)
-    low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    if exact_2x and out_size == 2 * in_size:
-        # torch's 2-d "nearest" kernel (nearest_idx) ignores the scale when the output is
-        # exactly twice the input, e.g. 7 -> 14 with scale_factor=2.1; 1-d and 3-d don't.
-        low = np.arange(out_size) // 2
-    if mode.startswith("nearest"):
-        return mx.take(x, mx.array(low), axis=axis)
-    high = np.minimum(low + 1, in_size - 1)
-    frac = np.clip(src - low, 0, 1).astype(np.float32)
-    shape = [1] * x.ndim
-    shape[axis] = out_size
-    frac = mx.array(frac.reshape(shape)).astype(x.dtype)
-    x_low = mx.take(x, mx.array(low), axis=axis)
-    x_high = mx.take(x, mx.array(high), axis=axis)
-    return x_low * (1 - frac) + x_high * frac
+    shape = x.shape
+    flat = x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
+    mode = "linear" if mode in _LINEAR_MODES else mode
+    scales = None if scale_factor is None else (scale_factor,)
+    y = upsample(flat, (out_size,), scales, mode, align_corners)
+    return y.reshape(*shape[:axis], out_size, *shape[axis + 1 :])
 
 
 class Upsample(nn.Module):
@@ -109,9 +85,10 @@ class Upsample(nn.Module):
             skips_same_size = self.mode in _LINEAR_MODES or self.mode == "area" or nearest_2d
             if sizes[i] == in_sizes[i] and (skips_same_size or scales[i] in (None, 1)):
                 continue
-            x = _resample_axis(
-                x, 1 + i, sizes[i], scales[i], self.mode, self.align_corners, nearest_2d
-            )
+            # torch's 2-d nearest kernel ignores the scale when the output is exactly twice
+            # the input (9 -> 18 with scale_factor=2.05); 1-d and 3-d ones apply it
+            scale = None if nearest_2d and sizes[i] == 2 * in_sizes[i] else scales[i]
+            x = _resample_axis(x, 1 + i, sizes[i], scale, self.mode, self.align_corners)
         return x
 
 
@@ -126,12 +103,8 @@ class PixelShuffle(nn.Module):
         self.upscale_factor = upscale_factor
 
     def __call__(self, x: mx.array) -> mx.array:
-        r = self.upscale_factor
-        *lead, h, w, c = x.shape
-        x = x.reshape(*lead, h, w, c // (r * r), r, r)
-        k = len(lead)
-        x = x.transpose(*range(k), k, k + 3, k + 1, k + 4, k + 2)  # (*, h, i, w, j, c)
-        return x.reshape(*lead, h * r, w * r, c // (r * r))
+        # the helper takes torch's layout (*, C, H, W)
+        return mx.moveaxis(pixel_shuffle(mx.moveaxis(x, -1, -3), self.upscale_factor), -3, -1)
 
 
 class PixelUnshuffle(nn.Module):
@@ -143,11 +116,7 @@ class PixelUnshuffle(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         r = self.downscale_factor
-        *lead, hr, wr, c = x.shape
-        x = x.reshape(*lead, hr // r, r, wr // r, r, c)
-        k = len(lead)
-        x = x.transpose(*range(k), k, k + 2, k + 4, k + 1, k + 3)  # (*, h, w, c, i, j)
-        return x.reshape(*lead, hr // r, wr // r, c * r * r)
+        return mx.moveaxis(pixel_unshuffle(mx.moveaxis(x, -1, -3), r), -3, -1)
 
 
 class Flatten(nn.Module):

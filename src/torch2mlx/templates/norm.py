@@ -8,6 +8,9 @@ trainable_parameters()), as in mlx.nn.BatchNorm.
 
 These are inference templates: BatchNorm uses the running statistics when it has them (torch
 eval mode) and the batch's statistics otherwise, exactly as torch does in eval mode.
+BatchNorm, InstanceNorm and GroupNorm hold the parameters and call the functions generated
+code calls for the same ops (torch2mlx.mlx_helpers: batch_norm, instance_norm, group_norm),
+so that their arithmetic is written once.
 
 LayerNorm and RMSNorm exist in mlx.nn, but only over one trailing axis, with an
 always-present weight (and, for RMSNorm, a fixed eps): these follow torch's
@@ -19,14 +22,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-
-def _normalize(x, mean, var, eps, weight, bias):
-    y = (x - mean) * mx.rsqrt(var + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+from torch2mlx.mlx_helpers import batch_norm, group_norm, instance_norm
 
 
 class _NormBase(nn.Module):
@@ -51,18 +47,18 @@ class _NormBase(nn.Module):
     def _affine(self):
         return self.get("weight"), self.get("bias")
 
+    def _running(self):
+        return self.get("running_mean"), self.get("running_var")
+
 
 class _BatchNorm(_NormBase):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
 
     def __call__(self, x: mx.array) -> mx.array:
-        if self.track_running_stats:
-            mean, var = self.running_mean, self.running_var
-        else:  # torch normalizes with the batch's own (biased) statistics
-            axes = tuple(range(x.ndim - 1))
-            mean, var = x.mean(axis=axes), x.var(axis=axes)
-        return _normalize(x, mean, var, self.eps, *self._affine())
+        # Without running statistics, the batch's own (biased) ones, as torch does
+        mean, var = self._running()
+        return batch_norm(x, mean, var, *self._affine(), self.eps)[0]
 
 
 class BatchNorm1d(_BatchNorm):
@@ -84,13 +80,13 @@ class _InstanceNorm(_NormBase):
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
 
     def __call__(self, x: mx.array) -> mx.array:
-        if self.track_running_stats:  # torch eval mode uses the running statistics
-            mean, var = self.running_mean, self.running_var
-        else:  # each sample and channel over its own spatial axes; works unbatched too
-            axes = tuple(range(x.ndim - 1 - self.ndim, x.ndim - 1))
-            mean = x.mean(axis=axes, keepdims=True)
-            var = x.var(axis=axes, keepdims=True)
-        return _normalize(x, mean, var, self.eps, *self._affine())
+        if self.track_running_stats:
+            # torch's eval mode normalizes with the running statistics, as batch norm does
+            return batch_norm(x, *self._running(), *self._affine(), self.eps)[0]
+        # each sample and channel over its own spatial axes
+        if x.ndim == self.ndim + 1:  # unbatched: a batch of one for the call
+            return instance_norm(x[None], *self._affine(), self.eps)[0]
+        return instance_norm(x, *self._affine(), self.eps)
 
 
 class InstanceNorm1d(_InstanceNorm):
@@ -126,14 +122,7 @@ class GroupNorm(nn.Module):
             self.bias = mx.zeros((num_channels,))
 
     def __call__(self, x: mx.array) -> mx.array:
-        n, c, g = x.shape[0], x.shape[-1], self.num_groups
-        groups = x.reshape(n, -1, g, c // g)
-        mean = groups.mean(axis=(1, 3), keepdims=True)
-        var = groups.var(axis=(1, 3), keepdims=True)
-        y = _normalize(groups, mean, var, self.eps, None, None).reshape(x.shape)
-        if "weight" in self:
-            y = y * self.weight + self.bias
-        return y
+        return group_norm(x, self.num_groups, self.get("weight"), self.get("bias"), self.eps)[0]
 
 
 def _shape(normalized_shape) -> tuple:

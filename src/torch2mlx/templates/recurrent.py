@@ -13,6 +13,9 @@ biases together. These keep torch's parameters as they are:
 where sfx is "" or "_reverse" (the backward direction of a bidirectional layer). Layer
 k > 0 reads the concatenated outputs of both directions of layer k - 1. Dropout between
 layers is not applied (inference).
+
+The layers hold the parameters; the recurrences are the functions generated code calls for
+the same ops (torch2mlx.mlx_helpers: lstm, gru_or_rnn), so that they are written once.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from torch2mlx.mlx_helpers import gru_or_rnn, lstm
 
 
 class _RNNBase(nn.Module):
@@ -65,66 +70,33 @@ class _RNNBase(nn.Module):
                 for name, shape in shapes.items():
                     setattr(self, name + sfx, mx.random.uniform(-scale, scale, shape))
 
-    def _cell(self, x_proj, state, w_hh, b_hh, w_hr):
-        """One time step: x_proj = x @ W_ih.T + b_ih; state is (h,) or (h, c)."""
-        raise NotImplementedError
+    def _params(self) -> list[mx.array]:
+        """The weights in torch's _flat_weights order: per layer and direction w_ih, w_hh,
+        then b_ih, b_hh (with bias) and w_hr (with proj_size)."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        return [
+            self[f"{name}_l{k}{sfx}"]
+            for k in range(self.num_layers)
+            for sfx in self.suffixes
+            for name in names
+            if f"{name}_l{k}{sfx}" in self
+        ]
 
-    def _initial_state(self, hx, batch: int) -> list[tuple]:
-        """One state tuple per (layer, direction), from hx (num_layers * D, N, H)."""
-        count = self.num_layers * len(self.suffixes)
-        h_size = self.proj_size or self.hidden_size
-        if hx is None:
-            hx = (mx.zeros((count, batch, h_size)),)
-            if self.gates == 4:
-                hx += (mx.zeros((count, batch, self.hidden_size)),)
-        elif not isinstance(hx, (tuple, list)):
-            hx = (hx,)
-        return [tuple(part[i] for part in hx) for i in range(count)]
+    def _options(self) -> tuple:
+        """The helpers' arguments after the states."""
+        return self._params(), self.bias, self.num_layers, self.bidirectional, self.batch_first
 
-    def __call__(self, input: mx.array, hx=None):
-        batched = input.ndim == 3
-        if not batched:  # (L, H_in), hx (layers * D, H)
-            input = input[:, None]
-            if hx is not None:
-                hx = tuple(h[:, None] for h in hx) if isinstance(hx, tuple) else hx[:, None]
-        elif self.batch_first:
-            input = input.swapaxes(0, 1)
-        x = input  # time-major (L, N, H_in) from here on
-        states = self._initial_state(hx, x.shape[1])
-
-        finals = []
-        for k in range(self.num_layers):
-            outputs = []
-            for d, sfx in enumerate(self.suffixes):
-                w_ih, w_hh, b_ih, b_hh, w_hr = (
-                    self.get(f"{name}_l{k}{sfx}")
-                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-                )
-                x_proj = x @ w_ih.T  # the input's share of every step at once
-                if b_ih is not None:
-                    x_proj = x_proj + b_ih
-                state = states[k * len(self.suffixes) + d]
-                ys = [None] * x.shape[0]
-                steps = range(x.shape[0])
-                for t in reversed(steps) if d == 1 else steps:
-                    state = self._cell(x_proj[t], state, w_hh, b_hh, w_hr)
-                    ys[t] = state[0]
-                outputs.append(mx.stack(ys))
-                finals.append(state)
-            x = mx.concatenate(outputs, axis=-1)
-
-        final = tuple(mx.stack([s[i] for s in finals]) for i in range(len(finals[0])))
-        if not batched:
-            x = x[:, 0]
-            final = tuple(f[:, 0] for f in final)
-        elif self.batch_first:
-            x = x.swapaxes(0, 1)
-        return x, (final if self.gates == 4 else final[0])
-
-
-def _hidden(h, w_hh, b_hh):
-    y = h @ w_hh.T
-    return y if b_hh is None else y + b_hh
+    def _states(self, input: mx.array, hx) -> list[mx.array]:
+        """h_0 (and c_0), zeros when hx is None: (num_layers * D, N, H), or without N."""
+        if hx is not None:
+            return list(hx) if isinstance(hx, (tuple, list)) else [hx]
+        lead = (self.num_layers * len(self.suffixes),)
+        if input.ndim == 3:
+            lead += (input.shape[0 if self.batch_first else 1],)
+        states = [mx.zeros((*lead, self.proj_size or self.hidden_size))]
+        if self.gates == 4:
+            states.append(mx.zeros((*lead, self.hidden_size)))
+        return states
 
 
 class RNN(_RNNBase):
@@ -152,9 +124,8 @@ class RNN(_RNNBase):
         )
         self.nonlinearity = nonlinearity
 
-    def _cell(self, x_proj, state, w_hh, b_hh, w_hr):
-        y = x_proj + _hidden(state[0], w_hh, b_hh)
-        return (mx.tanh(y) if self.nonlinearity == "tanh" else mx.maximum(y, 0),)
+    def __call__(self, input: mx.array, hx=None):
+        return gru_or_rnn(input, *self._states(input, hx), *self._options(), self.nonlinearity)
 
 
 class LSTM(_RNNBase):
@@ -168,14 +139,9 @@ class LSTM(_RNNBase):
 
     gates = 4
 
-    def _cell(self, x_proj, state, w_hh, b_hh, w_hr):
-        h, c = state
-        i, f, g, o = mx.split(x_proj + _hidden(h, w_hh, b_hh), 4, axis=-1)
-        c = mx.sigmoid(f) * c + mx.sigmoid(i) * mx.tanh(g)
-        h = mx.sigmoid(o) * mx.tanh(c)
-        if w_hr is not None:
-            h = h @ w_hr.T
-        return h, c
+    def __call__(self, input: mx.array, hx=None):
+        out, h, c = lstm(input, self._states(input, hx), *self._options())
+        return out, (h, c)
 
 
 class GRU(_RNNBase):
@@ -205,11 +171,5 @@ class GRU(_RNNBase):
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
         )
 
-    def _cell(self, x_proj, state, w_hh, b_hh, w_hr):
-        h = state[0]
-        x_r, x_z, x_n = mx.split(x_proj, 3, axis=-1)
-        h_r, h_z, h_n = mx.split(_hidden(h, w_hh, b_hh), 3, axis=-1)
-        r = mx.sigmoid(x_r + h_r)
-        z = mx.sigmoid(x_z + h_z)
-        n = mx.tanh(x_n + r * h_n)
-        return ((1 - z) * n + z * h,)
+    def __call__(self, input: mx.array, hx=None):
+        return gru_or_rnn(input, *self._states(input, hx), *self._options(), "gru")
