@@ -26,7 +26,8 @@ nb::dict model_dict(const torch2mlx::GeneratedModel& model) {
   result["source"] = model.source;
   nb::list weights;
   for (const auto& weight : model.weights) {
-    weights.append(nb::make_tuple(weight.name, weight.source, weight.layout, weight.groups));
+    weights.append(nb::make_tuple(weight.name, weight.source,
+                                  std::string(transform_name(weight.transform)), weight.groups));
   }
   result["weights"] = weights;
   nb::list inputs;

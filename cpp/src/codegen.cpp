@@ -809,25 +809,30 @@ Layer batch_norm_layer(const LeafNode& leaf) {
 // one call of `target` on the module's own parameters; `layer` builds the constructor, or
 // nothing when this call does not fit the layer (then the op is written out).
 struct LeafLayerRule {
-  std::string_view type;  // torch's class name
+  std::string_view type;  // the torch module type, a key of the layer registry (registry.h)
   std::string_view target;
   Layer (*layer)(const LeafNode& leaf);
 };
 
 constexpr LeafLayerRule kLeafLayers[] = {
-    {"Linear", "aten.linear.default", linear_layer},
-    {"Conv1d", "aten.conv1d.default", conv_layer<1>},
-    {"Conv2d", "aten.conv2d.default", conv_layer<2>},
-    {"Conv3d", "aten.conv3d.default", conv_layer<3>},
-    {"ConvTranspose1d", "aten.conv_transpose1d.default", conv_transpose_layer<1>},
-    {"ConvTranspose2d", "aten.conv_transpose2d.input", conv_transpose_layer<2>},
-    {"ConvTranspose3d", "aten.conv_transpose3d.input", conv_transpose_layer<3>},
-    {"LayerNorm", "aten.layer_norm.default", layer_norm_layer},
-    {"Embedding", "aten.embedding.default", embedding_layer},
+    {"torch.nn.modules.linear.Linear", "aten.linear.default", linear_layer},
+    {"torch.nn.modules.linear.NonDynamicallyQuantizableLinear", "aten.linear.default",
+     linear_layer},
+    {"torch.nn.modules.conv.Conv1d", "aten.conv1d.default", conv_layer<1>},
+    {"torch.nn.modules.conv.Conv2d", "aten.conv2d.default", conv_layer<2>},
+    {"torch.nn.modules.conv.Conv3d", "aten.conv3d.default", conv_layer<3>},
+    {"torch.nn.modules.conv.ConvTranspose1d", "aten.conv_transpose1d.default",
+     conv_transpose_layer<1>},
+    {"torch.nn.modules.conv.ConvTranspose2d", "aten.conv_transpose2d.input",
+     conv_transpose_layer<2>},
+    {"torch.nn.modules.conv.ConvTranspose3d", "aten.conv_transpose3d.input",
+     conv_transpose_layer<3>},
+    {"torch.nn.modules.normalization.LayerNorm", "aten.layer_norm.default", layer_norm_layer},
+    {"torch.nn.modules.sparse.Embedding", "aten.embedding.default", embedding_layer},
     // Not BatchNorm3d: mlx.nn.BatchNorm takes at most 4-D input, so video models' 5-D norms
     // are written out as the op (which any rank takes).
-    {"BatchNorm1d", "aten.batch_norm.default", batch_norm_layer},
-    {"BatchNorm2d", "aten.batch_norm.default", batch_norm_layer},
+    {"torch.nn.modules.batchnorm.BatchNorm1d", "aten.batch_norm.default", batch_norm_layer},
+    {"torch.nn.modules.batchnorm.BatchNorm2d", "aten.batch_norm.default", batch_norm_layer},
 };
 
 }  // namespace
@@ -840,10 +845,10 @@ void Generator::decide_leaf_layers(Region& region) {
       state_.params.contains(input->names[0])) {
     return;
   }
-  const std::string type = short_type(region.type);
-  const auto* rule = std::find_if(
-      std::begin(kLeafLayers), std::end(kLeafLayers),
-      [&](const LeafLayerRule& row) { return row.type == type && row.target == node.target; });
+  const auto* rule =
+      std::find_if(std::begin(kLeafLayers), std::end(kLeafLayers), [&](const LeafLayerRule& row) {
+        return row.type == region.type && row.target == node.target;
+      });
   if (rule == std::end(kLeafLayers)) return;
   const Layer constructor = rule->layer(LeafNode{node, program_, state_.params, region.path});
   if (!constructor) return;
@@ -1264,21 +1269,11 @@ std::vector<py::Stmt> Generator::class_body(ModuleNode& module) {
     const TensorMeta& meta = program_.tensors.at(spec->name);
     std::vector<std::int64_t> shape;
     for (const Dim& dim : meta.shape) shape.push_back(dim.hint);
+    // As the weight converter stores it (MLX's convolution order, say): the registry's
+    // description of each layout.
     const auto layout = state_.weight_layouts.find(source);
-    if (layout != state_.weight_layouts.end() && shape.size() >= 3) {
-      // Stored in MLX's convolution order: (out, *kernel, in).
-      std::vector<std::int64_t> moved;
-      if (layout->second.first == WeightLayout::ConvWeight) {
-        moved.push_back(shape[0]);
-        moved.insert(moved.end(), shape.begin() + 2, shape.end());
-        moved.push_back(shape[1]);
-      } else {
-        const std::int64_t groups = layout->second.second;
-        moved.push_back(shape[1] * groups);
-        moved.insert(moved.end(), shape.begin() + 2, shape.end());
-        moved.push_back(shape[0] / groups);
-      }
-      shape = moved;
+    if (layout != state_.weight_layouts.end()) {
+      shape = transformed_shape(layout->second.first, shape, layout->second.second);
     }
     std::vector<py::Keyword> keywords;
     const auto dtype = mlx_dtype(meta.dtype);
@@ -2091,11 +2086,9 @@ GeneratedModel Generator::run() {
     PackageWeight weight;
     weight.name = key;
     weight.source = source;
-    weight.layout = "torch";
     const auto layout = state_.weight_layouts.find(source);
     if (layout != state_.weight_layouts.end()) {
-      weight.layout = layout->second.first == WeightLayout::ConvWeight ? "conv_weight"
-                                                                       : "conv_transpose_weight";
+      weight.transform = layout->second.first;
       weight.groups = layout->second.second;
     }
     generated.weights.push_back(weight);
@@ -2204,6 +2197,12 @@ std::string Generator::current_node() const {
   if (current_ < 0 || static_cast<std::size_t>(current_) >= program_.nodes.size())
     return "the model's structure";
   return describe_node(program_.nodes[static_cast<std::size_t>(current_)]);
+}
+
+std::vector<std::string_view> leaf_layer_types() {
+  std::vector<std::string_view> types;
+  for (const LeafLayerRule& rule : kLeafLayers) types.push_back(rule.type);
+  return types;
 }
 
 GeneratedModel generate_model(const ExportedProgram& program, const CodegenOptions& options) {

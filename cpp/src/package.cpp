@@ -19,12 +19,6 @@ bool is_floating(DType dtype) {
   return dtype == DType::F16 || dtype == DType::BF16 || dtype == DType::F32 || dtype == DType::F64;
 }
 
-Transform transform_of(const std::string& layout) {
-  if (layout == "conv_weight") return Transform::ConvWeight;
-  if (layout == "conv_transpose_weight") return Transform::ConvTransposeWeight;
-  return Transform::Keep;
-}
-
 }  // namespace
 
 PackageResult write_package(const ExportedProgram& program, const std::filesystem::path& directory,
@@ -44,7 +38,7 @@ PackageResult write_package(const ExportedProgram& program, const std::filesyste
     PlannedTensor planned;
     planned.source = weight.source;
     planned.target = weight.name;
-    planned.transform = transform_of(weight.layout);
+    planned.transform = weight.transform;
     planned.groups = weight.groups;
     planned.input = *found->second;
     planned.dtype =

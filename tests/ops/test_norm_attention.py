@@ -36,7 +36,7 @@ def check_module(module: torch.nn.Module, *inputs, atol=1e-5):
     generated = generate(module, inputs)
     state = module.state_dict()
     for _name, _source, layout, _groups in generated["weights"]:
-        assert layout == "torch", "no op of this family stores weights permuted"
+        assert layout == "keep", "no op of this family stores weights permuted"
     weights = [
         (name, mx.array(state[source].numpy())) for name, source, _, _ in generated["weights"]
     ]

@@ -19,15 +19,16 @@
 #include <vector>
 
 #include "torch2mlx/graph.h"
+#include "torch2mlx/registry.h"
 #include "torch2mlx/tensor.h"
 
 namespace torch2mlx {
 
 /// One tensor that model.safetensors holds, and how it is derived from the torch weight.
 struct PackageWeight {
-  std::string name;    // key in model.safetensors and in the MLX module tree
-  std::string source;  // key in ExportedProgram::weights
-  std::string layout;  // "torch" (unchanged), "conv_weight" or "conv_transpose_weight"
+  std::string name;                       // key in model.safetensors and in the MLX module tree
+  std::string source;                     // key in ExportedProgram::weights
+  Transform transform = Transform::Keep;  // Keep, ConvWeight or ConvTransposeWeight
   std::int64_t groups = 1;
 };
 
@@ -72,5 +73,9 @@ struct CodegenOptions {
 /// node it cannot translate, each with its op, module path and source line.
 [[nodiscard]] GeneratedModel generate_model(const ExportedProgram& program,
                                             const CodegenOptions& options = {});
+
+/// The torch module types that model.py may write as an mlx.nn layer (when their call is
+/// the one op that layer computes): keys of the layer registry, registry.h.
+[[nodiscard]] std::vector<std::string_view> leaf_layer_types();
 
 }  // namespace torch2mlx

@@ -10,37 +10,16 @@
 
 #include "torch2mlx/error.h"
 #include "torch2mlx/python_text.h"
+#include "torch2mlx/tensor.h"
 
 namespace torch2mlx {
 
-namespace {
-
-constexpr std::array<std::pair<std::string_view, std::string_view>, 16> kMlxDtypes = {{
-    {"bool", "mx.bool_"},
-    {"uint8", "mx.uint8"},
-    {"uint16", "mx.uint16"},
-    {"uint32", "mx.uint32"},
-    {"uint64", "mx.uint64"},
-    {"int8", "mx.int8"},
-    {"int16", "mx.int16"},
-    {"int32", "mx.int32"},
-    {"int64", "mx.int64"},
-    {"float16", "mx.float16"},
-    {"bfloat16", "mx.bfloat16"},
-    {"float32", "mx.float32"},
-    {"float64", "mx.float64"},
-    {"complex64", "mx.complex64"},
-    {"complex32", ""},
-    {"complex128", ""},
-}};
-
-}  // namespace
-
 std::optional<std::string> mlx_dtype(std::string_view numpy_name) {
-  for (const auto& [name, mlx] : kMlxDtypes) {
-    if (name == numpy_name && !mlx.empty()) return std::string(mlx);
-  }
-  return std::nullopt;
+  // MLX names its dtypes as numpy does, as tensor.h's table of the dtypes torch and MLX
+  // share does; bool is `bool_`, and MLX adds complex64.
+  if (numpy_name == "complex64") return "mx.complex64";
+  if (!dtype_from_name(numpy_name)) return std::nullopt;
+  return numpy_name == "bool" ? std::string("mx.bool_") : "mx." + std::string(numpy_name);
 }
 
 std::optional<py::Expr> mlx_dtype_expr(std::string_view numpy_name) {
@@ -61,7 +40,7 @@ py::Expr Call::value(const std::string& name) const {
   if (layout == state_.weight_layouts.end()) return expression;
   const int dims = rank_of(name);
   std::vector<std::int64_t> axes;
-  if (layout->second.first == WeightLayout::ConvWeight) {
+  if (layout->second.first == Transform::ConvWeight) {
     axes = {0, dims - 1};
     for (int axis = 1; axis < dims - 1; ++axis) axes.push_back(axis);
   } else {
@@ -285,8 +264,7 @@ py::Expr Call::conv_weight(std::string_view name, bool transposed, std::int64_t 
   }
   const std::string& graph_name = found->names[0];
   const auto param = state_.params.find(graph_name);
-  const WeightLayout layout =
-      transposed ? WeightLayout::ConvTransposeWeight : WeightLayout::ConvWeight;
+  const Transform layout = transposed ? Transform::ConvTransposeWeight : Transform::ConvWeight;
   if (param != state_.params.end()) {
     const auto [existing, inserted] =
         state_.weight_layouts.emplace(param->second, std::pair{layout, groups});

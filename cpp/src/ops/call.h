@@ -18,14 +18,12 @@
 #include "torch2mlx/graph.h"
 #include "torch2mlx/op_mapping.h"
 #include "torch2mlx/python_ast.h"
+#include "torch2mlx/registry.h"
 
 namespace torch2mlx {
 
 /// A storage order: stored axis i holds logical axis perm[i]. Empty means torch's order.
 using Perm = std::vector<int>;
-
-/// How a parameter is stored in the MLX weights when it differs from torch.
-enum class WeightLayout : std::uint8_t { Torch, ConvWeight, ConvTransposeWeight };
 
 /// The code generator's state that emitters read and add to.
 struct EmitState {
@@ -33,8 +31,8 @@ struct EmitState {
   std::map<std::string, py::Expr> rendered;   // value name -> expression in this scope
   std::map<std::string, Perm> perms;          // value name -> storage order
   std::map<std::string, std::string> params;  // graph value name -> state-dict target
-  std::map<std::string, std::pair<WeightLayout, std::int64_t>> weight_layouts;  // target ->
-  std::set<std::string> helpers;                                                // requested
+  std::map<std::string, std::pair<Transform, std::int64_t>> weight_layouts;  // target ->
+  std::set<std::string> helpers;                                             // requested
 };
 
 /// One node, as an emitter sees it.
