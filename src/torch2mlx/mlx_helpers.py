@@ -564,7 +564,13 @@ def upsample(x, size, scales, mode, align_corners):
             scale = (length - 1) / (out - 1) if out > 1 else 0.0
         position = mx.arange(out, dtype=mx.float32)
         if mode == "nearest":
-            index = mx.floor(position * scale).astype(mx.int32)
+            # torch's 2-d kernel (nearest_idx) copies an axis whose size stays and repeats
+            # the rows of one that doubles, whatever the scale says; its 1-d and 3-d kernels
+            # do not.
+            if x.ndim == 4 and out == length:
+                continue
+            step = 0.5 if x.ndim == 4 and out == 2 * length else scale
+            index = mx.floor(position * step).astype(mx.int32)
             x = mx.take(x, mx.minimum(index, length - 1), axis=axis)
             continue
         if mode == "nearest-exact":

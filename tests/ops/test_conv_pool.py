@@ -504,6 +504,12 @@ UPSAMPLE_VEC_CASES = [
     ("aten.upsample_nearest2d.vec", (2, 3, 4, 5), [7, 3], None, None),
     ("aten.upsample_nearest2d.vec", (2, 3, 4, 5), None, None, [2.0, 3.0]),
     ("aten.upsample_nearest2d.vec", (2, 3, 4, 5), None, None, [1.5, 0.6]),
+    # torch's 2-d kernel copies an axis whose size stays and repeats rows of one that
+    # doubles, whatever the scale says (nearest_idx): 4 * 2.05 -> 8, 5 * 1.1 -> 5; the 1-d
+    # and 3-d kernels follow the scale.
+    ("aten.upsample_nearest2d.vec", (2, 3, 4, 5), None, None, [2.05, 1.1]),
+    ("aten.upsample_nearest1d.vec", (2, 3, 9), None, None, [1.05]),
+    ("aten.upsample_nearest3d.vec", (1, 2, 3, 4, 5), None, None, [2.1, 1.1, 2.05]),
     ("aten.upsample_nearest3d.vec", (1, 2, 3, 4, 5), [6, 5, 4], None, None),
     ("aten.upsample_nearest3d.vec", (1, 2, 3, 4, 5), None, None, [2.0, 1.0, 0.5]),
     ("aten._upsample_nearest_exact1d.vec", (2, 3, 5), [7], None, None),
