@@ -41,6 +41,21 @@ def make_convnet_with_inputs():
     return make_convnet(), (torch.randn(2, 3, 8, 8),)
 
 
+class _Decoder(nn.Module):
+    """Transposed convolutions whose padding is past dilation * (kernel - 1), where MLX's
+    own padding gives too short an output (mlx 0.32.4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(3, 8, 3, stride=2, padding=3)
+        self.up2 = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=(4, 1), dilation=(2, 1))
+        self.up3 = nn.ConvTranspose1d(4, 2, 3, stride=2, padding=3, output_padding=1)
+
+    def forward(self, x):
+        y = self.up2(torch.relu(self.up1(x)))
+        return self.up3(y.flatten(2))
+
+
 class NonZero(nn.Module):
     def forward(self, x):
         return torch.nonzero(x > 0)
@@ -60,6 +75,17 @@ def test_package_layout(tmp_path):
     assert config["weights"] == ["model.safetensors"]
     # No sibling staging directories are left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_transposed_convolutions_with_padding_past_the_kernel(tmp_path):
+    torch.manual_seed(0)
+    model = _Decoder().eval()
+    x = torch.randn(2, 3, 6, 7)
+    result = torch2mlx.convert(model, (x,), tmp_path / "pkg", quiet=True)
+    report = json.loads((tmp_path / "pkg/report.json").read_text())
+    (output,) = report["outputs"]
+    assert output["max_abs_error"] < 1e-5, output
+    assert result.passed
 
 
 def test_model_py_runs_with_mlx_alone(tmp_path):
