@@ -775,6 +775,11 @@ Layer conv_transpose_layer(const LeafNode& leaf) {
   // A dilated one keeps the functional form: fewer mlx.nn versions to match.
   const Arg* dilation = leaf.node.input("dilation");
   if (dilation != nullptr && !dilation->ints.empty()) return {};
+  // mlx.nn's layer shortens the output when the padding is past the kernel: the op's helper.
+  const Arg* weight = leaf.node.input("weight");
+  if (transpose_padding_past_kernel(leaf.node, &leaf.program.tensors.at(weight->names[0]))) {
+    return {};
+  }
   return conv_constructor(leaf.node, leaf.program, Dims, true);
 }
 

@@ -107,6 +107,12 @@ class Call {
 /// The helpers that helper `name` calls, directly or through others.
 [[nodiscard]] std::vector<std::string> helper_dependencies(std::string_view name);
 
+/// True when a transposed convolution's padding is past dilation * (kernel - 1) on some
+/// axis, where MLX's own padding returns too short an output (mlx 0.32.4; mx.conv_transpose*d
+/// and mlx.nn.ConvTranspose*d alike): such a node is computed by the conv_transpose helper.
+/// `weight` is the torch weight's metadata, (I, O/g, *K); an unknown kernel counts as past.
+[[nodiscard]] bool transpose_padding_past_kernel(const Node& node, const TensorMeta* weight);
+
 // The op tables, one per family (cpp/src/ops/<family>.cpp).
 std::vector<OpEntry> elementwise_ops();
 std::vector<OpEntry> reduction_ops();

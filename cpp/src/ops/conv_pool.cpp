@@ -142,6 +142,15 @@ py::Expr convolve(Call& call, bool transposed_conv) {
   const std::int64_t groups = call.integer("groups", 1);
   const py::Expr weight = convolution_weight(call, transposed_conv, groups);
   const ChannelsLastInput input = channels_last_input(call, "input", dims);
+  if (transposed_conv && transpose_padding_past_kernel(call.node(), call.meta("weight"))) {
+    // MLX's own padding would shorten the output: the helper crops torch's padding off the
+    // whole output instead. It takes the same channels-last input and MLX-layout weight.
+    return input.output(with_bias(
+        call, call.helper("conv_transpose")(
+                  {input.input, weight, spatial(call, "stride", dims, 1),
+                   spatial(call, "padding", dims, 0), spatial(call, "output_padding", dims, 0),
+                   spatial(call, "dilation", dims, 1), py::integer(groups)})));
+  }
   py::Expr function;
   std::vector<py::Keyword> options{{"stride", conv_arg(call, "stride", dims, 1)}};
   const Arg* padding = call.node().input("padding");
@@ -307,6 +316,27 @@ py::Expr im2col(Call& call) {
 }
 
 }  // namespace
+
+bool transpose_padding_past_kernel(const Node& node, const TensorMeta* weight) {
+  if (weight == nullptr || weight->shape.size() < 3) return true;
+  const std::size_t dims = weight->shape.size() - 2;
+  const auto per_axis = [&](std::string_view name, std::int64_t fallback) {
+    const Arg* arg = node.input(name);
+    std::vector<std::int64_t> values;
+    if (arg != nullptr) values = arg->ints;
+    if (values.empty()) values.assign(dims, fallback);
+    if (values.size() == 1) values.assign(dims, values[0]);
+    return values;
+  };
+  const std::vector<std::int64_t> padding = per_axis("padding", 0);
+  const std::vector<std::int64_t> dilation = per_axis("dilation", 1);
+  if (padding.size() != dims || dilation.size() != dims) return true;
+  for (std::size_t axis = 0; axis < dims; ++axis) {
+    const Dim& kernel = weight->shape[axis + 2];
+    if (!kernel.symbol.empty() || padding[axis] > dilation[axis] * (kernel.hint - 1)) return true;
+  }
+  return false;
+}
 
 std::vector<OpEntry> conv_pool_ops() {
   return {
