@@ -356,6 +356,47 @@ def test_classes_of_one_type_that_differ_in_structure_are_named_for_the_differen
     assert classes[:3] == ["_ConvAct", "_ConvAct1KernelSize", "_ConvAct1KernelSizeNoGroups"], source
 
 
+class _Scale(nn.Module):
+    """timm's LayerScale2d: a per-channel scale of channels-first values."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.randn(channels, 1, 1))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class _TwoCallers(nn.Module):
+    """FastViT's blocks, reduced: one module type scales a difference in one place and a
+    convolution's output in another, so its input arrives under two different names."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(8, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 1)
+        self.mixer_scale = _Scale(8)
+        self.mlp_scale = _Scale(8)
+        self.mlp = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        x = x + self.mixer_scale(self.a(x) - self.b(x))
+        return x + self.mlp_scale(self.mlp(x))
+
+
+def test_one_module_type_called_from_two_places_is_one_class(tmp_path):
+    # The input moves from channels-last to torch's order inside the method: its local is
+    # named after the parameter, not after the caller's value ("sub", "conv2d").
+    torch.manual_seed(0)
+    model = _TwoCallers().eval()
+    result = torch2mlx.convert(model, (torch.randn(2, 8, 6, 6),), tmp_path / "pkg", quiet=True)
+    assert result.passed
+    source = result.model_py.read_text()
+    classes = re.findall(r"^class (\w+)\(", source, re.MULTILINE)
+    assert classes.count("_Scale") == 1, source
+    assert not [name for name in classes if name[-1].isdigit()], source
+
+
 class _WritesIntoATemporary(nn.Module):
     """ConViT's relative positions: a zeros table filled through slices of itself."""
 

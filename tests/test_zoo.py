@@ -236,6 +236,21 @@ def test_outputs_keep_torch_structure(tmp_path):
     assert isinstance(out, dict) and list(out) == ["logits", "hidden_states"]
 
 
+def test_gptj_rotates_with_mx_fast_rope_from_its_sinusoid_buffer(tmp_path):
+    """GPT-J gathers sin and cos from a precomputed buffer (embed_positions) by arange
+    positions: fuse-rope checks the buffer's values and rotates with mx.fast.rope."""
+    from tests.zoo.hf_public import HF_PUBLIC
+
+    model, inputs, dynamic = HF_PUBLIC["hf.gptj"]()
+    result = convert(
+        model, inputs, tmp_path / "pkg", dynamic_shapes=dynamic, tolerance=(1e-5, 0.0), quiet=True
+    )
+    assert result.passed
+    source = result.model_py.read_text()
+    assert source.count("mx.fast.rope(") == 2, source  # queries and keys, one class
+    assert "mx.stack" not in source and "def split" not in source  # no rotate_every_two
+
+
 def test_llama_uses_mlx_fast_kernels_with_fewer_kv_heads(tmp_path):
     """The tiny Llama (4 query heads, 2 key/value heads) reads like an mlx-lm model file."""
     import re

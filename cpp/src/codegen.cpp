@@ -82,6 +82,13 @@ std::string layout_suffix(const Perm& perm, std::size_t rank) {
 std::string converted_name(const std::string& value, const Perm& from, const Perm& to,
                            std::size_t rank);
 
+// The local name of a method parameter moved to another axis order: the parameter's name
+// and the order it moves to ("x_nchw", "x_t").
+std::string parameter_converted_name(const std::string& parameter, const Perm& to,
+                                     std::size_t rank) {
+  return parameter + "_" + layout_suffix(to, rank);
+}
+
 // A name model.py cannot give a local, attribute or class: a Python keyword, or a name the
 // generated code itself uses.
 bool is_reserved(std::string_view name) {
@@ -241,6 +248,8 @@ struct Method {
   std::map<std::string, py::Expr> local;  // value -> its local (or a self.x expression)
   std::set<std::string> taken;
   std::map<std::pair<std::string, Perm>, py::Expr> converted;
+  // value -> the parameter it arrives as: what the method calls it, whatever the caller did.
+  std::map<std::string, std::string> parameters;
   std::string last_source_line;  // the source-line comment most recently written
   // Lines that define a dynamic size, written where the size is first read: a method whose
   // children read their sizes themselves does not compute them (reference()).
@@ -980,8 +989,14 @@ void Generator::convert_inputs(int index, const std::string& method_path, Method
       continue;
     }
     const std::size_t rank = program_.tensors.at(name).shape.size();
-    const py::Expr converted = py::name(local_name(method, name + "#" + layout_suffix(perm, rank),
-                                                   converted_name(name, current, perm, rank)));
+    // A parameter moved to another order is named after the parameter ("x_nchw"), not after
+    // the caller's value, so that every call of one module type gives the same method.
+    const auto parameter = method.parameters.find(name);
+    const std::string hint = parameter == method.parameters.end()
+                                 ? converted_name(name, current, perm, rank)
+                                 : parameter_converted_name(parameter->second, perm, rank);
+    const py::Expr converted =
+        py::name(local_name(method, name + "#" + layout_suffix(perm, rank), hint));
     method.lines.push_back(py::assign(
         converted, py::call("mx.transpose", {reference(name, method_path, method),
                                              py::ints(transpose_axes(current, perm, rank))})));
@@ -1081,6 +1096,7 @@ py::Stmt Generator::emit_method(Region& region, const std::string& method_path) 
       first_tensor = false;
     }
     parameters.push_back({local_name(method, input, hint), {}});
+    method.parameters[input] = parameters.back().name;
   }
   for (const Region::SizeOf& size : region.sizes) {
     // The axis as the tensor is stored (channels-last values keep channels at the end).

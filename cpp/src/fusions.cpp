@@ -258,6 +258,7 @@ struct RopeTable {
   std::string angles;  // the cat([freqs, freqs]) both tables take the cos and sin of
   Arg offset;          // an int, or a symbolic size (a KV cache's past length)
   double base = 0.0;
+  std::int64_t axis = -2;  // the axis of x the positions run along
 };
 
 // positions + offset, where the offset is a scalar (an int, or a symbolic size such as the
@@ -277,6 +278,31 @@ std::pair<std::string, std::optional<Arg>> shifted_positions(const DefUse& graph
 // Whether a table of `columns` columns broadcasts over every axis of x but the last two:
 // [1, ..., 1, L, columns], with L x's second-to-last dim.
 bool table_fits(const ExportedProgram& program, const std::string& table, const std::string& x,
+                std::int64_t columns);
+
+// The axis of x the positions of a [1, ..., L, 1, columns] or [1, ..., 1, L, columns] table
+// run along: -2 (x is [..., L, D]) or -3 (x is [..., L, heads, D], as GPT-J rotates before
+// moving heads first); nullopt when the table fits neither.
+std::optional<std::int64_t> table_axis(const ExportedProgram& program, const std::string& table,
+                                       const std::string& x, std::int64_t columns) {
+  if (table_fits(program, table, x, columns)) return -2;
+  const TensorMeta* table_meta = meta_of(program, table);
+  const TensorMeta* x_meta = meta_of(program, x);
+  if (table_meta == nullptr || x_meta == nullptr || table_meta->shape.size() < 3 ||
+      table_meta->shape.size() > x_meta->shape.size() || x_meta->shape.size() < 4) {
+    return std::nullopt;
+  }
+  const auto& shape = table_meta->shape;
+  const std::size_t rank = shape.size();
+  const bool fits = same_dim(shape[rank - 3], x_meta->shape[x_meta->shape.size() - 3]) &&
+                    shape[rank - 2].hint == 1 && shape[rank - 2].symbol.empty() &&
+                    shape.back().hint == columns && shape.back().symbol.empty() &&
+                    std::all_of(shape.begin(), shape.end() - 3,
+                                [](const Dim& dim) { return dim.hint == 1 && dim.symbol.empty(); });
+  return fits ? std::optional<std::int64_t>(-3) : std::nullopt;
+}
+
+bool table_fits(const ExportedProgram& program, const std::string& table, const std::string& x,
                 std::int64_t columns) {
   const TensorMeta* table_meta = meta_of(program, table);
   const TensorMeta* x_meta = meta_of(program, x);
@@ -291,6 +317,32 @@ bool table_fits(const ExportedProgram& program, const std::string& table, const 
                      [](const Dim& dim) { return dim.hint == 1 && dim.symbol.empty(); });
 }
 
+// The offset when `positions` is arange(start, start + L) or arange(L) + shift (under
+// casts and unsqueezes), one position per row of x (`rows`, its length L); else nullopt.
+// Positions from anywhere else (a user's position_ids) have no offset to give mx.fast.rope.
+std::optional<Arg> arange_offset(const ExportedProgram& program, const DefUse& graph,
+                                 const std::string& positions, const Dim& rows) {
+  const auto [unshifted, shift] = shifted_positions(graph, strip(graph, positions, true));
+  const Node* arange = graph.producer(strip(graph, unshifted, true));
+  if (arange == nullptr) return std::nullopt;
+  std::int64_t start = 0;
+  if (is(arange, "aten.arange.start") || is(arange, "aten.arange.start_step")) {
+    const auto literal = literal_int(*arange, "start");
+    if (!literal) return std::nullopt;
+    start = *literal;
+    if (arange->input("step") != nullptr && literal_int(*arange, "step") != 1) return std::nullopt;
+  } else if (!is(arange, "aten.arange.default")) {
+    return std::nullopt;
+  }
+  // A shift is kept as it is, symbol or int; arange(start) + shift would need a sum.
+  if (shift && start != 0) return std::nullopt;
+  const TensorMeta* count = meta_of(program, output_of(*arange));
+  if (count == nullptr || count->shape.size() != 1 || !same_dim(count->shape[0], rows)) {
+    return std::nullopt;
+  }
+  return shift ? *shift : int_arg(start);
+}
+
 // The positions' offset and the base when `frequencies` is the outer product of positions
 // (an arange, maybe shifted, one per row of x) and an inverse-frequency buffer
 // base ** (-2i / dims); `rows` is the length of x's second-to-last axis.
@@ -302,41 +354,126 @@ std::optional<RopeTable> rope_frequencies(const ExportedProgram& program, const 
       product != nullptr && is(product, "aten.mul.Tensor") ? operands(*product) : std::nullopt;
   if (!pair) return std::nullopt;
   for (const auto& [positions, frequencies] : {*pair, std::make_pair(pair->second, pair->first)}) {
-    const auto [unshifted, shift] = shifted_positions(graph, strip(graph, positions, true));
-    const Node* arange = graph.producer(strip(graph, unshifted, true));
     const auto values = weight_values(program, strip(graph, frequencies, false));
-    if (arange == nullptr || !values) continue;
-    std::int64_t start = 0;
-    if (is(arange, "aten.arange.start") || is(arange, "aten.arange.start_step")) {
-      const auto literal = literal_int(*arange, "start");
-      if (!literal) continue;
-      start = *literal;
-      if (arange->input("step") != nullptr && literal_int(*arange, "step") != 1) continue;
-    } else if (!is(arange, "aten.arange.default")) {
-      continue;
-    }
-    // A shift is kept as it is, symbol or int; arange(start) + shift would need a sum.
-    if (shift && start != 0) continue;
-    // Positions run along the table's second-to-last axis, one per row of x.
-    const TensorMeta* count = meta_of(program, output_of(*arange));
-    if (count == nullptr || count->shape.size() != 1 || !same_dim(count->shape[0], rows)) {
-      continue;
-    }
+    const auto offset = arange_offset(program, graph, positions, rows);
+    if (!values || !offset) continue;
     const auto base = rope_base(*values, dims);
     if (!base) continue;
     RopeTable result;
     result.angles = frequencies_value;
-    result.offset = shift ? *shift : int_arg(start);
+    result.offset = *offset;
     result.base = *base;
     return result;
   }
   return std::nullopt;
 }
 
-// The length of x's second-to-last axis (the positions).
-const Dim& rows_of(const ExportedProgram& program, const std::string& x) {
+// The length of x's axis `axis` (-2 or -3: the positions).
+const Dim& rows_of(const ExportedProgram& program, const std::string& x, std::int64_t axis = -2) {
   const auto& shape = meta_of(program, x)->shape;
-  return shape[shape.size() - 2];
+  return shape[shape.size() - static_cast<std::size_t>(-axis)];
+}
+
+// A precomputed table of `rows` rows: half = columns / 2 angles per row, p * base ** (-2i /
+// (2 * half)) in row p, their sines in one half of the columns and cosines in the other
+// (GPT-J's embed_positions, [sin | cos]). The base and whether the sines come first, when
+// every value is within float32 rounding of that; else nullopt.
+struct SinusoidTable {
+  double base = 0.0;
+  bool sine_first = true;
+};
+
+std::optional<SinusoidTable> sinusoid_table(const std::vector<float>& table, std::int64_t rows,
+                                            std::int64_t columns) {
+  const std::int64_t half = columns / 2;
+  if (rows < 2 || half < 2 || columns % 2 != 0 ||
+      static_cast<std::int64_t>(table.size()) != rows * columns) {
+    return std::nullopt;
+  }
+  const auto at = [&](std::int64_t row, std::int64_t column) {
+    return static_cast<double>(table[static_cast<std::size_t>(row * columns + column)]);
+  };
+  // Row 0 is sin(0) = 0 and cos(0) = 1: which half is which.
+  SinusoidTable result;
+  result.sine_first = at(0, 0) == 0.0;
+  const std::int64_t sines = result.sine_first ? 0 : half;
+  const std::int64_t cosines = result.sine_first ? half : 0;
+  // The base from row 1's smallest angle, base ** (-2(h-1)/d): asin is exact to rounding
+  // there, and the exponent near -1 does not amplify it.
+  const double smallest = std::asin(at(1, sines + half - 1));
+  if (!(smallest > 0.0 && smallest < 1.0)) return std::nullopt;
+  const auto dims = static_cast<double>(columns);
+  double base = std::pow(smallest, -dims / (2.0 * static_cast<double>(half - 1)));
+  if (const double rounded = std::round(base); std::abs(rounded - base) <= 1e-4 * base) {
+    base = rounded;
+  }
+  if (!std::isfinite(base) || base <= 1.0) return std::nullopt;
+  for (std::int64_t i = 0; i < half; ++i) {
+    const double frequency = std::pow(base, -2.0 * static_cast<double>(i) / dims);
+    for (std::int64_t row = 0; row < rows; ++row) {
+      // torch computes the angle in float32: its rounding grows with the angle.
+      const double angle = static_cast<double>(row) * frequency;
+      const double tolerance = 1e-6 * std::max(1.0, angle);
+      if (std::abs(at(row, sines + i) - std::sin(angle)) > tolerance ||
+          std::abs(at(row, cosines + i) - std::cos(angle)) > tolerance) {
+        return std::nullopt;
+      }
+    }
+  }
+  result.base = base;
+  return result;
+}
+
+// The part of a split along the last axis that `value` is: the split's input and the part's
+// index, or nullopt.
+std::optional<std::pair<std::string, std::size_t>> split_part(const ExportedProgram& program,
+                                                              const DefUse& graph,
+                                                              const std::string& value) {
+  const Node* split = graph.producer(value);
+  if (!is(split, "aten.split.Tensor") || split->outputs.size() != 1) return std::nullopt;
+  const std::string input = tensor_input(*split, "self");
+  const auto dim = literal_int(*split, "dim");
+  if (!dim || !is_last_axis(*dim, rank_of(program, input))) return std::nullopt;
+  const std::vector<std::string>& parts = split->outputs[0].names;
+  const auto found = std::find(parts.begin(), parts.end(), value);
+  if (found == parts.end()) return std::nullopt;
+  return std::make_pair(input, static_cast<std::size_t>(found - parts.begin()));
+}
+
+// An interleaved table gathered from a precomputed one: function(p * freqs) for positions p
+// = table[positions] split in its sine and cosine halves, [1, L, dims / 2]
+// (GPT-J's embed_positions[position_ids]). `table` is the part of the split, the positions
+// arange-based, and the buffer's values a sinusoid table (sinusoid_table), checked here.
+std::optional<RopeTable> gathered_table(const ExportedProgram& program, const DefUse& graph,
+                                        const std::string& table, std::string_view function,
+                                        const Dim& rows, std::int64_t dims) {
+  const auto part = split_part(program, graph, table);
+  const std::string gathered = part ? strip(graph, part->first, false) : std::string();
+  const Node* index = part ? graph.producer(gathered) : nullptr;
+  const Arg* indices = index != nullptr ? index->input("indices") : nullptr;
+  if (!is(index, "aten.index.Tensor") || indices == nullptr || indices->names.size() != 1 ||
+      indices->names[0].empty()) {
+    return std::nullopt;
+  }
+  const Node* split = graph.producer(table);
+  const TensorMeta* buffer = meta_of(program, tensor_input(*index, "self"));
+  const auto split_size = literal_int(*split, "split_size");
+  if (buffer == nullptr || buffer->shape.size() != 2 || !buffer->shape[0].symbol.empty() ||
+      buffer->shape[1].hint != dims || split_size != dims / 2 ||
+      split->outputs[0].names.size() != 2) {
+    return std::nullopt;
+  }
+  const auto offset = arange_offset(program, graph, indices->names[0], rows);
+  const auto values = weight_values(program, tensor_input(*index, "self"));
+  if (!offset || !values) return std::nullopt;
+  const auto sinusoid = sinusoid_table(*values, buffer->shape[0].hint, dims);
+  const bool sine = function == "aten.sin.default";
+  if (!sinusoid || (part->second == 0) != (sinusoid->sine_first == sine)) return std::nullopt;
+  RopeTable result;
+  result.angles = gathered;
+  result.offset = *offset;
+  result.base = sinusoid->base;
+  return result;
 }
 
 // A split-half table: cos or sin of cat([freqs, freqs], -1), [1, ..., L, dims].
@@ -365,8 +502,10 @@ std::optional<RopeTable> rope_table(const ExportedProgram& program, const DefUse
 std::optional<RopeTable> interleaved_table(const ExportedProgram& program, const DefUse& graph,
                                            std::string table, std::string_view function,
                                            const std::string& x, std::int64_t dims, bool repeated) {
+  std::optional<std::int64_t> axis = -2;
   if (repeated) {
-    if (!table_fits(program, table, x, dims)) return std::nullopt;
+    axis = table_axis(program, table, x, dims);
+    if (!axis) return std::nullopt;
     const Node* repeat = graph.producer(strip(graph, table, true));
     if (!is(repeat, "aten.repeat_interleave.self_int") || literal_int(*repeat, "repeats") != 2 ||
         !is_last_axis(literal_int(*repeat, "dim").value_or(0),
@@ -375,10 +514,15 @@ std::optional<RopeTable> interleaved_table(const ExportedProgram& program, const
     }
     table = tensor_input(*repeat, "self");
   }
-  if (!table_fits(program, table, x, dims / 2)) return std::nullopt;
-  const Node* trig = graph.producer(strip(graph, table, true));
-  if (!is(trig, function)) return std::nullopt;
-  return rope_frequencies(program, graph, tensor_input(*trig, "self"), rows_of(program, x), dims);
+  if (table_axis(program, table, x, dims / 2) != axis) return std::nullopt;
+  const std::string stripped = strip(graph, table, true);
+  const Node* trig = graph.producer(stripped);
+  auto result = is(trig, function) ? rope_frequencies(program, graph, tensor_input(*trig, "self"),
+                                                      rows_of(program, x, *axis), dims)
+                                   : gathered_table(program, graph, stripped, function,
+                                                    rows_of(program, x, *axis), dims);
+  if (result) result->axis = *axis;
+  return result;
 }
 
 // x when `rotated` is cat([-x[..., h:], x[..., :h]], -1) with h = dims / 2.
@@ -1017,11 +1161,13 @@ Node interleaved_rope(const Node& anchor, const std::string& x, std::int64_t dim
                     {"traditional", bool_arg(true)},
                     {"base", float_arg(table.base)},
                     {"scale", float_arg(1.0)},
-                    {"offset", table.offset}});
+                    {"offset", table.offset},
+                    {"axis", int_arg(table.axis)}});
 }
 
 bool same_offset(const RopeTable& a, const RopeTable& b) {
-  return a.offset.names == b.offset.names && a.offset.ints == b.offset.ints;
+  return a.offset.names == b.offset.names && a.offset.ints == b.offset.ints && a.base == b.base &&
+         a.axis == b.axis;
 }
 
 // The output has x's dtype and shape: no promotion or broadcast hides in the pattern.

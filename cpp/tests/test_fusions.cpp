@@ -2,6 +2,7 @@
 // on near misses that must stay as they are.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -273,6 +274,126 @@ TEST(FuseRope, LeavesInterleavedNearMissesAsTheyAre) {
         interleaved_rope_program(form, {1.0F, 0.01F}).returning({"embedded", "even"});
     EXPECT_EQ(fuse_rope(shared), 0U);
   }
+}
+
+// GPT-J's embed_positions: `rows` positions of angles p * base ** (-2i / 4), i < 2, their
+// sines then their cosines; `function` replaces the sine (a near miss when not std::sin), and
+// `cos_base` gives the cosines another base.
+std::vector<float> sinusoid_table(std::int64_t rows, double base, double (*function)(double),
+                                  double cos_base) {
+  // float32 angles, as torch computes the table.
+  const auto angle = [](std::int64_t p, double b, std::int64_t i) {
+    const auto frequency = static_cast<float>(std::pow(b, -2.0 * static_cast<double>(i) / 4));
+    return static_cast<double>(static_cast<float>(p) * frequency);
+  };
+  std::vector<float> table;
+  for (std::int64_t p = 0; p < rows; ++p) {
+    for (std::int64_t i = 0; i < 2; ++i)
+      table.push_back(static_cast<float>(function(angle(p, base, i))));
+    for (std::int64_t i = 0; i < 2; ++i) {
+      table.push_back(static_cast<float>(std::cos(angle(p, cos_base, i))));
+    }
+  }
+  return table;
+}
+
+// GPT-J's rotation of x [1, 3, 2, 4] ([batch, length, heads, dims], heads after length): the
+// tables are embed_positions[arange(3)[None]] split in sin and cos, [1, 3, 1, 2] repeated per
+// pair. `positions` is "arange", or "ids" for position ids the user passes.
+Builder gathered_rope_program(const std::vector<float>& table, const std::string& positions) {
+  constexpr std::int64_t kRows = 16;
+  Builder builder(meta({1, 3, 2, 4}));
+  builder.input("embed_positions", meta({kRows, 4}), InputKind::Buffer, "rotary.embed_positions");
+  builder.input("ids", meta({1, 3}, "int64"));
+  std::vector<std::byte> bytes(table.size() * sizeof(float));
+  std::memcpy(bytes.data(), table.data(), bytes.size());
+  builder.program.weights.push_back(
+      {"rotary.embed_positions", make_owned_tensor(DType::F32, {kRows, 4}, std::move(bytes))});
+  builder.node("arange", "aten.arange.default", {{"end", integer(3)}}, meta({3}, "int64"))
+      .node("arange2", "aten.unsqueeze.default", {{"self", tensor("arange")}, {"dim", integer(0)}},
+            meta({1, 3}, "int64"))
+      .node("sincos", "aten.index.Tensor",
+            {{"self", tensor("embed_positions")},
+             {"indices", tensors({positions == "ids" ? "ids" : "arange2"})}},
+            meta({1, 3, 4}))
+      .node("split", "aten.split.Tensor",
+            {{"self", tensor("sincos")}, {"split_size", integer(2)}, {"dim", integer(-1)}});
+  builder.program.nodes.back().outputs = {tensors({"sin", "cos"})};
+  builder.program.tensors.erase("split");
+  builder.program.tensors["sin"] = meta({1, 3, 2});
+  builder.program.tensors["cos"] = meta({1, 3, 2});
+  for (const std::string table_name : {"sin", "cos"}) {
+    builder
+        .node(table_name + "4", "aten.unsqueeze.default",
+              {{"self", tensor(table_name)}, {"dim", integer(2)}}, meta({1, 3, 1, 2}))
+        .node(table_name + "2", "aten.repeat_interleave.self_int",
+              {{"self", tensor(table_name + "4")}, {"repeats", integer(2)}, {"dim", integer(3)}},
+              meta({1, 3, 1, 4}));
+  }
+  for (const auto& [out, start] : {std::make_pair("even", 0), std::make_pair("odd", 1)}) {
+    builder.node(out, "aten.slice.Tensor",
+                 {{"self", tensor("x")},
+                  {"dim", integer(3)},
+                  {"start", integer(start)},
+                  {"end", integer(INT64_MAX)},
+                  {"step", integer(2)}},
+                 meta({1, 3, 2, 2}));
+  }
+  builder.node("neg", "aten.neg.default", {{"self", tensor("odd")}}, meta({1, 3, 2, 2}))
+      .node("stacked", "aten.stack.default",
+            {{"tensors", tensors({"neg", "even"})}, {"dim", integer(-1)}}, meta({1, 3, 2, 2, 2}))
+      .node("rotated", "aten.flatten.using_ints",
+            {{"self", tensor("stacked")}, {"start_dim", integer(-2)}}, meta({1, 3, 2, 4}))
+      .node("x_cos", "aten.mul.Tensor", {{"self", tensor("x")}, {"other", tensor("cos2")}},
+            meta({1, 3, 2, 4}))
+      .node("rot_sin", "aten.mul.Tensor", {{"self", tensor("rotated")}, {"other", tensor("sin2")}},
+            meta({1, 3, 2, 4}))
+      .node("embedded", "aten.add.Tensor",
+            {{"self", tensor("x_cos")}, {"other", tensor("rot_sin")}}, meta({1, 3, 2, 4}));
+  return builder;
+}
+
+double sine(double angle) { return std::sin(angle); }
+double tangent(double angle) { return std::tanh(angle); }
+
+TEST(FuseRope, FusesGptJTablesGatheredFromASinusoidBuffer) {
+  for (const double base : {10000.0, 500.0}) {
+    ExportedProgram program = gathered_rope_program(sinusoid_table(16, base, sine, base), "arange")
+                                  .returning({"embedded"});
+    EXPECT_EQ(fuse_rope(program), 1U);
+    eliminate_dead_code(program);
+    ASSERT_EQ(targets(program), std::vector<std::string>{"mlx.fast.rope"});
+    const Node& rope = program.nodes[0];
+    EXPECT_EQ(reads(rope, "input"), "x");
+    EXPECT_EQ(rope.input("traditional")->ints[0], 1);
+    EXPECT_EQ(rope.input("dims")->ints[0], 4);
+    EXPECT_DOUBLE_EQ(rope.input("base")->floats[0], base);
+    EXPECT_EQ(rope.input("offset")->ints[0], 0);
+    EXPECT_EQ(rope.input("axis")->ints[0], -3);  // positions run along x's axis -3
+  }
+}
+
+TEST(FuseRope, LeavesGatheredNearMissesAsTheyAre) {
+  // Cosines of another base than the sines: no one base describes the table.
+  ExportedProgram two_bases =
+      gathered_rope_program(sinusoid_table(16, 10000.0, sine, 5000.0), "arange")
+          .returning({"embedded"});
+  EXPECT_EQ(fuse_rope(two_bases), 0U);
+  // Not sines: tanh of the angles.
+  ExportedProgram not_sine =
+      gathered_rope_program(sinusoid_table(16, 10000.0, tangent, 10000.0), "arange")
+          .returning({"embedded"});
+  EXPECT_EQ(fuse_rope(not_sine), 0U);
+  // One value off by 1e-3 (a table someone edited).
+  std::vector<float> edited = sinusoid_table(16, 10000.0, sine, 10000.0);
+  edited[4 * 9 + 1] += 1e-3F;
+  ExportedProgram off = gathered_rope_program(edited, "arange").returning({"embedded"});
+  EXPECT_EQ(fuse_rope(off), 0U);
+  // Positions the user passes: no offset says where they start.
+  ExportedProgram user_positions =
+      gathered_rope_program(sinusoid_table(16, 10000.0, sine, 10000.0), "ids")
+          .returning({"embedded"});
+  EXPECT_EQ(fuse_rope(user_positions), 0U);
 }
 
 // Attention of 4 query heads over 2 key/value heads repeated twice (transformers' repeat_kv).

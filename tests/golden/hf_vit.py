@@ -102,8 +102,8 @@ class ViTPatchEmbeddings(nn.Module):
         self.projection = nn.Conv2d(3, 64, kernel_size=8, stride=8)
 
     def __call__(self, x):
-        pixel_values_nhwc = mx.transpose(x, (0, 2, 3, 1))
-        conv2d = self.projection(pixel_values_nhwc)
+        x_nhwc = mx.transpose(x, (0, 2, 3, 1))
+        conv2d = self.projection(x_nhwc)
         # modeling_vit.py:69: return self.projection(pixel_values).flatten(2).transpose(1, 2)
         conv2d_nchw = mx.transpose(conv2d, (0, 3, 1, 2))
         flatten = mx.flatten(conv2d_nchw, 2, 3)

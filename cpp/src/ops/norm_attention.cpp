@@ -199,11 +199,18 @@ py::Expr attention(Call& call) {
 
 // A rotary embedding that the fuse-rope pass recognised (passes.h).
 py::Expr rope(Call& call) {
-  return py::call("mx.fast.rope", {call.tensor("input"), py::integer(call.integer("dims", 0))},
-                  {{"traditional", py::boolean(call.flag("traditional", false))},
-                   {"base", py::number(call.number("base", 10000.0))},
-                   {"scale", py::number(call.number("scale", 1.0))},
-                   {"offset", call.literal("offset", py::integer(0))}});
+  // mx.fast.rope reads positions along the second-to-last axis; `axis` -3 (fuse-rope's
+  // GPT-J, [batch, length, heads, dims]) swaps them there and back.
+  const bool heads_last = call.integer("axis", -2) == -3;
+  py::Expr input = call.tensor("input");
+  if (heads_last) input = py::call("mx.swapaxes", {input, py::integer(-3), py::integer(-2)});
+  py::Expr rotated = py::call("mx.fast.rope", {input, py::integer(call.integer("dims", 0))},
+                              {{"traditional", py::boolean(call.flag("traditional", false))},
+                               {"base", py::number(call.number("base", 10000.0))},
+                               {"scale", py::number(call.number("scale", 1.0))},
+                               {"offset", call.literal("offset", py::integer(0))}});
+  if (heads_last) rotated = py::call("mx.swapaxes", {rotated, py::integer(-3), py::integer(-2)});
+  return rotated;
 }
 
 py::Expr embedding(Call& call) {
