@@ -11,6 +11,7 @@ from pathlib import Path
 
 from torch2mlx import __version__
 from torch2mlx.checkpoint import CheckpointInfo, Torch2MLXError, inspect_checkpoint
+from torch2mlx.numerics import OUTPUT_DTYPES
 
 
 def _human_bytes(count: float) -> str:
@@ -508,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument(
         "--model", help="'pkg.module:factory' returning the torch model, or a .pt2 archive"
     )
-    weights.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    weights.add_argument("--dtype", choices=OUTPUT_DTYPES)
     _add_quantize_flags(weights)
     weights.add_argument("--shard-size", default="5GB", help="largest output shard (5GB)")
     weights.add_argument("--reverse", action="store_true", help="MLX weights back to torch's")
@@ -557,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--input-dtype", action="append", metavar="DTYPE", help="torch dtype per input (float32)"
     )
-    convert.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    convert.add_argument("--dtype", choices=OUTPUT_DTYPES)
     _add_quantize_flags(convert)
     convert.add_argument(
         "--format",

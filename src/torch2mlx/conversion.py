@@ -22,9 +22,8 @@ from typing import Any
 from torch2mlx import _core
 from torch2mlx.checkpoint import Torch2MLXError
 from torch2mlx.comparison import as_dicts, summary_lines
+from torch2mlx.numerics import OUTPUT_DTYPES
 from torch2mlx.runtime import check_package
-
-_DTYPES = ("float32", "float16", "bfloat16")
 
 
 class VerificationWarning(UserWarning):
@@ -226,8 +225,10 @@ def convert(
     )
     from torch2mlx.quantization import plan_from
 
-    if dtype is not None and dtype not in _DTYPES:
-        raise Torch2MLXError(f"[convert] dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
+    if dtype is not None and dtype not in OUTPUT_DTYPES:
+        raise Torch2MLXError(
+            f"[convert] dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {dtype!r}"
+        )
     out_dir = Path(out_dir)
     _check_destination(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from torch2mlx import _core
 
-__all__ = ["FLOAT_DTYPES", "QUANT_MODES", "cast", "dequantize", "quantize"]
+__all__ = ["FLOAT_DTYPES", "OUTPUT_DTYPES", "QUANT_MODES", "cast", "dequantize", "quantize"]
 
 # Each MLX quantization mode: the bits and group sizes it takes, and its defaults.
 QUANT_MODES: dict[str, dict[str, tuple[int, ...]]] = {
@@ -30,6 +30,10 @@ FLOAT_DTYPES: dict[str, np.dtype] = {
     "float16": np.dtype(np.float16),
     "bfloat16": np.dtype(ml_dtypes.bfloat16),
 }
+
+# The dtypes a converted model's weights may be written in (--dtype): MLX's GPU has no
+# float64.
+OUTPUT_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def _dtype_name(dtype: np.dtype | str | type) -> str:
