@@ -163,9 +163,13 @@ std::vector<Item> bracket_items(const Expr& expression) {
   return items;
 }
 
-// The level each bracketed item is printed at.
-int item_level(const Expr& container) {
-  return container.kind() == Expr::Kind::Subscript ? kStarred : kConditional;
+// The level a bracketed item is printed at: a subscript takes slices and starred values, a
+// call's positional argument and a tuple's or list's element take starred values.
+int item_level(const Expr& container, const Item& item) {
+  if (container.kind() == Expr::Kind::Subscript) return kStarred;
+  const bool starred = item.value.kind() == Expr::Kind::Starred && item.lead.empty() &&
+                       container.kind() != Expr::Kind::Dict;
+  return starred ? kStarred : kConditional;
 }
 
 std::string join_items(const Expr& container) {
@@ -173,7 +177,7 @@ std::string join_items(const Expr& container) {
   std::string text;
   for (std::size_t index = 0; index < items.size(); ++index) {
     if (index > 0) text += ", ";
-    text += items[index].lead + print_at(items[index].value, item_level(container));
+    text += items[index].lead + print_at(items[index].value, item_level(container, items[index]));
   }
   const bool one_tuple = container.kind() == Expr::Kind::Tuple && items.size() == 1;
   const bool one_tuple_index = container.kind() == Expr::Kind::Subscript &&
@@ -256,7 +260,12 @@ std::string print_unparenthesized(const Expr& expression) {
 
 std::string print_at(const Expr& expression, int needed) {
   std::string text = print_unparenthesized(expression);
-  return level(expression) < needed ? "(" + text + ")" : text;
+  if (level(expression) >= needed) return text;
+  // Parentheses would not make these valid: `(a:b)`, `(*x)`.
+  if (expression.kind() == Expr::Kind::Slice || expression.kind() == Expr::Kind::Starred) {
+    fail("python", fmt::format("{} can only stand inside brackets", text));
+  }
+  return "(" + text + ")";
 }
 
 // The bracketed expression a line ends with, which is where a long line is broken: the last
@@ -303,9 +312,9 @@ std::pair<char, char> brackets_of(const Expr& expression) {
 // breaks it when it is over 100 columns: the items on one indented line when they fit,
 // else one per line, each broken again.
 void write_line(const std::string& lead, const Expr& expression, const std::string& tail,
-                std::string& out) {
-  const std::string flat = print_at(expression, kConditional);
-  const std::optional<Expr> group = trailing_brackets(expression, kConditional);
+                std::string& out, int needed = kConditional) {
+  const std::string flat = print_at(expression, needed);
+  const std::optional<Expr> group = trailing_brackets(expression, needed);
   const bool exploded = group && group->exploded();
   if (!exploded && (lead.size() + flat.size() + tail.size() <= kWidth || !group)) {
     out += lead + flat + tail + "\n";
@@ -323,7 +332,7 @@ void write_line(const std::string& lead, const Expr& expression, const std::stri
     out += inner + inside + "\n";
   } else {
     for (const Item& item : bracket_items(*group)) {
-      write_line(inner + item.lead, item.value, ",", out);
+      write_line(inner + item.lead, item.value, ",", out, item_level(*group, item));
     }
   }
   out += pad + close + tail + "\n";

@@ -33,6 +33,11 @@ TEST(PythonAst, SubscriptsPrintSlicesAndTuplesBare) {
   EXPECT_EQ(print(x[slice(integer(1), {}, integer(2))]), "x[1::2]");
   EXPECT_EQ(print(x[tuple({integer(0)})]), "x[0,]");
   EXPECT_EQ(print(x[starred(name("key"))]), "x[*key]");
+  EXPECT_EQ(print(call("f", {starred(x)})), "f(*x)");
+  EXPECT_EQ(print(tuple({starred(x), integer(1)})), "(*x, 1)");
+  EXPECT_THROW((void)print(starred(x) + x), Error);
+  EXPECT_THROW((void)print(tuple({slice(integer(1), {})})), Error);
+  EXPECT_THROW((void)print(call("f", {}, {{"k", starred(x)}})), Error);
 }
 
 TEST(PythonAst, ParenthesisesOnlyWherePrecedenceNeedsIt) {
