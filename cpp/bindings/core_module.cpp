@@ -321,6 +321,14 @@ NB_MODULE(_core, m) {
       "detect_format",
       [](const std::filesystem::path& path) { return torch2mlx::detect_format(path); }, "path"_a,
       "Names a file's format from its magic bytes.");
+  m.def(
+      "dtype_names",
+      [] {
+        std::vector<std::string> names;
+        for (const std::string_view name : torch2mlx::dtype_names()) names.emplace_back(name);
+        return names;
+      },
+      "The dtypes torch and MLX share, by numpy name: the core's one dtype table.");
   m.def("layer_registry", &layer_registry,
         "The layer registry: torch type, MLX layer, constructor arguments, layout, tensor rules.");
   m.def("convert_weights", &convert_weights, "source"_a, "destination"_a, "modules"_a, "dtype"_a,

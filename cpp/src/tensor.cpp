@@ -50,6 +50,13 @@ std::optional<DType> dtype_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+std::vector<std::string_view> dtype_names() {
+  std::vector<std::string_view> names;
+  names.reserve(kDTypes.size());
+  for (const auto& entry : kDTypes) names.push_back(entry.name);
+  return names;
+}
+
 std::optional<DType> dtype_from_safetensors(std::string_view name) {
   for (const auto& entry : kDTypes) {
     if (entry.safetensors == name) return entry.dtype;

@@ -24,21 +24,12 @@ class CheckpointWarning(UserWarning):
     """A checkpoint held something that was not returned (an epoch counter, optimizer state...)."""
 
 
-_NUMPY_DTYPES: dict[str, np.dtype] = {
-    "bool": np.dtype(np.bool_),
-    "uint8": np.dtype(np.uint8),
-    "int8": np.dtype(np.int8),
-    "int16": np.dtype(np.int16),
-    "int32": np.dtype(np.int32),
-    "int64": np.dtype(np.int64),
-    "uint16": np.dtype(np.uint16),
-    "uint32": np.dtype(np.uint32),
-    "uint64": np.dtype(np.uint64),
-    "float16": np.dtype(np.float16),
-    "bfloat16": np.dtype(ml_dtypes.bfloat16),
-    "float32": np.dtype(np.float32),
-    "float64": np.dtype(np.float64),
+# The core's dtype table (tensor.h) as numpy dtypes; numpy has no bfloat16 of its own.
+NUMPY_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype(ml_dtypes.bfloat16 if name == "bfloat16" else name)
+    for name in _core.dtype_names()
 }
+
 
 # Top-level keys under which training scripts nest the model's weights, most specific first.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
@@ -197,11 +188,11 @@ def save_safetensors(
         if not array.flags.c_contiguous:
             _check_expansion(path, name, array)
             array = array.copy(order="C")  # not np.ascontiguousarray: it turns 0-d into 1-d
-        if array.dtype.name not in _NUMPY_DTYPES:
+        if array.dtype.name not in NUMPY_DTYPES:
             raise Torch2MLXError(
                 f"[safetensors] {os.fspath(path)}: tensor '{name}' has dtype {array.dtype}, "
                 f"which safetensors output does not support; cast it to one of "
-                f"{', '.join(_NUMPY_DTYPES)}"
+                f"{', '.join(NUMPY_DTYPES)}"
             )
         entries.append(
             (name, array.dtype.name, list(array.shape), array.reshape(-1).view(np.uint8))
@@ -228,13 +219,13 @@ def _check_expansion(path: str | os.PathLike[str], name: str, array: np.ndarray)
 
 
 def _itemsize(dtype: str) -> int:
-    return _NUMPY_DTYPES[dtype].itemsize
+    return NUMPY_DTYPES[dtype].itemsize
 
 
 def _view(
     storage: np.ndarray | None, dtype: str, shape: list[int], strides: list[int], offset: int
 ) -> np.ndarray:
-    np_dtype = _NUMPY_DTYPES[dtype]
+    np_dtype = NUMPY_DTYPES[dtype]
     if storage is None or 0 in shape:
         return np.empty(shape, dtype=np_dtype)
     item = np_dtype.itemsize

@@ -8,10 +8,10 @@ needed. bfloat16 arrays use ``ml_dtypes.bfloat16``.
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
 from torch2mlx import _core
+from torch2mlx.checkpoint import NUMPY_DTYPES
 
 __all__ = ["FLOAT_DTYPES", "OUTPUT_DTYPES", "QUANT_MODES", "cast", "dequantize", "quantize"]
 
@@ -25,10 +25,7 @@ QUANT_MODES: dict[str, dict[str, tuple[int, ...]]] = {
 
 # The float dtypes the core converts between (by numpy/MLX name).
 FLOAT_DTYPES: dict[str, np.dtype] = {
-    "float64": np.dtype(np.float64),
-    "float32": np.dtype(np.float32),
-    "float16": np.dtype(np.float16),
-    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    name: NUMPY_DTYPES[name] for name in ("float64", "float32", "float16", "bfloat16")
 }
 
 # The dtypes a converted model's weights may be written in (--dtype): MLX's GPU has no

@@ -24,6 +24,8 @@ enum class DType : std::uint8_t { Bool, U8, I8, I16, I32, I64, U16, U32, U64, F1
 [[nodiscard]] std::string_view dtype_name(DType dtype);
 /// Inverse of dtype_name.
 [[nodiscard]] std::optional<DType> dtype_from_name(std::string_view name);
+/// The name of every DType, in the enum's order: the one table of dtypes torch and MLX share.
+[[nodiscard]] std::vector<std::string_view> dtype_names();
 /// The safetensors name, e.g. "F32", "BF16", "BOOL".
 [[nodiscard]] std::string_view safetensors_dtype_name(DType dtype);
 /// Inverse of safetensors_dtype_name.
