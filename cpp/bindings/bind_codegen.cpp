@@ -41,6 +41,7 @@ nb::dict model_dict(const torch2mlx::GeneratedModel& model) {
   result["inputs"] = inputs;
   result["notes"] = model.notes;
   result["transposes"] = model.transposes;
+  result["direct_weights"] = model.direct_weights;
   nb::list modules;
   for (const auto& boundary : model.modules) {
     nb::dict entry;

@@ -140,7 +140,9 @@ std::string base_name(const std::string& value) {
     name.erase(underscore);
     while (name.size() > 1 && name.back() == '_') name.pop_back();
   }
-  if (!is_value_name(name) || is_reserved(name)) name = "v_" + attribute_name(name);
+  // A keyword or a name the code uses gets a trailing underscore, as PEP 8 has it (`and_`).
+  if (is_value_name(name) && is_reserved(name)) return name + "_";
+  if (!is_value_name(name)) name = "v_" + attribute_name(name);
   return name;
 }
 
@@ -327,6 +329,7 @@ class Generator {
   bool root_layers_ = false;    // the model is an nn.Sequential: children live in self.layers
   int current_ = -1;            // the node being planned or emitted, for internal errors
   std::size_t transposes_ = 0;  // counted by assemble()
+  std::set<std::string> direct_weights_;  // MLX keys of the weights reference() reads
 };
 
 // ---------------------------------------------------------------------------------------
@@ -958,6 +961,7 @@ py::Expr Generator::reference(const std::string& value, const std::string& metho
   const auto param = state_.params.find(value);
   if (param != state_.params.end() && accessible(param->second, method_path)) {
     const std::string& key = weight_attribute_.at(param->second);
+    direct_weights_.insert(key);
     const std::size_t dot = key.rfind('.');
     const std::size_t source_dot = param->second.rfind('.');
     const std::string owner =
@@ -1063,9 +1067,12 @@ void Generator::emit_items(Region& region, const std::string& method_path, Metho
     }
     std::vector<py::Expr> arguments;
     if (child.is_leaf_layer) {
-      // The layer's input moves to the order its op needs, here in the caller.
+      // The layer's input moves to the order its op needs, here in the caller. Its weights
+      // are rendered too, but read through the layer: not directly.
       const int index = child.items[0].node;
+      const std::set<std::string> direct = direct_weights_;
       convert_inputs(index, method_path, method);
+      direct_weights_ = direct;
       const Arg& input = *data_input(program_.nodes[static_cast<std::size_t>(index)]);
       arguments.push_back(state_.rendered.at(input.names[0]));
     } else {
@@ -2090,6 +2097,7 @@ GeneratedModel Generator::run() {
   settle(*root_);
   // Emit for real: helpers asked for by methods that were inlined later are dropped.
   state_.helpers.clear();
+  direct_weights_.clear();
   for (auto& [path, module] : modules_) module.method.reset();
   std::function<void(Region&)> emit = [&](Region& region) {
     for (const Region::Item& item : region.items) {
@@ -2129,6 +2137,7 @@ GeneratedModel Generator::run() {
   generated.notes = notes_;
   generated.modules = boundaries();
   generated.transposes = transposes_;
+  generated.direct_weights.assign(direct_weights_.begin(), direct_weights_.end());
   return generated;
 }
 

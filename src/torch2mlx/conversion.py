@@ -261,7 +261,7 @@ def convert(
             quantization = None
             if plan is not None:
                 quantization, weight_files, quantize_notes = _quantize_package(
-                    staging, plan, shard_size
+                    staging, plan, shard_size, info["direct_weights"]
                 )
                 info["weight_files"] = weight_files
                 info["notes"] = [*info["notes"], *quantize_notes]
@@ -328,17 +328,18 @@ def _analysis(model: Any, archive: Path, decomposed: list[str], harmless: list[d
     return report_for_package(live, archive, decomposed, harmless)
 
 
-def _quantizable_layers(staging: Path) -> tuple[list[tuple[str, str]], list[str]]:
+def _quantizable_layers(
+    staging: Path, direct_weights: list[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
     """(path, torch type) of the mlx.nn.Linear and mlx.nn.Embedding layers of model.py that
     may be quantized: those whose weight the code reads only through the layer (a weight
-    read directly, as a tied LM head is, must stay a float array)."""
-    import re
-
+    read directly, as a tied LM head is, must stay a float array). The code generator
+    lists the weights the code reads directly."""
     import mlx.nn as nn
 
     from torch2mlx.runtime import load_model_class
 
-    text = (staging / "model.py").read_text(encoding="utf-8")
+    direct = set(direct_weights)
     kinds = {
         nn.Linear: "torch.nn.modules.linear.Linear",
         nn.Embedding: "torch.nn.modules.sparse.Embedding",
@@ -348,13 +349,7 @@ def _quantizable_layers(staging: Path) -> tuple[list[tuple[str, str]], list[str]
         kind = kinds.get(type(module))
         if kind is None:
             continue
-        name = path.rsplit(".", 1)[-1]
-        pattern = (
-            rf"\[{name}\]\.weight\b"
-            if name.isdigit()
-            else rf"\b{re.escape(name)}(\[\d+\])*\.weight\b"
-        )
-        if re.search(pattern, text):
+        if f"{path}.weight" in direct:
             notes.append(f"not quantized: '{path}' (model.py reads its weight directly, e.g. tied)")
             continue
         layers.append((path, kind))
@@ -362,14 +357,14 @@ def _quantizable_layers(staging: Path) -> tuple[list[tuple[str, str]], list[str]
 
 
 def _quantize_package(
-    staging: Path, plan: Any, shard_size: int
+    staging: Path, plan: Any, shard_size: int, direct_weights: list[str]
 ) -> tuple[dict, list[str], list[str]]:
     """Rewrites the package's weights with the quantizable layers quantized; returns the
     config.json block, the new weight files and notes."""
     from torch2mlx.quantization import config_block, core_layers
     from torch2mlx.runtime import _weight_files
 
-    layers, notes = _quantizable_layers(staging)
+    layers, notes = _quantizable_layers(staging, direct_weights)
     table = plan.layers(layers)
     old_files = _weight_files(staging)
     source = staging / "model.safetensors.index.json" if len(old_files) > 1 else old_files[0]

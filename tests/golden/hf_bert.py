@@ -70,7 +70,7 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(64, 64)
         self.value = nn.Linear(64, 64)
 
-    def __call__(self, x, v_p_and):
+    def __call__(self, x, and_):
         linear = self.query(x)
         # modeling_bert.py:177: query_layer = self.query(hidden_states).view(*hidden_shape).trans...
         batch = x.shape[0]
@@ -86,7 +86,7 @@ class BertSelfAttention(nn.Module):
         transpose = mx.transpose(view, (0, 2, 1, 3))
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
         transpose_2 = mx.transpose(view_2, (0, 2, 1, 3))
-        scaled_dot_product_attention = attention(transpose, transpose_1, transpose_2, 0.25, v_p_and)
+        scaled_dot_product_attention = attention(transpose, transpose_1, transpose_2, 0.25, and_)
         # modeling_bert.py:204: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
         attn_output = mx.reshape(transpose_3, (batch, length, -1))
@@ -126,8 +126,8 @@ class BertAttention(nn.Module):
         self.p_self = BertSelfAttention()
         self.output = BertSelfOutput()
 
-    def __call__(self, x, v_p_and):
-        attn_output = self.p_self(x, v_p_and)
+    def __call__(self, x, and_):
+        attn_output = self.p_self(x, and_)
         layer_norm = self.output(attn_output, x)
         return layer_norm
 
@@ -168,8 +168,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate()
         self.output = BertOutput()
 
-    def __call__(self, x, v_p_and):
-        layer_norm = self.attention(x, v_p_and)
+    def __call__(self, x, and_):
+        layer_norm = self.attention(x, and_)
         gelu = self.intermediate(layer_norm)
         layer_norm_1 = self.output(gelu, layer_norm)
         return layer_norm_1
@@ -212,9 +212,9 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = [BertLayer(), BertLayer()]
 
-    def __call__(self, x, v_p_and):
-        layer_norm = self.layer[0](x, v_p_and)
-        layer_norm_1 = self.layer[1](layer_norm, v_p_and)
+    def __call__(self, x, and_):
+        layer_norm = self.layer[0](x, and_)
+        layer_norm_1 = self.layer[1](layer_norm, and_)
         return layer_norm_1
 
 
@@ -258,7 +258,7 @@ class Model(nn.Module):
         unsqueeze_6 = mx.expand_dims(unsqueeze_4, 2)
         ge = unsqueeze_5 >= 0
         index_1 = index(to, [unsqueeze_2, unsqueeze_6])
-        v_p_and = mx.bitwise_and(ge, index_1)
-        layer_norm_1 = self.encoder(layer_norm, v_p_and)
+        and_ = mx.bitwise_and(ge, index_1)
+        layer_norm_1 = self.encoder(layer_norm, and_)
         tanh = self.pooler(layer_norm_1)
         return {"last_hidden_state": layer_norm_1, "pooler_output": tanh}

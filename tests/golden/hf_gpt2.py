@@ -101,7 +101,7 @@ class GPT2Attention(nn.Module):
         self.c_attn = Conv1D(weight_size=64, weight_size2=192)
         self.c_proj = Conv1D(weight_size=64, weight_size2=64)
 
-    def __call__(self, x, v_p_and):
+    def __call__(self, x, and_):
         x_1 = self.c_attn(x)
         # modeling_gpt2.py:187: query_states, key_states, value_states = self.c_attn(hidden_state...
         getitem, getitem_1, getitem_2 = split(x_1, 64, axis=2)
@@ -117,7 +117,7 @@ class GPT2Attention(nn.Module):
         transpose = mx.transpose(view, (0, 2, 1, 3))
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
         transpose_2 = mx.transpose(view_2, (0, 2, 1, 3))
-        scaled_dot_product_attention = attention(transpose_2, transpose, transpose_1, 0.25, v_p_and)
+        scaled_dot_product_attention = attention(transpose_2, transpose, transpose_1, 0.25, and_)
         # modeling_gpt2.py:224: attn_output = attn_output.reshape(*attn_output.shape[:-2], -1).co...
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
         attn_output = mx.reshape(transpose_3, (batch, length, -1))
@@ -149,9 +149,9 @@ class GPT2Block(nn.Module):
         self.ln_2 = nn.LayerNorm(64)
         self.mlp = GPT2MLP()
 
-    def __call__(self, x, v_p_and):
+    def __call__(self, x, and_):
         layer_norm = self.ln_1(x)
-        x_1 = self.attn(layer_norm, v_p_and)
+        x_1 = self.attn(layer_norm, and_)
         # modeling_gpt2.py:285: hidden_states = attn_output + residual
         hidden_states = x_1 + x
         layer_norm_1 = self.ln_2(hidden_states)

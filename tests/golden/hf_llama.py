@@ -79,7 +79,7 @@ class LlamaAttention(nn.Module):
         self.v_proj = nn.Linear(64, 32, bias=False)
         self.o_proj = nn.Linear(64, 64, bias=False)
 
-    def __call__(self, x, v_p_and):
+    def __call__(self, x, and_):
         linear = self.q_proj(x)
         # modeling_llama.py:244: query_states = self.q_proj(hidden_states).view(hidden_shape).tra...
         batch = x.shape[0]
@@ -98,7 +98,7 @@ class LlamaAttention(nn.Module):
         rope_1 = mx.fast.rope(transpose_1, 16, traditional=False, base=10000.0, scale=1.0, offset=0)
         # modeling_llama.py:258: attn_output, attn_weights = attention_interface(
         transpose_2 = mx.transpose(view_2, (0, 2, 1, 3))
-        scaled_dot_product_attention = attention(rope, rope_1, transpose_2, 0.25, v_p_and)
+        scaled_dot_product_attention = attention(rope, rope_1, transpose_2, 0.25, and_)
         # modeling_llama.py:269: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
         transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
         attn_output = mx.reshape(transpose_3, (batch, length, -1))
@@ -134,9 +134,9 @@ class LlamaDecoderLayer(nn.Module):
         self.post_attention_layernorm = LlamaRMSNorm()
         self.mlp = LlamaMLP()
 
-    def __call__(self, x, v_p_and):
+    def __call__(self, x, and_):
         rms_norm = self.input_layernorm(x)
-        linear = self.self_attn(rms_norm, v_p_and)
+        linear = self.self_attn(rms_norm, and_)
         # modeling_llama.py:308: hidden_states = residual + hidden_states
         hidden_states = x + linear
         rms_norm_1 = self.post_attention_layernorm(hidden_states)

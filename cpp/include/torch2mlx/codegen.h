@@ -58,9 +58,11 @@ struct GeneratedModel {
   std::string source;  // model.py
   std::vector<PackageWeight> weights;
   std::vector<PackageInput> inputs;
-  std::vector<std::string> notes;       // things the user should know, e.g. ignored buffer updates
-  std::size_t transposes = 0;           // layout transposes the generated code performs
-  std::vector<ModuleBoundary> modules;  // in the order their calls start
+  std::vector<std::string> notes;  // things the user should know, e.g. ignored buffer updates
+  std::size_t transposes = 0;      // layout transposes the generated code performs
+  std::vector<std::string> direct_weights;  // weights the code reads as arrays (`self.w`,
+                                            // a tied head), not only through their layer
+  std::vector<ModuleBoundary> modules;      // in the order their calls start
 };
 
 /// How to generate.
