@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -75,6 +76,22 @@ def test_package_layout(tmp_path):
     assert config["weights"] == ["model.safetensors"]
     # No sibling staging directories are left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+def test_the_reported_transposes_are_those_model_py_performs(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    torch2mlx.convert(model.eval(), (torch.randn(2, 3, 8, 8),), tmp_path / "pkg")
+    tree = ast.parse((tmp_path / "pkg/model.py").read_text())
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "transpose"
+    ]
+    config = json.loads((tmp_path / "pkg/config.json").read_text())
+    # One into channels-last after the input, one back before the flatten.
+    assert config["layout_transposes"] == len(calls) == 2
 
 
 def test_transposed_convolutions_with_padding_past_the_kernel(tmp_path):

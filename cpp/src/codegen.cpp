@@ -1779,14 +1779,25 @@ std::string Generator::assemble() {
   }
   // Imports the code uses: names in the code, and the helpers' code lines (their comments
   // may mention math.sqrt).
+  // The transposes the code performs (the helpers' own included) are counted for the report.
   std::set<std::string> names;
+  transposes_ = 0;
   py::walk(code, [&](const py::Expr& part) {
     if (part.kind() == py::Expr::Kind::Name) names.insert(part.text());
+    if (part.kind() == py::Expr::Kind::Call &&
+        part.parts()[0].kind() == py::Expr::Kind::Attribute &&
+        part.parts()[0].text() == "transpose") {
+      ++transposes_;
+    }
   });
   std::vector<py::Stmt> helpers;
   for (const std::string& helper : state_.helpers) {
     const std::string_view text = *helper_source(helper);
     helpers.push_back(py::verbatim(text));
+    for (std::size_t at = text.find("transpose("); at != std::string_view::npos;
+         at = text.find("transpose(", at + 1)) {
+      ++transposes_;
+    }
     for (std::size_t start = 0; start < text.size();) {
       const std::size_t end = std::min(text.find('\n', start), text.size());
       const std::string_view line = text.substr(start, end - start);
@@ -1812,22 +1823,6 @@ std::string Generator::assemble() {
   module.push_back(py::import("mlx.nn", "nn"));
   for (py::Stmt& helper : helpers) module.push_back(std::move(helper));
   for (py::Stmt& definition : code) module.push_back(std::move(definition));
-  // The transposes the code performs (the helpers' own included), for the report.
-  transposes_ = 0;
-  py::walk(code, [&](const py::Expr& part) {
-    if (part.kind() == py::Expr::Kind::Call &&
-        part.parts()[0].kind() == py::Expr::Kind::Attribute &&
-        part.parts()[0].text() == "transpose") {
-      ++transposes_;
-    }
-  });
-  for (const std::string& helper : state_.helpers) {
-    const std::string_view text = *helper_source(helper);
-    for (std::size_t at = text.find("transpose("); at != std::string_view::npos;
-         at = text.find("transpose(", at + 1)) {
-      ++transposes_;
-    }
-  }
   return py::print(module);
 }
 
