@@ -1281,9 +1281,10 @@ std::vector<py::Stmt> Generator::class_body(ModuleNode& module) {
     ModuleNode& node = modules_.at(path);
     py::Expr value;
     if (node.is_list) {
-      value = py::list(list_items(node));
+      std::vector<py::Expr> items = list_items(node);
       // A long list reads best one item per line.
-      value = py::list(list_items(node), py::print(value).size() > 70);
+      const bool long_list = py::print(py::list(items)).size() > 70;
+      value = py::list(std::move(items), long_list);
     } else {
       value = node.leaf_constructor.value_or(node.constructor);
     }
@@ -1347,12 +1348,14 @@ const std::map<std::string, std::vector<std::string>, std::less<>>& positional_n
 // The attribute a statement is about: `conv` in `self.conv = ...` or `y = self.conv(x)`.
 std::string statement_attribute(const py::Stmt& statement) {
   std::string attribute;
-  py::walk(std::vector<py::Stmt>{statement}, [&](const py::Expr& part) {
-    if (attribute.empty() && part.kind() == py::Expr::Kind::Attribute &&
-        part.parts()[0].kind() == py::Expr::Kind::Name && part.parts()[0].text() == "self") {
-      attribute = part.text();
-    }
-  });
+  for (const py::Expr& expression : py::expressions(statement)) {
+    py::walk(expression, [&](const py::Expr& part) {
+      if (attribute.empty() && part.kind() == py::Expr::Kind::Attribute &&
+          part.parts()[0].kind() == py::Expr::Kind::Name && part.parts()[0].text() == "self") {
+        attribute = part.text();
+      }
+    });
+  }
   return attribute;
 }
 
@@ -1400,16 +1403,8 @@ std::vector<Literal> find_literals(const std::vector<py::Stmt>& body) {
         for (const py::Stmt& statement : statements) {
           const std::string attribute = statement_attribute(statement);
           const std::string fallback = attribute.empty() ? "size" : attribute + "_size";
-          const auto expressions = {&statement.targets, &statement.values, &statement.bases};
-          for (const auto* list : expressions) {
-            for (const py::Expr& part : *list) {
-              collect_literals(part, "size", fallback, in_call, literals);
-            }
-          }
-          for (const py::Param& param : statement.params) {
-            if (param.default_value) {
-              collect_literals(*param.default_value, "size", fallback, in_call, literals);
-            }
+          for (const py::Expr& part : py::expressions(statement)) {
+            collect_literals(part, "size", fallback, in_call, literals);
           }
           const bool call = in_call || (statement.kind == py::Stmt::Kind::Function &&
                                         statement.text == "__call__");
@@ -1426,24 +1421,10 @@ std::vector<py::Stmt> replace_literals(
     std::vector<py::Stmt> body,
     const std::function<std::optional<py::Expr>(std::size_t)>& replace) {
   std::size_t next = 0;
-  const auto each = [&](const py::Expr& part) -> std::optional<py::Expr> {
+  return py::rewrite(std::move(body), [&](const py::Expr& part) -> std::optional<py::Expr> {
     if (part.kind() != py::Expr::Kind::Int || part.integer() < 0) return std::nullopt;
     return replace(next++);
-  };
-  std::function<void(std::vector<py::Stmt>&)> visit = [&](std::vector<py::Stmt>& statements) {
-    for (py::Stmt& statement : statements) {
-      for (auto* list : {&statement.targets, &statement.values, &statement.bases}) {
-        for (py::Expr& part : *list) part = py::rewrite(part, each);
-      }
-      for (py::Param& param : statement.params) {
-        if (param.default_value) param.default_value = py::rewrite(*param.default_value, each);
-      }
-      visit(statement.body);
-      visit(statement.orelse);
-    }
-  };
-  visit(body);
-  return body;
+  });
 }
 
 // The attributes a module's class sets: its children and its own parameters.
@@ -1503,7 +1484,7 @@ std::vector<std::pair<std::string, std::string>> init_keywords(const std::vector
   if (body.empty()) return keywords;
   for (const py::Stmt& statement : body[0].body) {
     const std::string attribute = statement_attribute(statement);
-    py::walk(std::vector<py::Stmt>{statement}, [&](const py::Expr& part) {
+    py::walk(py::expressions(statement), [&](const py::Expr& part) {
       if (part.kind() != py::Expr::Kind::Call) return;
       const std::size_t positional = part.parts().size() - part.keywords().size();
       for (std::size_t index = 0; index < part.keywords().size(); ++index) {

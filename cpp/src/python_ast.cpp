@@ -89,9 +89,8 @@ int level(const Expr& expression) {
   switch (expression.kind()) {
     case Expr::Kind::Int:
       return expression.integer() < 0 ? kUnary : kAtom;
-    case Expr::Kind::Float:
-      if (expression.text().starts_with('-')) return kUnary;
-      return expression.text().starts_with('f') ? kPrimary : kAtom;
+    case Expr::Kind::Float:  // nan and inf are calls: float("inf")
+      return expression.text().starts_with('-') ? kUnary : kAtom;
     case Expr::Kind::Attribute:
     case Expr::Kind::Call:
     case Expr::Kind::Subscript:
@@ -111,6 +110,20 @@ int level(const Expr& expression) {
 }
 
 std::string print_at(const Expr& expression, int needed);
+
+// The levels a binary operator's operands are printed at. Left-associative: `a - (b - c)`
+// keeps its parentheses, `(a - b) - c` needs none. `**` is right-associative and binds
+// tighter than a unary minus on its left. Comparisons chain in Python (`a < b < c`), so a
+// nested one is parenthesised.
+std::pair<int, int> operand_levels(Op op) {
+  const int level = info(op).level;
+  if (level == kPower) return {kPower + 1, kUnary};
+  if (level == kCompare) return {kCompare + 1, kCompare + 1};
+  return {level, level + 1};
+}
+
+// The level a unary operator's operand is printed at.
+int operand_level(UnaryOp op) { return op == UnaryOp::Not ? kNot : kUnary; }
 
 std::string join(const std::vector<Expr>& items, std::size_t from, int needed) {
   std::string text;
@@ -223,32 +236,15 @@ std::string print_unparenthesized(const Expr& expression) {
     case Expr::Kind::Dict:
       return "{" + join_items(expression) + "}";
     case Expr::Kind::Binary: {
-      const OperatorInfo& op = info(expression.op());
-      // Left-associative: `a - (b - c)` keeps its parentheses, `(a - b) - c` needs none.
-      // `**` is right-associative and binds tighter than a unary minus on its left.
-      // Comparisons chain in Python (`a < b < c`), so a nested one is parenthesised.
-      int left = op.level;
-      int right = op.level + 1;
-      if (op.level == kPower) {
-        left = kPower + 1;
-        right = kUnary;
-      } else if (op.level == kCompare) {
-        left = kCompare + 1;
-        right = kCompare + 1;
-      }
-      return print_at(parts[0], left) + " " + std::string(op.text) + " " +
+      const auto [left, right] = operand_levels(expression.op());
+      return print_at(parts[0], left) + " " + std::string(info(expression.op()).text) + " " +
              print_at(parts[1], right);
     }
-    case Expr::Kind::Unary:
-      switch (expression.unary_op()) {
-        case UnaryOp::Neg:
-          return "-" + print_at(parts[0], kUnary);
-        case UnaryOp::Invert:
-          return "~" + print_at(parts[0], kUnary);
-        case UnaryOp::Not:
-          return "not " + print_at(parts[0], kNot);
-      }
-      return "";
+    case Expr::Kind::Unary: {
+      const UnaryOp op = expression.unary_op();
+      const std::string_view sign = op == UnaryOp::Neg ? "-" : op == UnaryOp::Invert ? "~" : "not ";
+      return std::string(sign) + print_at(parts[0], operand_level(op));
+    }
     case Expr::Kind::Conditional:
       return print_at(parts[0], kOr) + " if " + print_at(parts[1], kOr) + " else " +
              print_at(parts[2], kConditional);
@@ -279,16 +275,10 @@ std::optional<Expr> trailing_brackets(const Expr& expression, int needed) {
     case Expr::Kind::Dict:
     case Expr::Kind::Subscript:
       return bracket_items(expression).empty() ? std::nullopt : std::optional(expression);
-    case Expr::Kind::Binary: {
-      const OperatorInfo& op = info(expression.op());
-      const int right = op.level == kPower     ? kUnary
-                        : op.level == kCompare ? kCompare + 1
-                                               : op.level + 1;
-      return trailing_brackets(expression.parts()[1], right);
-    }
+    case Expr::Kind::Binary:
+      return trailing_brackets(expression.parts()[1], operand_levels(expression.op()).second);
     case Expr::Kind::Unary:
-      return trailing_brackets(expression.parts()[0],
-                               expression.unary_op() == UnaryOp::Not ? kNot : kUnary);
+      return trailing_brackets(expression.parts()[0], operand_level(expression.unary_op()));
     case Expr::Kind::Conditional:
       return trailing_brackets(expression.parts()[2], kConditional);
     default:
@@ -296,15 +286,15 @@ std::optional<Expr> trailing_brackets(const Expr& expression, int needed) {
   }
 }
 
-std::pair<char, char> brackets_of(const Expr& expression) {
+char closing_bracket(const Expr& expression) {
   switch (expression.kind()) {
     case Expr::Kind::List:
     case Expr::Kind::Subscript:
-      return {'[', ']'};
+      return ']';
     case Expr::Kind::Dict:
-      return {'{', '}'};
+      return '}';
     default:
-      return {'(', ')'};
+      return ')';
   }
 }
 
@@ -320,7 +310,7 @@ void write_line(const std::string& lead, const Expr& expression, const std::stri
     out += lead + flat + tail + "\n";
     return;
   }
-  const char close = brackets_of(*group).second;
+  const char close = closing_bracket(*group);
   const std::string inside = join_items(*group);
   const std::size_t head = flat.size() - inside.size() - 1;  // up to and with the bracket
   const std::string pad(
@@ -361,20 +351,16 @@ void write_statement(const Stmt& statement, int depth, std::string& out) {
       statement.comment.empty() ? "" : "  # " + python_comment(statement.comment);
   switch (statement.kind) {
     case Stmt::Kind::Assign:
-      if (!trailing.empty()) {
-        out += pad + targets_of(statement) + " = " + print_at(statement.values[0], kConditional) +
-               trailing + "\n";
-      } else {
-        write_line(pad + targets_of(statement) + " = ", statement.values[0], "", out);
+    case Stmt::Kind::Expression: {
+      const std::string lead =
+          statement.kind == Stmt::Kind::Assign ? pad + targets_of(statement) + " = " : pad;
+      if (trailing.empty()) {
+        write_line(lead, statement.values[0], "", out);
+      } else {  // a line with a comment is not broken
+        out += lead + print_at(statement.values[0], kConditional) + trailing + "\n";
       }
       return;
-    case Stmt::Kind::Expression:
-      if (!trailing.empty()) {
-        out += pad + print_at(statement.values[0], kConditional) + trailing + "\n";
-      } else {
-        write_line(pad, statement.values[0], "", out);
-      }
-      return;
+    }
     case Stmt::Kind::Return:
       if (statement.values.empty()) {
         out += pad + "return\n";
@@ -690,22 +676,54 @@ std::string print(const std::vector<Stmt>& module) {
   return out;
 }
 
+namespace {
+
+// Calls `each` on the expressions a statement holds itself, in print order: the one place
+// that order is written (walk, rewrite and expressions follow it).
+template <typename Statement, typename Each>
+void each_expression(Statement& statement, Each&& each) {
+  for (auto& target : statement.targets) each(target);
+  for (auto& value : statement.values) each(value);
+  for (auto& base : statement.bases) each(base);
+  for (auto& param : statement.params) {
+    if (param.default_value) each(*param.default_value);
+  }
+}
+
+}  // namespace
+
+std::vector<Expr> expressions(const Stmt& statement) {
+  std::vector<Expr> result;
+  each_expression(statement, [&](const Expr& expression) { result.push_back(expression); });
+  return result;
+}
+
 void walk(const Expr& expression, const std::function<void(const Expr&)>& visit) {
   visit(expression);
   for (const Expr& part : expression.parts()) walk(part, visit);
 }
 
+void walk(const std::vector<Expr>& expressions, const std::function<void(const Expr&)>& visit) {
+  for (const Expr& expression : expressions) walk(expression, visit);
+}
+
 void walk(const std::vector<Stmt>& statements, const std::function<void(const Expr&)>& visit) {
   for (const Stmt& statement : statements) {
-    for (const Expr& target : statement.targets) walk(target, visit);
-    for (const Expr& value : statement.values) walk(value, visit);
-    for (const Expr& base : statement.bases) walk(base, visit);
-    for (const Param& param : statement.params) {
-      if (param.default_value) walk(*param.default_value, visit);
-    }
+    each_expression(statement, [&](const Expr& expression) { walk(expression, visit); });
     walk(statement.body, visit);
     walk(statement.orelse, visit);
   }
+}
+
+std::vector<Stmt> rewrite(std::vector<Stmt> statements,
+                          const std::function<std::optional<Expr>(const Expr&)>& replace) {
+  for (Stmt& statement : statements) {
+    each_expression(statement,
+                    [&](Expr& expression) { expression = rewrite(expression, replace); });
+    statement.body = rewrite(std::move(statement.body), replace);
+    statement.orelse = rewrite(std::move(statement.orelse), replace);
+  }
+  return statements;
 }
 
 Expr rewrite(const Expr& expression,

@@ -249,13 +249,20 @@ struct Stmt {
 /// between methods, lines wrapped at 100 columns.
 [[nodiscard]] std::string print(const std::vector<Stmt>& module);
 
+/// The expressions a statement holds itself (not those of its body), in print order.
+[[nodiscard]] std::vector<Expr> expressions(const Stmt& statement);
 /// Calls `visit` on `expression` and every expression inside it, parents first.
 void walk(const Expr& expression, const std::function<void(const Expr&)>& visit);
+/// Calls `visit` on each expression of `expressions` and every expression inside them.
+void walk(const std::vector<Expr>& expressions, const std::function<void(const Expr&)>& visit);
 /// Calls `visit` on every expression of the statements, nested ones included.
 void walk(const std::vector<Stmt>& statements, const std::function<void(const Expr&)>& visit);
 /// A copy of `expression` in which every part for which `replace` returns a value is
 /// replaced by it (parents are offered first; a replaced part is not entered).
 [[nodiscard]] Expr rewrite(const Expr& expression,
                            const std::function<std::optional<Expr>(const Expr&)>& replace);
+/// The statements with every expression rewritten so, in the order walk() visits them.
+[[nodiscard]] std::vector<Stmt> rewrite(
+    std::vector<Stmt> statements, const std::function<std::optional<Expr>(const Expr&)>& replace);
 
 }  // namespace torch2mlx::py
