@@ -428,14 +428,18 @@ def conv_grouped(conv, x, weight, groups, **options):
     return mx.concatenate([conv(a, w, groups=1, **options) for a, w in parts], axis=-1)
 
 
+def same_padding(kernel, dilation):
+    # torch's padding="same", (before, after) per axis: the extra element of an even window
+    # goes after.
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    return [(total // 2, total - total // 2) for total in totals]
+
+
 def conv_padded(x, weight, stride, dilation, groups, padding):
-    # torch's padding="same" pads the extra element of an even window on the right.
-    pads = [(0, 0)]
-    for k, d in zip(weight.shape[1:-1], dilation, strict=True):
-        total = d * (k - 1) if padding == "same" else 0
-        pads.append((total // 2, total - total // 2))
-    pads.append((0, 0))
-    x = mx.pad(x, pads)
+    # padding="same" or "valid" on a channels-last x.
+    kernel = weight.shape[1:-1]
+    pads = same_padding(kernel, dilation) if padding == "same" else [(0, 0)] * len(kernel)
+    x = mx.pad(x, [(0, 0), *pads, (0, 0)])
     return mx.conv_general(x, weight, stride=stride, kernel_dilation=dilation, groups=groups)
 
 

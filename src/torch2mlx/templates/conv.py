@@ -33,7 +33,13 @@ from functools import partial
 import mlx.core as mx
 import mlx.nn as nn
 
-from torch2mlx.mlx_helpers import conv_grouped, conv_padded, conv_transpose, pad_mode
+from torch2mlx.mlx_helpers import (
+    conv_grouped,
+    conv_padded,
+    conv_transpose,
+    pad_mode,
+    same_padding,
+)
 
 from ._utils import ntuple
 
@@ -70,11 +76,9 @@ class _ConvNd(nn.Module):
             raise ValueError("padding='same' needs stride 1 (as in torch)")
         self.padding = padding if isinstance(padding, str) else ntuple(padding, n, "padding")
         if padding_mode != "zeros":
-            # torch's _reversed_padding_repeated_twice: F.pad's list, last axis first. "same"
-            # puts the odd pixel at the end, as conv_padded does.
+            # torch's _reversed_padding_repeated_twice: F.pad's list, last axis first.
             if padding == "same":
-                totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size, strict=True)]
-                pairs = [(t // 2, t - t // 2) for t in totals]
+                pairs = same_padding(self.kernel_size, self.dilation)
             else:
                 pairs = [(p, p) for p in ((0,) * n if padding == "valid" else self.padding)]
             self.mode_padding = tuple(v for pair in reversed(pairs) for v in pair)
