@@ -5,6 +5,8 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -15,6 +17,7 @@
 #include "torch2mlx/op_mapping.h"
 #include "torch2mlx/package.h"
 #include "torch2mlx/pt2.h"
+#include "torch2mlx/tensor.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -55,6 +58,11 @@ nb::dict model_dict(const torch2mlx::GeneratedModel& model) {
     modules.append(entry);
   }
   result["modules"] = modules;
+  nb::list fields;
+  for (const auto& field : model.model_args) {
+    fields.append(nb::make_tuple(field.name, field.value, field.integer));
+  }
+  result["model_args"] = fields;
   return result;
 }
 
@@ -63,6 +71,37 @@ std::optional<torch2mlx::DType> parse_dtype(const std::optional<std::string>& na
   const auto dtype = torch2mlx::dtype_from_name(*name);
   if (!dtype) torch2mlx::fail("package", "unknown dtype '" + *name + "'");
   return dtype;
+}
+
+// ModelArgsSpec from Python: fields as (name, value, integer) and probes as (field, value,
+// JSON of the probe's ExportedProgram, buffers). A probe's parameters are on torch's meta
+// device; its buffers and constants, which passes read (a rotary table's frequencies), come
+// as (name, dtype, shape, bytes).
+torch2mlx::ModelArgsSpec model_args_spec(const nb::handle& spec) {
+  torch2mlx::ModelArgsSpec result;
+  if (spec.is_none()) return result;
+  for (const nb::handle entry : spec["fields"]) {
+    result.fields.push_back(
+        {nb::cast<std::string>(entry[0]), nb::cast<double>(entry[1]), nb::cast<bool>(entry[2])});
+  }
+  for (const nb::handle entry : spec["probes"]) {
+    torch2mlx::ConfigProbe probe;
+    probe.field = nb::cast<std::string>(entry[0]);
+    probe.value = nb::cast<double>(entry[1]);
+    probe.program = torch2mlx::parse_exported_program(nb::cast<std::string>(entry[2]),
+                                                      "probe of " + probe.field);
+    for (const nb::handle buffer : entry[3]) {
+      const auto dtype = parse_dtype(nb::cast<std::string>(buffer[1]));
+      const auto bytes = nb::cast<nb::bytes>(buffer[3]);
+      const auto* data = static_cast<const std::byte*>(bytes.data());
+      probe.program.weights.push_back(
+          {nb::cast<std::string>(buffer[0]),
+           torch2mlx::make_owned_tensor(*dtype, nb::cast<std::vector<std::int64_t>>(buffer[2]),
+                                        std::vector<std::byte>(data, data + bytes.size()))});
+    }
+    result.probes.push_back(std::move(probe));
+  }
+  return result;
 }
 
 }  // namespace
@@ -92,8 +131,9 @@ void bind_codegen(nb::module_& m) {
       "write_package",
       [](const std::filesystem::path& pt2, const std::filesystem::path& directory,
          const std::optional<std::string>& dtype, std::uint64_t shard_bytes,
-         const std::string& dump_ir_after) {
+         const std::string& dump_ir_after, const nb::object& model_args) {
         torch2mlx::PackageOptions options;
+        options.codegen.model_args = model_args_spec(model_args);
         options.dtype = parse_dtype(dtype);
         options.shard_bytes = shard_bytes;
         options.codegen.dump_ir_after = dump_ir_after;
@@ -127,9 +167,10 @@ void bind_codegen(nb::module_& m) {
         return info;
       },
       "pt2"_a, "directory"_a, "dtype"_a = nb::none(), "shard_bytes"_a = 5'000'000'000ULL,
-      "dump_ir_after"_a = "",
+      "dump_ir_after"_a = "", "model_args"_a = nb::none(),
       "Reads a .pt2 archive and writes model.py and the MLX weights into an existing "
-      "directory.");
+      "directory. model_args ({'fields': [(name, value, is_int)], 'probes': [(field, value, "
+      "program_json)]}) makes model.py read its sizes from a ModelArgs dataclass.");
   m.def("supported_ops", &torch2mlx::supported_ops, "Every ATen overload the registry maps.");
   m.def(
       "op_layouts",

@@ -24,7 +24,9 @@
 #include <utility>
 
 #include "ops/call.h"
+#include "torch2mlx/code_rewrites.h"
 #include "torch2mlx/error.h"
+#include "torch2mlx/model_args.h"
 #include "torch2mlx/op_mapping.h"
 #include "torch2mlx/passes.h"
 #include "torch2mlx/python_ast.h"
@@ -271,7 +273,10 @@ class Generator {
     state_.program = &program;
   }
 
-  GeneratedModel run();
+  /// The model; with `model_args`, its classes read their sizes from ModelArgs wherever
+  /// `probe_classes` (the classes generated from each probe) show how.
+  GeneratedModel run(const ModelArgsSpec& model_args = {},
+                     const std::vector<std::vector<py::Stmt>>& probe_classes = {});
   /// The node being translated, as errors name it: "node 'x' (op) in path (type) at line".
   [[nodiscard]] std::string current_node() const;
 
@@ -304,7 +309,8 @@ class Generator {
   py::Expr output_expression(const nlohmann::json& spec, std::size_t& next,
                              const std::vector<py::Expr>& values) const;
   std::map<std::string, ContainerLeaf> container_leaves() const;
-  std::string assemble();
+  std::vector<py::Stmt> make_classes();
+  std::string assemble(std::vector<py::Stmt> classes, bool generic);
   void ensure_module(const std::string& path);
   std::vector<py::Stmt> class_body(ModuleNode& module);
   [[nodiscard]] std::vector<py::Expr> list_items(const ModuleNode& list) const;
@@ -329,7 +335,13 @@ class Generator {
   bool root_layers_ = false;    // the model is an nn.Sequential: children live in self.layers
   int current_ = -1;            // the node being planned or emitted, for internal errors
   std::size_t transposes_ = 0;  // counted by assemble()
-  std::set<std::string> direct_weights_;  // MLX keys of the weights reference() reads
+  // Where each class came from (a torch type and the modules it serves), for its comment.
+  struct Origin {
+    std::string type, first_path;
+    std::size_t members = 0;
+  };
+  std::map<std::string, Origin> class_origin_;  // by class name; the root class has none
+  std::set<std::string> direct_weights_;        // MLX keys of the weights reference() reads
 };
 
 // ---------------------------------------------------------------------------------------
@@ -983,7 +995,16 @@ void Generator::convert_inputs(int index, const std::string& method_path, Method
     const auto current = perms_.find(name);
     if (current != perms_.end()) state_.perms[name] = current->second;
   }
-  for (const auto& [name, perm] : needs_[static_cast<std::size_t>(index)]) {
+  // In the order of the arguments (not of the names), so that every call of one module
+  // writes its conversions in the same order whatever torch numbered its values.
+  const std::map<std::string, Perm>& needs = needs_[static_cast<std::size_t>(index)];
+  std::vector<std::string> order = names;
+  for (const auto& [name, perm] : needs) order.push_back(name);
+  std::set<std::string> done;
+  for (const std::string& name : order) {
+    const auto need = needs.find(name);
+    if (need == needs.end() || !done.insert(name).second) continue;
+    const Perm& perm = need->second;
     const Perm current = perms_.contains(name) ? perms_.at(name) : Perm{};
     state_.perms[name] = perm;
     if (current == perm) continue;
@@ -1316,7 +1337,7 @@ std::vector<py::Stmt> Generator::class_body(ModuleNode& module) {
   }
   std::vector<py::Stmt> body{py::function("__init__", {{"self", {}}}, std::move(init))};
   if (module.method) body.push_back(*module.method);
-  return body;
+  return loop_over_layers(std::move(body));
 }
 
 // An integer literal in a class body, and what it configures.
@@ -1560,7 +1581,7 @@ std::vector<std::string> distinguishing_words(const std::vector<py::Stmt>& known
   return words;
 }
 
-std::string Generator::assemble() {
+std::vector<py::Stmt> Generator::make_classes() {
   // Classes, deepest modules first so that every class is defined before it is used. At
   // each depth, modules of one torch type whose code differs only in integer sizes share a
   // class whose constructor takes those sizes.
@@ -1573,11 +1594,7 @@ std::string Generator::assemble() {
     std::vector<py::Stmt> body;
   };
   std::vector<Class> classes;
-  struct Origin {
-    std::string type, first_path;
-    std::size_t members = 0;
-  };
-  std::map<std::string, Origin> class_origin;  // by class name; the root class has none
+  std::map<std::string, Origin>& class_origin = class_origin_;
   // A class made at a deeper level, by group key: a module of the same type and code
   // nearer the root (a model's final norm beside its layers' norms) reuses it, when the
   // sizes the class fixes are its sizes too.
@@ -1744,19 +1761,28 @@ std::string Generator::assemble() {
     }
   }
   std::vector<py::Stmt> code;
+  code.reserve(classes.size());
   for (Class& made_class : classes) {
-    py::Stmt definition =
-        py::class_(made_class.name, {py::dotted("nn.Module")}, std::move(made_class.body));
-    const auto origin = class_origin.find(made_class.name);
-    if (origin != class_origin.end()) {
-      const Origin& from = origin->second;
-      const std::string paths =
-          from.members == 1 ? from.first_path
-                            : fmt::format("{} and {} more", from.first_path, from.members - 1);
-      definition = py::commented(
-          definition, "torch: " + python_comment(fmt::format("{} ({})", from.type, paths), 90));
-    }
-    code.push_back(std::move(definition));
+    code.push_back(
+        py::class_(made_class.name, {py::dotted("nn.Module")}, std::move(made_class.body)));
+  }
+  return code;
+}
+
+// The module: imports, the helpers the code calls, and the classes, each with a comment
+// naming the torch modules it serves (the first of them, "and others" when `generic`: the
+// count changes with the model's size).
+std::string Generator::assemble(std::vector<py::Stmt> code, bool generic) {
+  for (py::Stmt& definition : code) {
+    const auto origin = class_origin_.find(definition.text);
+    if (definition.kind != py::Stmt::Kind::Class || origin == class_origin_.end()) continue;
+    const Origin& from = origin->second;
+    const std::string paths =
+        from.members == 1 ? from.first_path
+        : generic         ? fmt::format("{} and others", from.first_path)
+                          : fmt::format("{} and {} more", from.first_path, from.members - 1);
+    definition = py::commented(
+        definition, "torch: " + python_comment(fmt::format("{} ({})", from.type, paths), 90));
   }
   // Imports the code uses: names in the code, and the helpers' code lines (their comments
   // may mention math.sqrt).
@@ -1798,6 +1824,10 @@ std::string Generator::assemble() {
       py::comment("It needs MLX only; edit it freely.")};
   if (names.contains("math")) {
     module.push_back(py::import("math"));
+    module.push_back(py::blank());
+  }
+  if (names.contains("dataclass")) {
+    module.push_back(py::import_from("dataclasses", "dataclass"));
     module.push_back(py::blank());
   }
   if (names.contains("mx")) module.push_back(py::import("mlx.core", "mx"));
@@ -2030,7 +2060,8 @@ void Generator::drop_dead_uses() {
   }
 }
 
-GeneratedModel Generator::run() {
+GeneratedModel Generator::run(const ModelArgsSpec& model_args,
+                              const std::vector<std::vector<py::Stmt>>& probe_classes) {
   index_inputs();
   drop_dead_uses();
   name_from_source();
@@ -2086,7 +2117,22 @@ GeneratedModel Generator::run() {
   emit(*root_);
   modules_.at("").method = emit_root();
   GeneratedModel generated;
-  generated.source = assemble();
+  generated.classes = make_classes();
+  if (model_args.probes.empty()) {
+    generated.source = assemble(generated.classes, !model_args.fields.empty());
+  } else {
+    std::vector<std::string> fields;
+    std::vector<double> values;
+    for (const ConfigProbe& probe : model_args.probes) {
+      fields.push_back(probe.field);
+      values.push_back(probe.value);
+    }
+    ParameterizedCode code =
+        parameterize(generated.classes, model_args.fields, fields, values, probe_classes);
+    generated.model_args = std::move(code.fields);
+    for (std::string& note : code.notes) notes_.push_back(std::move(note));
+    generated.source = assemble(std::move(code.classes), true);
+  }
   for (const auto& [source, key] : weight_attribute_) {
     PackageWeight weight;
     weight.name = key;
@@ -2212,11 +2258,19 @@ std::vector<std::string_view> leaf_layer_types() {
 }
 
 GeneratedModel generate_model(const ExportedProgram& program, const CodegenOptions& options) {
+  // Each probe's classes first, generated as the model's own are (with the fields given, so
+  // that their comments are the generic ones too).
+  std::vector<std::vector<py::Stmt>> probe_classes;
+  for (const ConfigProbe& probe : options.model_args.probes) {
+    CodegenOptions plain;
+    plain.model_args.fields = options.model_args.fields;
+    probe_classes.push_back(generate_model(probe.program, plain).classes);
+  }
   ExportedProgram rewritten = program;
   run_passes(rewritten, default_passes(), options.dump_ir_after, options.dump);
   Generator generator(rewritten);
   try {
-    return generator.run();
+    return generator.run(options.model_args, probe_classes);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& error) {

@@ -196,6 +196,7 @@ constexpr NoopRule kNoopRules[] = {
     {"aten.alias.default", "self", always},
     {"aten.detach.default", "self", always},
     {"aten.clone.default", "self", always},
+    {"aten.contiguous.default", "self", always},
     {"aten.lift_fresh_copy.default", "self", always},
     {"aten.view.default", "self", always},
     {"aten.reshape.default", "self", always},

@@ -111,6 +111,24 @@ int level(const Expr& expression) {
 
 std::string print_at(const Expr& expression, int needed);
 
+// A name, a number or an attribute chain of a name, with or without a unary operator: the
+// operands ruff writes `**` between without spaces.
+bool simple_power_operand(const Expr& expression) {
+  switch (expression.kind()) {
+    case Expr::Kind::Name:
+    case Expr::Kind::Int:
+    case Expr::Kind::Float:
+      return true;
+    case Expr::Kind::Attribute:
+      return simple_power_operand(expression.parts()[0]) &&
+             expression.parts()[0].kind() != Expr::Kind::Unary;
+    case Expr::Kind::Unary:
+      return expression.unary_op() != UnaryOp::Not && simple_power_operand(expression.parts()[0]);
+    default:
+      return false;
+  }
+}
+
 // The levels a binary operator's operands are printed at. Left-associative: `a - (b - c)`
 // keeps its parentheses, `(a - b) - c` needs none. `**` is right-associative and binds
 // tighter than a unary minus on its left. Comparisons chain in Python (`a < b < c`), so a
@@ -237,7 +255,13 @@ std::string print_unparenthesized(const Expr& expression) {
       return "{" + join_items(expression) + "}";
     case Expr::Kind::Binary: {
       const auto [left, right] = operand_levels(expression.op());
-      return print_at(parts[0], left) + " " + std::string(info(expression.op()).text) + " " +
+      // `x**2` but `(a + b) ** 2`: ruff hugs `**` when both operands are simple.
+      // A parenthesised operand is not simple: `(-1) ** a`.
+      const bool hug = expression.op() == Op::Pow && simple_power_operand(parts[0]) &&
+                       level(parts[0]) >= left && simple_power_operand(parts[1]) &&
+                       level(parts[1]) >= right;
+      const std::string space = hug ? "" : " ";
+      return print_at(parts[0], left) + space + std::string(info(expression.op()).text) + space +
              print_at(parts[1], right);
     }
     case Expr::Kind::Unary: {
@@ -250,6 +274,9 @@ std::string print_unparenthesized(const Expr& expression) {
              print_at(parts[2], kConditional);
     case Expr::Kind::Starred:
       return "*" + print_at(parts[0], kBitOr);
+    case Expr::Kind::Comprehension:
+      return "[" + print_at(parts[0], kConditional) + " for " + print_at(parts[1], kBitOr) +
+             " in " + print_at(parts[2], kOr) + "]";
   }
   return "";
 }
@@ -387,13 +414,29 @@ void write_statement(const Stmt& statement, int depth, std::string& out) {
         write_block(statement.orelse, depth + 1, out);
       }
       return;
+    case Stmt::Kind::For:
+      out += pad + "for " + targets_of(statement) + " in " +
+             print_at(statement.values[0], kConditional) + ":\n";
+      write_block(statement.body, depth + 1, out);
+      return;
+    case Stmt::Kind::Annotated:
+      out += pad + targets_of(statement) + ": " + print_at(statement.values[0], kConditional) +
+             trailing + "\n";
+      return;
     case Stmt::Kind::Function: {
       if (!statement.comment.empty()) write_comment(statement.comment, depth, out);
+      for (const Expr& decorator : statement.decorators) {
+        out += pad + "@" + print_at(decorator, kPrimary) + "\n";
+      }
       std::string params;
       for (const Param& param : statement.params) {
         if (!params.empty()) params += ", ";
         params += param.name;
-        if (param.default_value) params += "=" + print_at(*param.default_value, kConditional);
+        if (param.annotation) params += ": " + print_at(*param.annotation, kConditional);
+        const std::string_view equals = param.annotation ? " = " : "=";
+        if (param.default_value) {
+          params += std::string(equals) + print_at(*param.default_value, kConditional);
+        }
       }
       out += pad + "def " + statement.text + "(" + params + "):\n";
       write_block(statement.body, depth + 1, out);
@@ -401,6 +444,9 @@ void write_statement(const Stmt& statement, int depth, std::string& out) {
     }
     case Stmt::Kind::Class: {
       if (!statement.comment.empty()) write_comment(statement.comment, depth, out);
+      for (const Expr& decorator : statement.decorators) {
+        out += pad + "@" + print_at(decorator, kPrimary) + "\n";
+      }
       out += pad + "class " + statement.text;
       if (!statement.bases.empty()) out += "(" + join(statement.bases, 0, kConditional) + ")";
       out += ":\n";
@@ -411,6 +457,9 @@ void write_statement(const Stmt& statement, int depth, std::string& out) {
       out += pad + "import " + statement.text;
       if (!statement.alias.empty()) out += " as " + statement.alias;
       out += "\n";
+      return;
+    case Stmt::Kind::ImportFrom:
+      out += pad + "from " + statement.text + " import " + statement.alias + "\n";
       return;
     case Stmt::Kind::Verbatim: {
       std::string text = statement.text;
@@ -581,6 +630,11 @@ Expr conditional(const Expr& body, const Expr& test, const Expr& orelse) {
 
 Expr starred(const Expr& value) { return make({.kind = Expr::Kind::Starred, .parts = {value}}); }
 
+Expr comprehension(const Expr& element, const Expr& target, const Expr& iterable) {
+  if (target.kind() != Expr::Kind::Name) fail("python", "a comprehension's target must be a name");
+  return make({.kind = Expr::Kind::Comprehension, .parts = {element, target, iterable}});
+}
+
 Expr call(std::string_view function, std::vector<Expr> args, std::vector<Keyword> keywords) {
   return dotted(function)(std::move(args), std::move(keywords));
 }
@@ -653,6 +707,31 @@ Stmt import(std::string_view module, std::string_view alias) {
   return {.kind = Stmt::Kind::Import, .text = std::string(module), .alias = std::string(alias)};
 }
 
+Stmt for_(const Expr& target, const Expr& iterable, std::vector<Stmt> body) {
+  if (target.kind() != Expr::Kind::Name) fail("python", "a for loop's target must be a name");
+  return {
+      .kind = Stmt::Kind::For, .targets = {target}, .values = {iterable}, .body = std::move(body)};
+}
+
+Stmt annotated(const Expr& target, const Expr& annotation) {
+  if (target.kind() != Expr::Kind::Name) fail("python", "an annotated target must be a name");
+  return {.kind = Stmt::Kind::Annotated, .targets = {target}, .values = {annotation}};
+}
+
+Stmt import_from(std::string_view module, std::string_view name) {
+  (void)dotted(module);
+  check_identifier(name);
+  return {.kind = Stmt::Kind::ImportFrom, .text = std::string(module), .alias = std::string(name)};
+}
+
+Stmt decorated(Stmt statement, const Expr& decorator) {
+  if (statement.kind != Stmt::Kind::Function && statement.kind != Stmt::Kind::Class) {
+    fail("python", "only a function or a class takes a decorator");
+  }
+  statement.decorators.push_back(decorator);
+  return statement;
+}
+
 Stmt verbatim(std::string_view source) {
   return {.kind = Stmt::Kind::Verbatim, .text = std::string(source)};
 }
@@ -682,10 +761,12 @@ namespace {
 // that order is written (walk, rewrite and expressions follow it).
 template <typename Statement, typename Each>
 void each_expression(Statement& statement, Each&& each) {
+  for (auto& decorator : statement.decorators) each(decorator);
   for (auto& target : statement.targets) each(target);
   for (auto& value : statement.values) each(value);
   for (auto& base : statement.bases) each(base);
   for (auto& param : statement.params) {
+    if (param.annotation) each(*param.annotation);
     if (param.default_value) each(*param.default_value);
   }
 }

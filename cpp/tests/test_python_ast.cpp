@@ -49,8 +49,8 @@ TEST(PythonAst, ParenthesisesOnlyWherePrecedenceNeedsIt) {
   EXPECT_EQ(print(a - (b - c)), "a - (b - c)");
   EXPECT_EQ(print((a - b) - c), "a - b - c");
   EXPECT_EQ(print(binary(-a, Op::Pow, b)), "(-a) ** b");
-  EXPECT_EQ(print(binary(a, Op::Pow, -b)), "a ** -b");
-  EXPECT_EQ(print(binary(binary(a, Op::Pow, b), Op::Pow, c)), "(a ** b) ** c");
+  EXPECT_EQ(print(binary(a, Op::Pow, -b)), "a**-b");
+  EXPECT_EQ(print(binary(binary(a, Op::Pow, b), Op::Pow, c)), "(a**b) ** c");
   EXPECT_EQ(print(binary(integer(-1), Op::Pow, a)), "(-1) ** a");
   EXPECT_EQ(print((a + b).method("astype", {c})), "(a + b).astype(c)");
   EXPECT_EQ(print(binary(binary(a, Op::Lt, b), Op::Lt, c)), "(a < b) < c");
@@ -148,6 +148,51 @@ TEST(PythonAst, RewriteReplacesPartsAndKeepsTheRest) {
   int literals = 0;
   walk(rewritten, [&](const Expr& part) { literals += part.kind() == Expr::Kind::Int ? 1 : 0; });
   EXPECT_EQ(literals, 1);
+}
+
+TEST(PythonAst, HugsPowerBetweenSimpleOperandsAsRuffDoes) {
+  const Expr x = name("x");
+  EXPECT_EQ(print(binary(x.attr("head_dim"), Op::Pow, number(-0.5))), "x.head_dim**-0.5");
+  EXPECT_EQ(print(binary(x, Op::Pow, integer(2))), "x**2");
+  EXPECT_EQ(print(binary(x + integer(1), Op::Pow, integer(2))), "(x + 1) ** 2");
+  EXPECT_EQ(print(binary(x, Op::Pow, call("f", {x}))), "x ** f(x)");
+}
+
+TEST(PythonAst, PrintsLoopsComprehensionsAndDataclasses) {
+  const Expr self = name("self");
+  const Expr h = name("h");
+  const Expr layer = name("layer");
+  EXPECT_EQ(print(comprehension(call("Block", {name("args")}), name("_"),
+                                call("range", {name("args").attr("num_layers")}))),
+            "[Block(args) for _ in range(args.num_layers)]");
+  const std::vector<Stmt> module{
+      import_from("dataclasses", "dataclass"),
+      decorated(class_("ModelArgs", {},
+                       {annotated(name("hidden_size"), name("int")),
+                        annotated(name("eps"), name("float"))}),
+                name("dataclass")),
+      function("run",
+               {{"self", {}}, {"args", {}, name("ModelArgs")}, {"n", integer(2), name("int")}},
+               {for_(layer, self.attr("layers"), {assign(h, layer({h}))}), return_({h})}),
+  };
+  EXPECT_EQ(print(module),
+            "from dataclasses import dataclass\n"
+            "\n\n"
+            "@dataclass\n"
+            "class ModelArgs:\n"
+            "    hidden_size: int\n"
+            "    eps: float\n"
+            "\n\n"
+            "def run(self, args: ModelArgs, n: int = 2):\n"
+            "    for layer in self.layers:\n"
+            "        h = layer(h)\n"
+            "    return h\n");
+  EXPECT_THROW((void)for_(layer[integer(0)], h, {}), Error);
+  EXPECT_THROW((void)decorated(assign(h, h), name("dataclass")), Error);
+  EXPECT_THROW((void)import_from("dataclasses", "class"), Error);
+  int names = 0;
+  walk(module, [&](const Expr& part) { names += part.text() == "ModelArgs" ? 1 : 0; });
+  EXPECT_EQ(names, 1);  // the annotation of a parameter is walked
 }
 
 }  // namespace

@@ -197,6 +197,7 @@ def convert(
     quantize: dict | None = None,
     extra_files: list[Path] | None = None,
     config_extra: dict | None = None,
+    model_args: bool | None = None,
 ) -> ConversionResult:
     """Converts a model to an MLX package in ``out_dir`` and (by default) verifies it.
 
@@ -214,6 +215,12 @@ def convert(
     compared with torch's float model and the errors reported, but judged only against an
     explicit ``tolerance``. ``extra_files`` (tokenizer files...) are copied into the package
     and ``config_extra`` is merged into config.json.
+
+    A model built from a Hugging Face config gets a model.py that reads its sizes from a
+    ``ModelArgs`` dataclass (config.json's ``model_args``), so that one model.py serves every
+    size of the architecture: the model is captured once more per numeric config field, on
+    the meta device (torch2mlx.model_args). ``model_args=False`` skips this; ``True`` asks
+    for it, and is an error for a model without such a config.
     """
     from torch2mlx.analyze import harmless_in_place
     from torch2mlx.capture import (
@@ -223,8 +230,15 @@ def convert(
         split_inputs,
         without_cache_outputs,
     )
+    from torch2mlx.model_args import config_values, is_configured, probe_spec
     from torch2mlx.quantization import plan_from
 
+    live = not isinstance(model, (str, Path))
+    if model_args and not (live and is_configured(model)):
+        raise Torch2MLXError(
+            "[convert] model_args=True needs a model built from a Hugging Face config "
+            "(model.config), whose fields ModelArgs would hold"
+        )
     if dtype is not None and dtype not in OUTPUT_DTYPES:
         raise Torch2MLXError(
             f"[convert] dtype must be one of {', '.join(OUTPUT_DTYPES)}, not {dtype!r}"
@@ -254,24 +268,34 @@ def convert(
                 archive = save_program(program, Path(scratch) / "model.pt2")
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
-            info = _core.write_package(str(archive), str(staging), dtype, shard_size, dump_ir or "")
-            check_package(staging)  # whatever verify says: a broken package is never written
+            spec, probe_notes = None, []
+            if module is not None and model_args is not False and is_configured(model):
+                spec, probe_notes = probe_spec(model, example_inputs, dynamic_shapes)
+            info = _core.write_package(
+                str(archive), str(staging), dtype, shard_size, dump_ir or "", spec
+            )
+            info["notes"] = [*info["notes"], *probe_notes]
+            args = config_values(info["model_args"]) if info["model_args"] else None
+            # Whatever verify says: a broken package is never written.
+            check_package(staging, model_args=args)
             analysis = _analysis(model, archive, decomposed, harmless)
             plan = plan_from(quantize)
             quantization = None
             if plan is not None:
                 quantization, weight_files, quantize_notes = _quantize_package(
-                    staging, plan, shard_size, info["direct_weights"]
+                    staging, plan, shard_size, info["direct_weights"], args
                 )
                 info["weight_files"] = weight_files
                 info["notes"] = [*info["notes"], *quantize_notes]
-                check_package(staging, quantization)
+                check_package(staging, quantization, args)
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)
         # The module calls verification observes, where they sit in the MLX tree, and the
         # axis order of their values (verification.py).
         (staging / "modules.json").write_text(json.dumps(info["modules"], indent=1) + "\n")
         config = _config(info, source, dtype)
+        if args is not None:
+            config["model_args"] = args
         config["decomposed_ops"] = decomposed
         if quantization is not None:
             config["quantization"] = quantization
@@ -329,7 +353,7 @@ def _analysis(model: Any, archive: Path, decomposed: list[str], harmless: list[d
 
 
 def _quantizable_layers(
-    staging: Path, direct_weights: list[str]
+    staging: Path, direct_weights: list[str], model_args: dict | None
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """(path, torch type) of the mlx.nn.Linear and mlx.nn.Embedding layers of model.py that
     may be quantized: those whose weight the code reads only through the layer (a weight
@@ -337,7 +361,7 @@ def _quantizable_layers(
     lists the weights the code reads directly."""
     import mlx.nn as nn
 
-    from torch2mlx.runtime import load_model_class
+    from torch2mlx.runtime import new_model
 
     direct = set(direct_weights)
     kinds = {
@@ -345,7 +369,7 @@ def _quantizable_layers(
         nn.Embedding: "torch.nn.modules.sparse.Embedding",
     }
     layers, notes = [], []
-    for path, module in load_model_class(staging)().named_modules():
+    for path, module in new_model(staging, model_args).named_modules():
         kind = kinds.get(type(module))
         if kind is None:
             continue
@@ -357,14 +381,14 @@ def _quantizable_layers(
 
 
 def _quantize_package(
-    staging: Path, plan: Any, shard_size: int, direct_weights: list[str]
+    staging: Path, plan: Any, shard_size: int, direct_weights: list[str], model_args: dict | None
 ) -> tuple[dict, list[str], list[str]]:
     """Rewrites the package's weights with the quantizable layers quantized; returns the
     config.json block, the new weight files and notes."""
     from torch2mlx.quantization import config_block, core_layers
     from torch2mlx.runtime import _weight_files
 
-    layers, notes = _quantizable_layers(staging, direct_weights)
+    layers, notes = _quantizable_layers(staging, direct_weights, model_args)
     table = plan.layers(layers)
     old_files = _weight_files(staging)
     source = staging / "model.safetensors.index.json" if len(old_files) > 1 else old_files[0]

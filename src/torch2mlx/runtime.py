@@ -76,6 +76,32 @@ def load_model_class(directory: Path) -> type:
     return module.Model
 
 
+def new_model(directory: Path, model_args: dict | None = None) -> Any:
+    """The package's model, untrained: ``Model(ModelArgs(**model_args))`` when model.py reads
+    its sizes from a ModelArgs dataclass (``model_args`` defaults to config.json's), else
+    ``Model()``."""
+    model_class = load_model_class(directory)
+    module = sys.modules[model_class.__module__]
+    if not hasattr(module, "ModelArgs"):
+        return model_class()
+    if model_args is None:
+        path = directory / "config.json"
+        config = json.loads(_read_regular(path)) if path.exists() else {}
+        model_args = config.get("model_args")
+        if not isinstance(model_args, dict):
+            raise Torch2MLXError(
+                f"[load] {path}: model.py reads its sizes from ModelArgs, but config.json has "
+                f'no "model_args"; {_PACKAGE_HINT}'
+            )
+    try:
+        return model_class(module.ModelArgs(**model_args))
+    except TypeError as error:
+        raise Torch2MLXError(
+            f"[load] {directory}: config.json's model_args do not fit model.py's ModelArgs "
+            f"({error}); {_PACKAGE_HINT}"
+        ) from None
+
+
 def quantization_of(directory: Path) -> dict | None:
     """The ``quantization`` block of a package's config.json (mlx-lm's form), if any."""
     path = directory / "config.json"
@@ -117,7 +143,7 @@ def load(directory: str | Path) -> Any:
     import mlx.core as mx
 
     directory = Path(directory)
-    model = load_model_class(directory)()
+    model = new_model(directory)
     weights: dict[str, Any] = {}
     for path in _weight_files(directory):
         weights.update(mx.load(str(path)))
@@ -146,12 +172,15 @@ def _imported_modules(tree: ast.AST) -> set[str]:
     return names
 
 
-def check_package(directory: str | Path, quantization: dict | None = None) -> None:
+def check_package(
+    directory: str | Path, quantization: dict | None = None, model_args: dict | None = None
+) -> None:
     """Refuses a package that must not be written: model.py does not compile, imports more
     than mlx and the standard library, or its parameters differ from its weights.
 
     The parameter check builds the model, so it needs mlx; without it, the first two hold.
-    ``quantization`` (else config.json's block) quantizes the model first, as load does.
+    ``quantization`` (else config.json's block) quantizes the model first, as load does;
+    ``model_args`` (else config.json's) builds a model that reads ModelArgs.
     """
     directory = Path(directory)
     path = directory / "model.py"
@@ -173,7 +202,7 @@ def check_package(directory: str | Path, quantization: dict | None = None) -> No
         from mlx.utils import tree_flatten
     except ImportError:
         return
-    model = load_model_class(directory)()
+    model = new_model(directory, model_args)
     weights: dict[str, tuple[int, ...]] = {}
     for weight_file in _weight_files(directory):
         weights.update({t.name: t.shape for t in inspect_checkpoint(weight_file).tensors})

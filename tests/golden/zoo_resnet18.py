@@ -118,7 +118,7 @@ class Model(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm(16)
-        self.layer1 = [BasicBlock(in_channels=16), BasicBlock(in_channels=16)]
+        self.layer1 = [BasicBlock(in_channels=16) for _ in range(2)]
         self.layer2 = [
             BasicBlockWithDownsample(in_channels=16, out_channels=32),
             BasicBlock(in_channels=32),
@@ -140,10 +140,10 @@ class Model(nn.Module):
         batch_norm_1 = self.bn1(conv2d)
         # models.py:103: x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         relu = nn.relu(batch_norm_1)
-        max_pool2d = max_pool(relu, (3, 3), (2, 2), (1, 1), (1, 1), False)
-        relu_1 = self.layer1[0](max_pool2d)
-        relu_2 = self.layer1[1](relu_1)
-        relu_3 = self.layer2[0](relu_2)
+        relu_1 = max_pool(relu, (3, 3), (2, 2), (1, 1), (1, 1), False)
+        for layer in self.layer1:
+            relu_1 = layer(relu_1)
+        relu_3 = self.layer2[0](relu_1)
         relu_4 = self.layer2[1](relu_3)
         relu_5 = self.layer3[0](relu_4)
         relu_6 = self.layer3[1](relu_5)

@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "torch2mlx/graph.h"
+#include "torch2mlx/model_args.h"
+#include "torch2mlx/python_ast.h"
 #include "torch2mlx/registry.h"
 #include "torch2mlx/tensor.h"
 
@@ -63,12 +65,15 @@ struct GeneratedModel {
   std::vector<std::string> direct_weights;  // weights the code reads as arrays (`self.w`,
                                             // a tied head), not only through their layer
   std::vector<ModuleBoundary> modules;      // in the order their calls start
+  std::vector<py::Stmt> classes;            // the classes as generated, before ModelArgs
+  std::vector<ConfigField> model_args;      // the config fields model.py's ModelArgs holds
 };
 
 /// How to generate.
 struct CodegenOptions {
   std::string dump_ir_after;  // a pass name (or "input"): print the IR after it ...
   std::function<void(const std::string&)> dump;  // ... to this, before code is generated
+  ModelArgsSpec model_args;  // the config and its probes, for sizes read from ModelArgs
 };
 
 /// Generates model.py for `program`, after the default passes. Throws Error listing every

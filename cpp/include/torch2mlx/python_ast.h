@@ -74,6 +74,7 @@ class Expr {
     Unary,
     Conditional,
     Starred,
+    Comprehension,
     Omitted
   };
 
@@ -164,6 +165,8 @@ struct Keyword {
 [[nodiscard]] Expr conditional(const Expr& body, const Expr& test, const Expr& orelse);
 /// `*value`, in a call's arguments, a tuple or a subscript.
 [[nodiscard]] Expr starred(const Expr& value);
+/// `[element for target in iterable]`.
+[[nodiscard]] Expr comprehension(const Expr& element, const Expr& target, const Expr& iterable);
 /// Nothing: what an op emitter returns for an op that writes no code (slices leave their
 /// missing parts out the same way).
 [[nodiscard]] Expr nothing();
@@ -177,10 +180,11 @@ struct Keyword {
 [[nodiscard]] Expr operator/(const Expr& left, const Expr& right);
 [[nodiscard]] Expr operator-(const Expr& operand);
 
-/// A function parameter, with an optional default.
+/// A function parameter, with an optional default and annotation.
 struct Param {
   std::string name;
   std::optional<Expr> default_value;
+  std::optional<Expr> annotation = std::nullopt;
 };
 
 /// A Python statement.
@@ -195,21 +199,26 @@ struct Stmt {
     Function,
     Class,
     Import,
+    ImportFrom,
+    For,
+    Annotated,
     Blank,
     Verbatim
   };
   Kind kind = Kind::Pass;
-  std::vector<Expr> targets;  // Assign: `a, b = value`; one target in a list: `a, = value`
-  bool unpack = false;        // Assign: a trailing comma after a single target
-  std::vector<Expr> values;   // Assign/Expression: one; Return: the returned values; If: test
-  std::string text;           // Comment text; Function/Class/Import name; Verbatim source
-  std::string alias;          // Import: `import text as alias`
-  std::string comment;        // a trailing `# comment` (Assign/Expression), or one line above
-                              // a function or class
-  std::vector<Param> params;  // Function
-  std::vector<Expr> bases;    // Class
-  std::vector<Stmt> body;     // If/Function/Class
-  std::vector<Stmt> orelse;   // If
+  std::vector<Expr> targets;     // Assign: `a, b = value`; one target in a list: `a, = value`
+  bool unpack = false;           // Assign: a trailing comma after a single target
+  std::vector<Expr> values;      // Assign/Expression: one; Return: the returned values; If: test;
+                                 // For: the iterable; Annotated: the annotation
+  std::string text;              // Comment text; Function/Class/Import name; Verbatim source
+  std::string alias;             // Import: `import text as alias`; ImportFrom: the name imported
+  std::string comment;           // a trailing `# comment` (Assign/Expression), or one line above
+                                 // a function or class
+  std::vector<Param> params;     // Function
+  std::vector<Expr> bases;       // Class
+  std::vector<Expr> decorators;  // Function/Class: `@decorator` lines
+  std::vector<Stmt> body;        // If/For/Function/Class
+  std::vector<Stmt> orelse;      // If
 };
 
 /// `targets... = value`.
@@ -235,6 +244,14 @@ struct Stmt {
                             std::vector<Stmt> body);
 /// `class name(bases):` body.
 [[nodiscard]] Stmt class_(std::string_view name, std::vector<Expr> bases, std::vector<Stmt> body);
+/// `for target in iterable:` body.
+[[nodiscard]] Stmt for_(const Expr& target, const Expr& iterable, std::vector<Stmt> body);
+/// `target: annotation`, a field of a dataclass.
+[[nodiscard]] Stmt annotated(const Expr& target, const Expr& annotation);
+/// `from module import name`.
+[[nodiscard]] Stmt import_from(std::string_view module, std::string_view name);
+/// `statement` (a function or class) under `@decorator`.
+[[nodiscard]] Stmt decorated(Stmt statement, const Expr& decorator);
 /// `import module` or `import module as alias`.
 [[nodiscard]] Stmt import(std::string_view module, std::string_view alias = "");
 /// Source copied as it is: only for Python of this repository embedded at build time (the

@@ -1,0 +1,133 @@
+// ModelArgs: literals explained by probes become expressions of config fields.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "torch2mlx/model_args.h"
+#include "torch2mlx/python_ast.h"
+
+namespace torch2mlx {
+namespace {
+
+using py::integer;
+using py::name;
+
+// A tiny attention model with hidden size `hidden`, `heads` heads of `head_dim`, `layers`
+// blocks and an eps, as the code generator writes it (the root class "Model" last).
+std::vector<py::Stmt> attention_model(int hidden, int heads, int layers, double eps) {
+  const py::Expr self = name("self");
+  const py::Stmt super_init = py::expression(py::call("super").method("__init__"));
+  const int head_dim = hidden / heads;
+  py::Stmt block = py::class_(
+      "Block", {py::dotted("nn.Module")},
+      {py::function(
+           "__init__", {{"self", {}}},
+           {super_init,
+            py::assign(self.attr("q"), py::call("nn.Linear", {integer(hidden), integer(hidden)}))}),
+       py::function(
+           "__call__", {{"self", {}}, {"x", {}}},
+           {py::assign(name("q"), py::call("mx.reshape", {self.attr("q")({name("x")}),
+                                                          py::ints({1, -1, heads, head_dim})})),
+            py::return_({py::call("attention", {name("q"), py::number(1.0 / std::sqrt(head_dim)),
+                                                py::number(eps)})})})});
+  py::Stmt root = py::class_(
+      "Model", {py::dotted("nn.Module")},
+      {py::function(
+           "__init__", {{"self", {}}},
+           {super_init, py::assign(self.attr("layers"),
+                                   py::comprehension(py::call("Block"), name("_"),
+                                                     py::call("range", {integer(layers)})))}),
+       py::function("__call__", {{"self", {}}, {"x", {}}}, {py::return_({name("x")})})});
+  return {block, root};
+}
+
+const std::vector<ConfigField> kFields{{"hidden_size", 64, true},
+                                       {"num_heads", 4, true},
+                                       {"num_layers", 2, true},
+                                       {"eps", 1e-6, false},
+                                       {"vocab_size", 100, true}};
+
+TEST(ModelArgs, LiteralsBecomeExpressionsOfTheFieldsThatMoveThem) {
+  const auto code = parameterize(attention_model(64, 4, 2, 1e-6), kFields,
+                                 {"hidden_size", "num_heads", "num_layers", "eps", "vocab_size"},
+                                 {128, 8, 4, 2e-6, 200},
+                                 {attention_model(128, 4, 2, 1e-6), attention_model(64, 8, 2, 1e-6),
+                                  attention_model(64, 4, 4, 1e-6), attention_model(64, 4, 2, 2e-6),
+                                  attention_model(64, 4, 2, 1e-6)});
+  EXPECT_TRUE(code.notes.empty());
+  ASSERT_EQ(code.fields.size(), 4U);  // the vocabulary moves nothing
+  EXPECT_EQ(py::print(code.classes),
+            "# The config fields the model's sizes come from (config.json's \"model_args\").\n"
+            "@dataclass\n"
+            "class ModelArgs:\n"
+            "    hidden_size: int\n"
+            "    num_heads: int\n"
+            "    num_layers: int\n"
+            "    eps: float\n"
+            "\n\n"
+            "class Block(nn.Module):\n"
+            "    def __init__(self, args):\n"
+            "        super().__init__()\n"
+            "        self.args = args\n"
+            "        self.q = nn.Linear(args.hidden_size, args.hidden_size)\n"
+            "\n"
+            "    def __call__(self, x):\n"
+            "        q = mx.reshape(\n"
+            "            self.q(x), (1, -1, self.args.num_heads, self.args.hidden_size // "
+            "self.args.num_heads)\n"
+            "        )\n"
+            "        return attention(q, (self.args.hidden_size // self.args.num_heads) ** -0.5, "
+            "self.args.eps)\n"
+            "\n\n"
+            "class Model(nn.Module):\n"
+            "    def __init__(self, args: ModelArgs):\n"
+            "        super().__init__()\n"
+            "        self.args = args\n"
+            "        self.layers = [Block(args) for _ in range(args.num_layers)]\n"
+            "\n"
+            "    def __call__(self, x):\n"
+            "        return x\n");
+}
+
+TEST(ModelArgs, AFieldThatChangesTheStructureStaysFixed) {
+  std::vector<py::Stmt> other = attention_model(64, 4, 2, 1e-6);
+  other[0].body.pop_back();  // no __call__: another structure
+  const auto code =
+      parameterize(attention_model(64, 4, 2, 1e-6), kFields, {"hidden_size", "num_layers"},
+                   {128, 4}, {other, attention_model(64, 4, 4, 1e-6)});
+  ASSERT_EQ(code.fields.size(), 1U);
+  EXPECT_EQ(code.fields[0].name, "num_layers");
+  ASSERT_EQ(code.notes.size(), 1U);
+  EXPECT_NE(code.notes[0].find("'hidden_size' stays fixed"), std::string::npos);
+  EXPECT_NE(py::print(code.classes).find("nn.Linear(64, 64)"), std::string::npos);
+}
+
+TEST(ModelArgs, ANumberNoProductExplainsFixesItsFields) {
+  // 64 -> 100 when hidden doubles: not a power of it. The heads still explain theirs.
+  std::vector<py::Stmt> odd = attention_model(64, 4, 2, 1e-6);
+  odd = py::rewrite(std::move(odd), [](const py::Expr& part) -> std::optional<py::Expr> {
+    if (part.kind() == py::Expr::Kind::Int && part.integer() == 64) return integer(100);
+    return std::nullopt;
+  });
+  const auto code =
+      parameterize(attention_model(64, 4, 2, 1e-6), kFields, {"hidden_size", "num_layers"},
+                   {128, 4}, {odd, attention_model(64, 4, 4, 1e-6)});
+  ASSERT_EQ(code.fields.size(), 1U);
+  EXPECT_EQ(code.fields[0].name, "num_layers");
+  ASSERT_EQ(code.notes.size(), 1U);
+  EXPECT_NE(code.notes[0].find("hidden_size"), std::string::npos);
+}
+
+TEST(ModelArgs, NoMovingLiteralLeavesTheCodeAsItIs) {
+  const auto model = attention_model(64, 4, 2, 1e-6);
+  const auto code =
+      parameterize(model, kFields, {"vocab_size"}, {200}, {attention_model(64, 4, 2, 1e-6)});
+  EXPECT_TRUE(code.fields.empty());
+  EXPECT_EQ(py::print(code.classes), py::print(model));
+}
+
+}  // namespace
+}  // namespace torch2mlx

@@ -1,0 +1,184 @@
+"""Probes for ModelArgs: the model captured again with one config field changed at a time.
+
+A single trace cannot say which config field a number of model.py comes from (in a tiny
+Llama the key-value heads and the layers are both 2), so each numeric field of a Hugging
+Face config is changed once, the model rebuilt from that config with its parameters on the
+``meta`` device (no memory, no initialisation; buffers such as a rotary table are computed
+for real, since the code generator reads them) and captured again. The code generator
+compares the code of each probe with the model's and writes every number that moves with
+the fields as an expression of them (``args.hidden_size // args.num_attention_heads``) in a
+``ModelArgs`` dataclass, so that one model.py serves every size of the architecture
+(cpp/include/torch2mlx/model_args.h).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Config fields that cannot shape an inference graph: token ids, dropout rates,
+# initialisation scales and label tables. Probing them would only cost a capture each.
+_NOT_SIZES = ("_token_id", "dropout", "initializer_", "_init_")
+_NOT_CONFIG = ("id2label", "label2id", "task_specific_params")
+
+
+def _numeric_fields(config: Any) -> list[tuple[str, tuple[str, ...], int | float]]:
+    """(ModelArgs name, path in the config, value) of every positive number of the config,
+    and of the dicts it holds one level down (``rope_parameters.rope_theta``)."""
+    found: list[tuple[str, tuple[str, ...], int | float]] = []
+    for key, value in config.to_dict().items():
+        if key in _NOT_CONFIG:
+            continue
+        entries = value.items() if isinstance(value, dict) else [(None, value)]
+        for inner, item in entries:
+            name = inner or key
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or item <= 0:
+                continue
+            if any(part in name for part in _NOT_SIZES) or not name.isidentifier():
+                continue
+            found.append((name, (key,) if inner is None else (key, inner), item))
+    names = [name for name, _, _ in found]
+    # A name held twice (one nested, one not) keeps its path, joined, for the nested one.
+    return [
+        (name if names.count(name) == 1 or len(path) == 1 else "_".join(path), path, value)
+        for name, path, value in found
+    ]
+
+
+def _with_value(config: Any, path: tuple[str, ...], value: int | float) -> Any:
+    changed = copy.deepcopy(config)
+    if len(path) == 1:
+        setattr(changed, path[0], value)
+    else:
+        holder = dict(getattr(changed, path[0]))
+        holder[path[1]] = value
+        setattr(changed, path[0], holder)
+    return changed
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Modules built inside keep their parameters on the meta device (each is moved there as
+    it is registered, so initialising it costs nothing); buffers stay real."""
+    import torch
+
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module: Any, name: str, parameter: Any) -> None:
+        if parameter is not None and parameter.device.type != "meta":
+            parameter = torch.nn.Parameter(
+                parameter.to("meta"), requires_grad=parameter.requires_grad
+            )
+        register(module, name, parameter)
+
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+def _on_meta(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return torch.empty(value.shape, dtype=value.dtype, device="meta")
+    if isinstance(value, (tuple, list)):
+        return type(value)(_on_meta(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _on_meta(item) for key, item in value.items()}
+    return value
+
+
+def _capture(
+    model: Any, example_inputs: Any, dynamic_shapes: Any, scratch: Path
+) -> tuple[str, list[tuple[str, str, list[int], bytes]]]:
+    """The program JSON of ``model`` captured as convert captures it, and its buffers and
+    constants as (name, dtype, shape, bytes). The parameters are on the meta device, so
+    only the archive's program is read (models/model.json), not its weights."""
+    import zipfile
+
+    import torch
+
+    from torch2mlx.capture import (
+        decompose_untranslated,
+        export_model,
+        save_program,
+        split_inputs,
+        without_cache_outputs,
+    )
+
+    with without_cache_outputs(model, split_inputs(example_inputs)[1]):
+        program = export_model(model, example_inputs, dynamic_shapes)
+    program, _ = decompose_untranslated(program)
+    archive = save_program(program, scratch / "probe.pt2")
+    with zipfile.ZipFile(archive) as contents:
+        (name,) = [n for n in contents.namelist() if n.endswith("/models/model.json")]
+        text = contents.read(name).decode()
+    buffers = []
+    for key, tensor in {**program.state_dict, **program.constants}.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
+            continue
+        if isinstance(tensor, torch.nn.Parameter):
+            continue
+        array = tensor.detach().contiguous()
+        dtype = str(array.dtype).removeprefix("torch.")
+        if dtype == "bfloat16":
+            raw = array.view(torch.int16).numpy().tobytes()
+        else:
+            raw = array.numpy().tobytes()
+        buffers.append((key, dtype, list(array.shape), raw))
+    return text, buffers
+
+
+def is_configured(model: Any) -> bool:
+    """Whether ``model`` is built from a Hugging Face config that probes can change."""
+    try:
+        from transformers import PretrainedConfig
+    except ImportError:
+        return False
+    return isinstance(getattr(model, "config", None), PretrainedConfig)
+
+
+def probe_spec(model: Any, example_inputs: Any, dynamic_shapes: Any) -> tuple[dict, list[str]]:
+    """The ``model_args`` argument of ``_core.write_package`` for a model built from a
+    Hugging Face config: its numeric fields, and one capture per field with that field
+    doubled (halved when doubling makes no valid model). Also notes on fields left out."""
+    config = model.config
+    fields = _numeric_fields(config)
+    inputs = _on_meta(example_inputs)
+    probes: list[tuple[str, float, str, list]] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="torch2mlx-probe-") as scratch:
+        for name, path, value in fields:
+            candidates = (value * 2, value // 2) if isinstance(value, int) else (value * 2,)
+            for candidate in candidates:
+                if candidate <= 0 or candidate == value:
+                    continue
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        with _parameters_on_meta():
+                            probe = type(model)(_with_value(config, path, candidate)).eval()
+                        text, buffers = _capture(probe, inputs, dynamic_shapes, Path(scratch))
+                except Exception:  # a config this architecture refuses: try the next value
+                    continue
+                probes.append((name, float(candidate), text, buffers))
+                break
+            else:
+                notes.append(f"ModelArgs: '{name}' stays fixed: no other value of it builds")
+    spec = {
+        "fields": [(name, float(value), isinstance(value, int)) for name, _, value in fields],
+        "probes": probes,
+    }
+    return spec, notes
+
+
+def config_values(fields: list) -> dict:
+    """config.json's ``model_args``: the fields model.py reads, by name."""
+    return {name: int(value) if integer else value for name, value, integer in fields}
