@@ -15,6 +15,7 @@ from typing import Any
 
 import ml_dtypes
 import numpy as np
+import pytest
 import torch
 
 # Every dtype torch.save writes that torch2mlx reads, as (torch dtype, numpy dtype name).
@@ -196,3 +197,20 @@ def pytest_addoption(parser) -> None:
         action="store_true",
         help="rewrite tests/golden/ from the generated code instead of comparing with it",
     )
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "model_args: convert Hugging Face models with ModelArgs probing on, as users get it",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _model_args_where_tested(request, monkeypatch) -> None:
+    """ModelArgs captures a Hugging Face model once more per config field, a second or two
+    each. It runs, as it does for users, in the tests marked ``model_args``
+    (tests/test_model_args.py, the float32 zoo and its golden files, part of the public
+    zoo); the other tests convert as with ``model_args=False``, to keep the suite's time."""
+    if request.node.get_closest_marker("model_args") is None:
+        monkeypatch.setattr("torch2mlx.model_args.is_configured", lambda model: False)

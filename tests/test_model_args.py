@@ -16,6 +16,8 @@ import torch2mlx
 from torch2mlx.checkpoint import Torch2MLXError
 from torch2mlx.runtime import load
 
+pytestmark = pytest.mark.model_args
+
 
 def _randomise(model):
     """Norm weights start at one and biases at zero: make them random so a mistake shows."""
@@ -151,3 +153,22 @@ def test_a_missing_model_args_is_a_clear_error(tmp_path, llama_package):
     (tmp_path / "pkg" / "config.json").write_text(json.dumps(config))
     with pytest.raises(Torch2MLXError, match=r"model_args do not fit model\.py's ModelArgs"):
         load(tmp_path / "pkg")
+
+
+def test_a_folder_converts_with_model_args_unless_told_not_to(tmp_path, capsys):
+    from tests.test_hf_folder import run_main
+    from tests.zoo.hf_models import llama
+
+    model, _, _ = llama()
+    model.save_pretrained(tmp_path / "hf")
+    code, out, err = run_main(capsys, "convert", str(tmp_path / "hf"), "-o", str(tmp_path / "a"))
+    assert code == 0, out + err
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["model_args"]["hidden_size"] == model.config.hidden_size
+    assert "class ModelArgs:" in (tmp_path / "a" / "model.py").read_text()
+    code, out, err = run_main(
+        capsys, "convert", str(tmp_path / "hf"), "-o", str(tmp_path / "b"), "--no-model-args"
+    )
+    assert code == 0, out + err
+    assert "model_args" not in json.loads((tmp_path / "b" / "config.json").read_text())
+    assert "ModelArgs" not in (tmp_path / "b" / "model.py").read_text()

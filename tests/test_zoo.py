@@ -54,6 +54,7 @@ def check_golden(name: str, model_py: Path, update: bool) -> None:
     )
 
 
+@pytest.mark.model_args
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_float32_matches_torch(name, tmp_path, request):
     model, inputs, dynamic = FACTORIES[name]()

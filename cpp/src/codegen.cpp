@@ -142,6 +142,13 @@ std::string base_name(const std::string& value) {
     name.erase(underscore);
     while (name.size() > 1 && name.back() == '_') name.pop_back();
   }
+  // Ops whose names make locals too long to read: the name mlx-lm gives their result.
+  static const std::map<std::string, std::string, std::less<>> kShortNames{
+      {"scaled_dot_product_attention", "attn"},
+  };
+  if (const auto shorter = kShortNames.find(name); shorter != kShortNames.end()) {
+    name = shorter->second;
+  }
   // A keyword or a name the code uses gets a trailing underscore, as PEP 8 has it (`and_`).
   if (is_value_name(name) && is_reserved(name)) return name + "_";
   if (!is_value_name(name)) name = "v_" + attribute_name(name);
@@ -2018,7 +2025,9 @@ bool Generator::needed(const std::string& path) const {
 
 void Generator::decide_structure(Region& region, const std::string& method_path) {
   // Inlined: containers (Sequential), weight-free torch.nn modules (activations, pooling,
-  // dropout...), and modules called from code that does not own them.
+  // dropout...), weight-free modules of other libraries that compute one op (transformers'
+  // SiLUActivation is `nn.silu(x)`, as mlx-lm writes it), and modules called from code that
+  // does not own them.
   bool has_weights = false;
   for (const auto& [path, module] : modules_) {
     if ((path == region.path || path.starts_with(region.path + ".")) && !module.params.empty()) {
@@ -2026,7 +2035,9 @@ void Generator::decide_structure(Region& region, const std::string& method_path)
     }
   }
   const bool builtin = region.type.starts_with("torch.nn.modules.");
-  region.inline_into_parent = modules_.at(region.path).is_list || (builtin && !has_weights) ||
+  const bool one_op = region.items.size() == 1 && region.items[0].child == nullptr;
+  region.inline_into_parent = modules_.at(region.path).is_list ||
+                              ((builtin || one_op) && !has_weights) ||
                               !(method_path.empty() || region.path.starts_with(method_path + "."));
   const std::string inner = region.inline_into_parent ? method_path : region.path;
   for (const Region::Item& item : region.items) {

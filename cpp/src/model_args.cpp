@@ -77,8 +77,8 @@ using Point = std::vector<double>;
 
 // Python's value of the expression `fit` prints as, at `point`: integer arithmetic for an
 // integer literal (products, then one floor division), floating point otherwise.
-std::optional<double> evaluate(const Fit& fit, const Point& point, bool integer) {
-  if (integer) {
+std::optional<double> evaluate(const Fit& fit, const Point& point, bool integer, bool whole) {
+  if (integer && whole) {
     std::int64_t numerator = std::llround(fit.coefficient >= 1 ? fit.coefficient : 1);
     std::int64_t denominator = std::llround(fit.coefficient >= 1 ? 1 : 1 / fit.coefficient);
     for (const auto& [field, exponent] : fit.exponents) {
@@ -93,7 +93,13 @@ std::optional<double> evaluate(const Fit& fit, const Point& point, bool integer)
   }
   double result = fit.coefficient;
   for (const auto& [field, exponent] : fit.exponents) result *= std::pow(point[field], exponent);
-  return result;
+  return integer ? std::trunc(result) : result;  // int(...) of a product with a float field
+}
+
+// Whether every field of the fit is an integer, so that integer arithmetic computes it.
+bool whole_fields(const Fit& fit, const std::vector<ConfigField>& fields) {
+  return std::all_of(fit.exponents.begin(), fit.exponents.end(),
+                     [&](const auto& entry) { return fields[entry.first].integer; });
 }
 
 bool close(double a, double b) { return std::abs(a - b) <= 1e-12 * std::max(std::abs(a), 1e-300); }
@@ -101,7 +107,8 @@ bool close(double a, double b) { return std::abs(a - b) <= 1e-12 * std::max(std:
 // The literal `slot` fitted over the probes that move it, or nothing.
 std::optional<Fit> fit_slot(const Slot& slot, const std::vector<Slot>& at_probe,
                             const std::vector<std::size_t>& probe_field, const Point& model,
-                            const std::vector<Point>& points) {
+                            const std::vector<Point>& points,
+                            const std::vector<ConfigField>& fields) {
   Fit fit;
   for (std::size_t probe = 0; probe < at_probe.size(); ++probe) {
     const double moved = at_probe[probe].value;
@@ -141,7 +148,7 @@ std::optional<Fit> fit_slot(const Slot& slot, const std::vector<Slot>& at_probe,
   for (const Point& point : points) all.push_back(&point);
   for (std::size_t index = 0; index < all.size(); ++index) {
     const double expected = index == 0 ? slot.value : at_probe[index - 1].value;
-    const auto value = evaluate(fit, *all[index], slot.integer);
+    const auto value = evaluate(fit, *all[index], slot.integer, whole_fields(fit, fields));
     if (!value || !close(*value, expected)) return std::nullopt;
   }
   return fit;
@@ -178,11 +185,16 @@ py::Expr expression_of(const Fit& fit, const std::vector<ConfigField>& fields, c
     if (const auto divisor = product(divide)) ratio = py::binary(ratio, py::Op::FloorDiv, *divisor);
     return py::binary(ratio, py::Op::Pow, py::number(negative ? -0.5 : 0.5));
   }
+  // An integer from a float field (`dim * mlp_ratio`) is int() of the product, as torch's
+  // modules compute it.
+  const bool whole = whole_fields(fit, fields);
   const std::optional<py::Expr> top = product(over);
   const std::optional<py::Expr> bottom = product(under);
   py::Expr result = top.value_or(py::integer(1));
-  if (bottom) result = py::binary(result, integer ? py::Op::FloorDiv : py::Op::Div, *bottom);
-  return result;
+  if (bottom) {
+    result = py::binary(result, integer && whole ? py::Op::FloorDiv : py::Op::Div, *bottom);
+  }
+  return integer && !whole ? py::call("int", {result}) : result;
 }
 
 // Calls of the named classes in `code` with `args` as their first argument.
@@ -211,16 +223,6 @@ bool reads_name(const std::vector<py::Stmt>& code, std::string_view name) {
   bool found = false;
   py::walk(code, [&](const py::Expr& part) {
     found = found || (part.kind() == py::Expr::Kind::Name && part.text() == name);
-  });
-  return found;
-}
-
-bool reads_self_args(const std::vector<py::Stmt>& code) {
-  bool found = false;
-  py::walk(code, [&](const py::Expr& part) {
-    found = found ||
-            (part.kind() == py::Expr::Kind::Attribute && part.text() == "args" &&
-             part.parts()[0].kind() == py::Expr::Kind::Name && part.parts()[0].text() == "self");
   });
   return found;
 }
@@ -284,7 +286,7 @@ ParameterizedCode parameterize(std::vector<py::Stmt> classes,
         fields_of.push_back(probe_field[probe]);
         active_points.push_back(points[probe]);
       }
-      fits[slot] = fit_slot(slots[slot], at_probe, fields_of, model, active_points);
+      fits[slot] = fit_slot(slots[slot], at_probe, fields_of, model, active_points, fields);
       if (fits[slot]) continue;
       std::vector<std::string> names;
       for (std::size_t k = 0; k < at_probe.size(); ++k) {
@@ -310,29 +312,41 @@ ParameterizedCode parameterize(std::vector<py::Stmt> classes,
     return result;
   }
   for (const std::size_t field : used) result.fields.push_back(fields[field]);
-  // Literals to expressions, in walk order: `args.f` in __init__, `self.args.f` elsewhere.
+  // Literals to expressions, in walk order: `args.f`, where `__call__` (or another method)
+  // starts with `args = self.args` (`self.args.f` if the method has a local named args).
   // A number in a signature (a default) stays: `self` is not there to read.
   std::set<std::string> takers;
   std::size_t next = 0;
   for (py::Stmt& definition : classes) {
+    bool calls = false;  // a method other than __init__ reads the args
     for (py::Stmt& method : definition.body) {
-      const py::Expr args =
-          method.text == "__init__" ? py::name("args") : py::name("self").attr("args");
+      const bool init = method.text == "__init__";
+      const bool named = std::any_of(method.params.begin(), method.params.end(),
+                                     [](const py::Param& p) { return p.name == "args"; }) ||
+                         reads_name(method.body, "args");
+      const py::Expr args = init || !named ? py::name("args") : py::name("self").attr("args");
       for (const py::Expr& expression : py::expressions(method)) {
         py::walk(expression, [&](const py::Expr& part) { next += is_number(part) ? 1 : 0; });
       }
+      bool read = false;
       method.body =
           py::rewrite(std::move(method.body), [&](const py::Expr& part) -> std::optional<py::Expr> {
             if (!is_number(part)) return std::nullopt;
             const std::size_t slot = next++;
             if (!fits[slot] || fits[slot]->exponents.empty()) return std::nullopt;
+            read = true;
             return expression_of(*fits[slot], fields, args, slots[slot].integer);
           });
+      if (!read || init) continue;
+      calls = true;
+      if (!named) {
+        method.body.insert(method.body.begin(),
+                           py::assign(py::name("args"), py::name("self").attr("args")));
+      }
     }
     // Who takes `args`: a class whose code reads them, or builds a class that does.
     definition.body = pass_args(std::move(definition.body), takers);
     const bool is_root = &definition == &classes.back();
-    const bool calls = reads_self_args(definition.body);
     if (!is_root && !calls && !reads_name(definition.body, "args")) continue;
     takers.insert(definition.text);
     for (py::Stmt& method : definition.body) {

@@ -75,12 +75,10 @@ TEST(ModelArgs, LiteralsBecomeExpressionsOfTheFieldsThatMoveThem) {
             "        self.q = nn.Linear(args.hidden_size, args.hidden_size)\n"
             "\n"
             "    def __call__(self, x):\n"
-            "        q = mx.reshape(\n"
-            "            self.q(x), (1, -1, self.args.num_heads, self.args.hidden_size // "
-            "self.args.num_heads)\n"
-            "        )\n"
-            "        return attention(q, (self.args.hidden_size // self.args.num_heads) ** -0.5, "
-            "self.args.eps)\n"
+            "        args = self.args\n"
+            "        q = mx.reshape(self.q(x), (1, -1, args.num_heads, args.hidden_size // "
+            "args.num_heads))\n"
+            "        return attention(q, (args.hidden_size // args.num_heads) ** -0.5, args.eps)\n"
             "\n\n"
             "class Model(nn.Module):\n"
             "    def __init__(self, args: ModelArgs):\n"
@@ -119,6 +117,27 @@ TEST(ModelArgs, ANumberNoProductExplainsFixesItsFields) {
   EXPECT_EQ(code.fields[0].name, "num_layers");
   ASSERT_EQ(code.notes.size(), 1U);
   EXPECT_NE(code.notes[0].find("hidden_size"), std::string::npos);
+}
+
+TEST(ModelArgs, AnIntegerFromAFloatFieldIsTruncatedAsTorchDoes) {
+  // Swin's MLP width: int(dim * mlp_ratio), a float field.
+  const auto mlp = [](int dim, double ratio) {
+    const py::Stmt super_init = py::expression(py::call("super").method("__init__"));
+    return std::vector<py::Stmt>{py::class_(
+        "Model", {py::dotted("nn.Module")},
+        {py::function(
+            "__init__", {{"self", {}}},
+            {super_init, py::assign(name("self").attr("fc"),
+                                    py::call("nn.Linear", {integer(dim), integer(static_cast<int>(
+                                                                             dim * ratio))}))})})};
+  };
+  const std::vector<ConfigField> fields{{"dim", 48, true}, {"mlp_ratio", 4.0, false}};
+  const auto code = parameterize(mlp(48, 4.0), fields, {"dim", "mlp_ratio"}, {96, 8.0},
+                                 {mlp(96, 4.0), mlp(48, 8.0)});
+  ASSERT_EQ(code.fields.size(), 2U);
+  EXPECT_NE(py::print(code.classes).find("nn.Linear(args.dim, int(args.dim * args.mlp_ratio))"),
+            std::string::npos)
+      << py::print(code.classes);
 }
 
 TEST(ModelArgs, NoMovingLiteralLeavesTheCodeAsItIs) {

@@ -273,6 +273,7 @@ def _convert(args: argparse.Namespace) -> int:
             quantize=_quantize_options(args),
             extra_files=extra_files,
             config_extra=hf_extra,
+            model_args=False if args.no_model_args else None,
         )
     seconds = time.perf_counter() - start
     print(
@@ -576,6 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--shard-size", default="5GB", help="largest weight shard (5GB)")
     convert.add_argument("--no-verify", action="store_true", help="skip the torch comparison")
+    convert.add_argument(
+        "--no-model-args",
+        action="store_true",
+        help="write the sizes of a Hugging Face model into model.py as numbers, instead of a "
+        "ModelArgs read from config.json (which captures the model once more per config field)",
+    )
     convert.add_argument(
         "--dump-ir",
         metavar="PASS",

@@ -94,12 +94,13 @@ def new_model(directory: Path, model_args: dict | None = None) -> Any:
                 f'no "model_args"; {_PACKAGE_HINT}'
             )
     try:
-        return model_class(module.ModelArgs(**model_args))
+        args = module.ModelArgs(**model_args)
     except TypeError as error:
         raise Torch2MLXError(
             f"[load] {directory}: config.json's model_args do not fit model.py's ModelArgs "
             f"({error}); {_PACKAGE_HINT}"
         ) from None
+    return model_class(args)
 
 
 def quantization_of(directory: Path) -> dict | None:

@@ -87,36 +87,35 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(args.hidden_size, args.hidden_size)
 
     def __call__(self, x, and_):
+        args = self.args
         linear = self.query(x)
         # modeling_bert.py:177: query_layer = self.query(hidden_states).view(*hidden_shape).trans...
         batch = x.shape[0]
         length = x.shape[1]
-        view = mx.reshape(
-            linear, (batch, length, -1, self.args.hidden_size // self.args.num_attention_heads)
-        )
+        view = mx.reshape(linear, (batch, length, -1, args.hidden_size // args.num_attention_heads))
         linear_1 = self.key(x)
         # modeling_bert.py:178: key_layer = self.key(hidden_states).view(*hidden_shape).transpose...
         view_1 = mx.reshape(
-            linear_1, (batch, length, -1, self.args.hidden_size // self.args.num_attention_heads)
+            linear_1, (batch, length, -1, args.hidden_size // args.num_attention_heads)
         )
         linear_2 = self.value(x)
         # modeling_bert.py:179: value_layer = self.value(hidden_states).view(*hidden_shape).trans...
         view_2 = mx.reshape(
-            linear_2, (batch, length, -1, self.args.hidden_size // self.args.num_attention_heads)
+            linear_2, (batch, length, -1, args.hidden_size // args.num_attention_heads)
         )
         # modeling_bert.py:194: attn_output, attn_weights = attention_interface(
         transpose = mx.transpose(view, (0, 2, 1, 3))
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
         transpose_2 = mx.transpose(view_2, (0, 2, 1, 3))
-        scaled_dot_product_attention = attention(
+        attn = attention(
             transpose,
             transpose_1,
             transpose_2,
-            (self.args.hidden_size // self.args.num_attention_heads) ** -0.5,
+            (args.hidden_size // args.num_attention_heads) ** -0.5,
             and_,
         )
         # modeling_bert.py:204: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
+        transpose_3 = mx.transpose(attn, (0, 2, 1, 3))
         attn_output = mx.reshape(transpose_3, (batch, length, -1))
         return attn_output
 
@@ -134,17 +133,6 @@ class BertSelfOutput(nn.Module):
         add = linear + layer_norm
         layer_norm_1 = self.LayerNorm(add)
         return layer_norm_1
-
-
-# torch: transformers.activations.GELUActivation (encoder.layer.0.intermediate.intermediate_act_...
-class GELUActivation(nn.Module):
-    def __init__(self):
-        super().__init__()
-
-    def __call__(self, x):
-        # activations.py:89: return self.act(input)
-        gelu = nn.gelu(x)
-        return gelu
 
 
 # torch: transformers.models.bert.modeling_bert.BertAttention (encoder.layer.0.attention and oth...
@@ -165,11 +153,11 @@ class BertIntermediate(nn.Module):
     def __init__(self, args):
         super().__init__()
         self.dense = nn.Linear(args.hidden_size, args.intermediate_size)
-        self.intermediate_act_fn = GELUActivation()
 
     def __call__(self, x):
         linear = self.dense(x)
-        gelu = self.intermediate_act_fn(linear)
+        # activations.py:89: return self.act(input)
+        gelu = nn.gelu(linear)
         return gelu
 
 

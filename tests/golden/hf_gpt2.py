@@ -95,17 +95,6 @@ class Conv1D(nn.Module):
         return x_2
 
 
-# torch: transformers.activations.NewGELUActivation (transformer.h.0.mlp.act and others)
-class NewGELUActivation(nn.Module):
-    def __init__(self):
-        super().__init__()
-
-    def __call__(self, x):
-        # activations.py:66: return 0.5 * input * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (i...
-        gelu = nn.gelu_approx(x)
-        return gelu
-
-
 # torch: transformers.models.gpt2.modeling_gpt2.GPT2Attention (transformer.h.0.attn and others)
 class GPT2Attention(nn.Module):
     def __init__(self, args):
@@ -115,30 +104,27 @@ class GPT2Attention(nn.Module):
         self.c_proj = Conv1D(weight_size=args.n_embd, weight_size2=args.n_embd)
 
     def __call__(self, x, and_):
+        args = self.args
         x_1 = self.c_attn(x)
         # modeling_gpt2.py:187: query_states, key_states, value_states = self.c_attn(hidden_state...
-        getitem, getitem_1, getitem_2 = split(x_1, self.args.n_embd, axis=2)
+        getitem, getitem_1, getitem_2 = split(x_1, args.n_embd, axis=2)
         # modeling_gpt2.py:189: key_states = key_states.view(shape_kv).transpose(1, 2)
         batch = x.shape[0]
         length = x.shape[1]
-        view = mx.reshape(getitem_1, (batch, length, -1, self.args.n_embd // self.args.n_head))
+        view = mx.reshape(getitem_1, (batch, length, -1, args.n_embd // args.n_head))
         # modeling_gpt2.py:190: value_states = value_states.view(shape_kv).transpose(1, 2)
-        view_1 = mx.reshape(getitem_2, (batch, length, -1, self.args.n_embd // self.args.n_head))
+        view_1 = mx.reshape(getitem_2, (batch, length, -1, args.n_embd // args.n_head))
         # modeling_gpt2.py:193: query_states = query_states.view(shape_q).transpose(1, 2)
-        view_2 = mx.reshape(getitem, (batch, length, -1, self.args.n_embd // self.args.n_head))
+        view_2 = mx.reshape(getitem, (batch, length, -1, args.n_embd // args.n_head))
         # modeling_gpt2.py:213: attn_output, attn_weights = attention_interface(
         transpose = mx.transpose(view_2, (0, 2, 1, 3))
         transpose_1 = mx.transpose(view, (0, 2, 1, 3))
         transpose_2 = mx.transpose(view_1, (0, 2, 1, 3))
-        scaled_dot_product_attention = attention(
-            transpose,
-            transpose_1,
-            transpose_2,
-            (self.args.n_embd // self.args.n_head) ** -0.5,
-            and_,
+        attn = attention(
+            transpose, transpose_1, transpose_2, (args.n_embd // args.n_head) ** -0.5, and_
         )
         # modeling_gpt2.py:224: attn_output = attn_output.reshape(*attn_output.shape[:-2], -1).co...
-        transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
+        transpose_3 = mx.transpose(attn, (0, 2, 1, 3))
         attn_output = mx.reshape(transpose_3, (batch, length, -1))
         x_2 = self.c_proj(attn_output)
         return x_2
@@ -149,12 +135,12 @@ class GPT2MLP(nn.Module):
     def __init__(self, args):
         super().__init__()
         self.c_fc = Conv1D(weight_size=args.n_embd, weight_size2=4 * args.n_embd)
-        self.act = NewGELUActivation()
         self.c_proj = Conv1D(weight_size=4 * args.n_embd, weight_size2=args.n_embd)
 
     def __call__(self, x):
         x_1 = self.c_fc(x)
-        gelu = self.act(x_1)
+        # activations.py:66: return 0.5 * input * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (i...
+        gelu = nn.gelu_approx(x_1)
         x_2 = self.c_proj(gelu)
         return x_2
 

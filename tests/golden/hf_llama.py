@@ -63,17 +63,6 @@ class ModelArgs:
     head_dim: int
 
 
-# torch: transformers.activations.SiLUActivation (model.layers.0.mlp.act_fn and others)
-class SiLUActivation(nn.Module):
-    def __init__(self):
-        super().__init__()
-
-    def __call__(self, x):
-        # activations.py:103: return nn.functional.silu(input)
-        silu = nn.silu(x)
-        return silu
-
-
 # torch: transformers.models.llama.modeling_llama.LlamaRMSNorm (model.layers.0.input_layernorm a...
 class LlamaRMSNorm(nn.Module):
     def __init__(self, args):
@@ -82,8 +71,9 @@ class LlamaRMSNorm(nn.Module):
         self.weight = mx.zeros((args.hidden_size,))
 
     def __call__(self, x):
+        args = self.args
         # modeling_llama.py:67: return self.weight * hidden_states.to(input_dtype)
-        rms_norm = mx.fast.rms_norm(x, self.weight, self.args.rms_norm_eps)
+        rms_norm = mx.fast.rms_norm(x, self.weight, args.rms_norm_eps)
         return rms_norm
 
 
@@ -106,43 +96,32 @@ class LlamaAttention(nn.Module):
         )
 
     def __call__(self, x, and_):
+        args = self.args
         linear = self.q_proj(x)
         # modeling_llama.py:244: query_states = self.q_proj(hidden_states).view(hidden_shape).tra...
         batch = x.shape[0]
         length = x.shape[1]
-        view = mx.reshape(linear, (batch, length, -1, self.args.head_dim))
+        view = mx.reshape(linear, (batch, length, -1, args.head_dim))
         linear_1 = self.k_proj(x)
         # modeling_llama.py:245: key_states = self.k_proj(hidden_states).view(hidden_shape).trans...
-        view_1 = mx.reshape(linear_1, (batch, length, -1, self.args.head_dim))
+        view_1 = mx.reshape(linear_1, (batch, length, -1, args.head_dim))
         linear_2 = self.v_proj(x)
         # modeling_llama.py:246: value_states = self.v_proj(hidden_states).view(hidden_shape).tra...
-        view_2 = mx.reshape(linear_2, (batch, length, -1, self.args.head_dim))
+        view_2 = mx.reshape(linear_2, (batch, length, -1, args.head_dim))
         # modeling_llama.py:249: query_states, key_states = apply_rotary_pos_emb(query_states, ke...
         transpose = mx.transpose(view, (0, 2, 1, 3))
         rope = mx.fast.rope(
-            transpose,
-            self.args.head_dim,
-            traditional=False,
-            base=self.args.rope_theta,
-            scale=1.0,
-            offset=0,
+            transpose, args.head_dim, traditional=False, base=args.rope_theta, scale=1.0, offset=0
         )
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
         rope_1 = mx.fast.rope(
-            transpose_1,
-            self.args.head_dim,
-            traditional=False,
-            base=self.args.rope_theta,
-            scale=1.0,
-            offset=0,
+            transpose_1, args.head_dim, traditional=False, base=args.rope_theta, scale=1.0, offset=0
         )
         # modeling_llama.py:258: attn_output, attn_weights = attention_interface(
         transpose_2 = mx.transpose(view_2, (0, 2, 1, 3))
-        scaled_dot_product_attention = attention(
-            rope, rope_1, transpose_2, self.args.head_dim**-0.5, and_
-        )
+        attn = attention(rope, rope_1, transpose_2, args.head_dim**-0.5, and_)
         # modeling_llama.py:269: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
+        transpose_3 = mx.transpose(attn, (0, 2, 1, 3))
         attn_output = mx.reshape(transpose_3, (batch, length, -1))
         linear_3 = self.o_proj(attn_output)
         return linear_3
@@ -153,13 +132,13 @@ class LlamaMLP(nn.Module):
     def __init__(self, args):
         super().__init__()
         self.gate_proj = nn.Linear(args.hidden_size, args.intermediate_size, bias=False)
-        self.act_fn = SiLUActivation()
         self.up_proj = nn.Linear(args.hidden_size, args.intermediate_size, bias=False)
         self.down_proj = nn.Linear(args.intermediate_size, args.hidden_size, bias=False)
 
     def __call__(self, x):
         linear = self.gate_proj(x)
-        silu = self.act_fn(linear)
+        # activations.py:103: return nn.functional.silu(input)
+        silu = nn.silu(linear)
         linear_1 = self.up_proj(x)
         # modeling_llama.py:164: down_proj = self.down_proj(self.act_fn(self.gate_proj(x)) * self...
         mul = silu * linear_1

@@ -47,17 +47,6 @@ class ModelArgs:
     layer_norm_eps: float
 
 
-# torch: transformers.activations.GELUActivation (vit.layers.0.mlp.activation_fn and others)
-class GELUActivation(nn.Module):
-    def __init__(self):
-        super().__init__()
-
-    def __call__(self, x):
-        # activations.py:89: return self.act(input)
-        gelu = nn.gelu(x)
-        return gelu
-
-
 # torch: transformers.models.vit.modeling_vit.ViTAttention (vit.layers.0.attention and others)
 class ViTAttention(nn.Module):
     def __init__(self, args):
@@ -69,35 +58,30 @@ class ViTAttention(nn.Module):
         self.o_proj = nn.Linear(args.hidden_size, args.hidden_size)
 
     def __call__(self, x, expand_1):
+        args = self.args
         linear = self.q_proj(x)
         # modeling_vit.py:216: query_states = self.q_proj(hidden_states).view(hidden_shape).trans...
         batch = x.shape[0]
-        view = mx.reshape(
-            linear, (batch, 17, -1, self.args.hidden_size // self.args.num_attention_heads)
-        )
+        view = mx.reshape(linear, (batch, 17, -1, args.hidden_size // args.num_attention_heads))
         linear_1 = self.k_proj(x)
         # modeling_vit.py:217: key_states = self.k_proj(hidden_states).view(hidden_shape).transpo...
-        view_1 = mx.reshape(
-            linear_1, (batch, 17, -1, self.args.hidden_size // self.args.num_attention_heads)
-        )
+        view_1 = mx.reshape(linear_1, (batch, 17, -1, args.hidden_size // args.num_attention_heads))
         linear_2 = self.v_proj(x)
         # modeling_vit.py:218: value_states = self.v_proj(hidden_states).view(hidden_shape).trans...
-        view_2 = mx.reshape(
-            linear_2, (batch, 17, -1, self.args.hidden_size // self.args.num_attention_heads)
-        )
+        view_2 = mx.reshape(linear_2, (batch, 17, -1, args.hidden_size // args.num_attention_heads))
         # modeling_vit.py:224: attn_output, attn_weights = attention_interface(
         transpose = mx.transpose(view, (0, 2, 1, 3))
         transpose_1 = mx.transpose(view_1, (0, 2, 1, 3))
         transpose_2 = mx.transpose(view_2, (0, 2, 1, 3))
-        scaled_dot_product_attention = attention(
+        attn = attention(
             transpose,
             transpose_1,
             transpose_2,
-            (self.args.hidden_size // self.args.num_attention_heads) ** -0.5,
+            (args.hidden_size // args.num_attention_heads) ** -0.5,
             expand_1,
         )
         # modeling_vit.py:235: attn_output = attn_output.reshape(*input_shape, -1).contiguous()
-        transpose_3 = mx.transpose(scaled_dot_product_attention, (0, 2, 1, 3))
+        transpose_3 = mx.transpose(attn, (0, 2, 1, 3))
         attn_output = mx.reshape(transpose_3, (batch, 17, -1))
         linear_3 = self.o_proj(attn_output)
         return linear_3
@@ -108,12 +92,12 @@ class ViTMLP(nn.Module):
     def __init__(self, args):
         super().__init__()
         self.fc1 = nn.Linear(args.hidden_size, args.intermediate_size)
-        self.activation_fn = GELUActivation()
         self.fc2 = nn.Linear(args.intermediate_size, args.hidden_size)
 
     def __call__(self, x):
         linear = self.fc1(x)
-        gelu = self.activation_fn(linear)
+        # activations.py:89: return self.act(input)
+        gelu = nn.gelu(linear)
         linear_1 = self.fc2(gelu)
         return linear_1
 
