@@ -122,11 +122,12 @@ def test_llama_model_args_name_the_config_fields(llama_package):
     assert args["rms_norm_eps"] == 1e-5 and args["rope_theta"] == 10000.0
     code = _model_code(llama_package)
     assert "for _ in range(args.num_hidden_layers)" in code
-    assert "mx.fast.rms_norm(x, self.weight, self.args.rms_norm_eps)" in code
+    assert "mx.fast.rms_norm(x, self.weight, args.rms_norm_eps)" in code
     flat = "".join(code.split())
     assert "nn.Linear(args.hidden_size,args.num_key_value_heads*args.head_dim" in flat
-    assert "mx.reshape(linear,(batch,length,-1,self.args.head_dim))" in flat
-    assert "base=self.args.rope_theta" in flat
+    assert "args=self.args" in flat
+    assert "mx.reshape(linear,(batch,length,-1,args.head_dim))" in flat
+    assert "base=args.rope_theta" in flat
     # The package loads from its folder alone, and the model keeps config.json's sizes.
     assert load(llama_package).args.hidden_size == 64
 
