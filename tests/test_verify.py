@@ -119,7 +119,7 @@ def test_a_swapped_op_is_localized_to_the_module_whose_code_holds_it(converted):
 
 def test_a_wrong_epsilon_in_one_norm_is_localized(converted):
     model, inputs, package = converted
-    _edit_source(package, r"nn\.LayerNorm\(8\)", "nn.LayerNorm(8, eps=0.5)")
+    _edit_source(package, r"nn\.LayerNorm\(8, eps=1e-05\)", "nn.LayerNorm(8, eps=0.5)")
     report = torch2mlx.verify(model, package, inputs)
     culprit = report.first_divergence
     assert culprit.path == "norm" and culprit.type == "torch.nn.modules.normalization.LayerNorm"

@@ -821,7 +821,9 @@ Layer layer_norm_layer(const LeafNode& leaf) {
   const bool weight = !leaf.param("weight").empty();
   const bool bias = !leaf.param("bias").empty();
   if (!weight && bias) return {};  // a bias without a weight: mlx.nn has no such norm
-  std::vector<py::Keyword> keywords = eps_argument(leaf);
+  // eps always, even mlx.nn's default: a config's epsilon reads as one argument at any
+  // value (eps=args.layer_norm_eps), as in mlx-lm's models.
+  std::vector<py::Keyword> keywords{{"eps", py::number(leaf.number("eps").value_or(1e-5))}};
   if (!weight) keywords.push_back({"affine", py::boolean(false)});
   if (weight && !bias) keywords.push_back({"bias", py::boolean(false)});
   return py::call("nn.LayerNorm", {py::integer(normalized->ints[0])}, std::move(keywords));

@@ -73,6 +73,7 @@ class ModelArgs:
     n_embd: int
     n_layer: int
     n_head: int
+    layer_norm_epsilon: float
 
 
 # torch: transformers.pytorch_utils.Conv1D (transformer.h.0.attn.c_attn and others)
@@ -149,9 +150,9 @@ class GPT2MLP(nn.Module):
 class GPT2Block(nn.Module):
     def __init__(self, args):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(args.n_embd)
+        self.ln_1 = nn.LayerNorm(args.n_embd, eps=args.layer_norm_epsilon)
         self.attn = GPT2Attention(args)
-        self.ln_2 = nn.LayerNorm(args.n_embd)
+        self.ln_2 = nn.LayerNorm(args.n_embd, eps=args.layer_norm_epsilon)
         self.mlp = GPT2MLP(args)
 
     def __call__(self, x, and_):
@@ -172,7 +173,7 @@ class GPT2Model(nn.Module):
         super().__init__()
         self.wpe = nn.Embedding(args.n_positions, args.n_embd)
         self.h = [GPT2Block(args) for _ in range(args.n_layer)]
-        self.ln_f = nn.LayerNorm(args.n_embd)
+        self.ln_f = nn.LayerNorm(args.n_embd, eps=args.layer_norm_epsilon)
 
     def __call__(self, x, input_ids, attention_mask):
         # modeling_gpt2.py:569: inputs_embeds = self.wte(input_ids)
