@@ -74,54 +74,44 @@ std::optional<LayerCall> layer_call(const py::Stmt& statement) {
 
 // The call's arguments after the first, printed: what every call of a loop must share.
 std::string rest_of(const py::Expr& call) {
-  const std::size_t positional = call.parts().size() - call.keywords().size();
+  const auto [positional, keywords] = py::arguments(call);
   std::string text;
-  for (std::size_t index = 2; index < call.parts().size(); ++index) {
-    if (index >= positional) text += call.keywords()[index - positional] + "=";
-    text += py::print(call.parts()[index]) + ", ";
+  for (std::size_t index = 1; index < positional.size(); ++index) {
+    text += py::print(positional[index]) + ", ";
+  }
+  for (const py::Keyword& keyword : keywords) {
+    text += keyword.name + "=" + py::print(keyword.value) + ", ";
   }
   return text;
 }
 
 // The statements of `body` from `start` that call self.<list>[0], [1], ... [count - 1], each
-// on the one before's value (comments between them allowed): the index past the last one, or
-// nothing when they do not.
+// on the one before's value and nothing else reading it (comments between them allowed):
+// the index past the last one, or nothing when they do not.
 std::optional<std::size_t> chain_end(const std::vector<py::Stmt>& body, std::size_t start,
                                      const std::string& list, std::int64_t count,
                                      const std::map<std::string, int>& counts) {
   const auto first = layer_call(body[start]);
   const std::string rest = rest_of(first->call);
+  std::vector<std::string> values;  // what each call assigns
   std::size_t at = start;
-  for (std::int64_t index = 0; index < count; ++index) {
+  for (std::int64_t index = 0; index < count; ++index, ++at) {
     while (index > 0 && at < body.size() && body[at].kind == py::Stmt::Kind::Comment) ++at;
     if (at >= body.size()) return std::nullopt;
     const auto call = layer_call(body[at]);
     if (!call || call->list != list || call->index != index || rest_of(call->call) != rest) {
       return std::nullopt;
     }
-    ++at;
-  }
-  // Each value but the last feeds the next call and nothing else, and the rest of the
-  // arguments reads none of them.
-  std::vector<std::string> values;
-  for (std::size_t index = start; index < at; ++index) {
-    if (const auto call = layer_call(body[index])) values.push_back(call->value.text());
-  }
-  std::size_t position = 0;
-  for (std::size_t index = start; index < at; ++index) {
-    const auto call = layer_call(body[index]);
-    if (!call) continue;
-    if (position > 0) {
+    if (index > 0) {
       const py::Expr& input = call->call.parts()[1];
-      if (input.kind() != py::Expr::Kind::Name || input.text() != values[position - 1]) {
+      if (input.kind() != py::Expr::Kind::Name || input.text() != values.back() ||
+          counts.at(values.back()) != 1) {
         return std::nullopt;
       }
     }
-    ++position;
+    values.push_back(call->value.text());
   }
-  for (std::size_t index = 0; index + 1 < values.size(); ++index) {
-    if (counts.at(values[index]) != 1) return std::nullopt;
-  }
+  // The arguments every call shares read none of the chain's values.
   bool reads_chain = false;
   for (std::size_t index = 2; index < first->call.parts().size(); ++index) {
     py::walk(first->call.parts()[index], [&](const py::Expr& part) {
@@ -220,15 +210,8 @@ std::vector<py::Stmt> loop_over_layers(std::vector<py::Stmt> body) {
       replacement.push_back(py::assign(running, input));
     }
     const py::Expr layer = py::name(free_name(counts));
-    std::vector<py::Expr> arguments{running};
-    std::vector<py::Keyword> keywords;
-    const std::size_t positional = first.call.parts().size() - first.call.keywords().size();
-    for (std::size_t index = 2; index < positional; ++index) {
-      arguments.push_back(first.call.parts()[index]);
-    }
-    for (std::size_t index = positional; index < first.call.parts().size(); ++index) {
-      keywords.push_back({first.call.keywords()[index - positional], first.call.parts()[index]});
-    }
+    auto [arguments, keywords] = py::arguments(first.call);
+    arguments[0] = running;
     replacement.push_back(py::for_(
         layer, target, {py::assign(running, layer(std::move(arguments), std::move(keywords)))}));
     std::vector<py::Stmt> after(call.begin() + static_cast<std::ptrdiff_t>(*end), call.end());

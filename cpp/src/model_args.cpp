@@ -75,8 +75,9 @@ struct Fit {
 // The field values of one capture: the model's, with at most one field changed.
 using Point = std::vector<double>;
 
-// Python's value of the expression `fit` prints as, at `point`: integer arithmetic for an
-// integer literal (products, then one floor division), floating point otherwise.
+// Python's value of the expression `fit` prints as (expression_of), at `point`: integer
+// arithmetic for an integer literal (products, then one floor division), floating point
+// otherwise, with the floor division of a square root's ratio.
 std::optional<double> evaluate(const Fit& fit, const Point& point, bool integer, bool whole) {
   if (integer && whole) {
     std::int64_t numerator = std::llround(fit.coefficient >= 1 ? fit.coefficient : 1);
@@ -90,6 +91,22 @@ std::optional<double> evaluate(const Fit& fit, const Point& point, bool integer,
     if (denominator == 0) return std::nullopt;
     const std::int64_t quotient = numerator / denominator;  // Python's // on positive sizes
     return static_cast<double>(quotient);
+  }
+  const bool halves = std::abs(fit.exponents.begin()->second) == 0.5;
+  if (halves) {  // (base // divisor) ** ±0.5, as expression_of prints it
+    const bool negative = std::any_of(fit.exponents.begin(), fit.exponents.end(),
+                                      [](const auto& entry) { return entry.second < 0; });
+    double base = 1;
+    std::optional<double> divisor;
+    for (const auto& [field, exponent] : fit.exponents) {
+      if ((exponent < 0) == negative) {
+        base *= point[field];
+      } else {
+        divisor = divisor.value_or(1) * point[field];
+      }
+    }
+    const double ratio = divisor ? std::floor(base / *divisor) : base;
+    return std::pow(ratio, negative ? -0.5 : 0.5);
   }
   double result = fit.coefficient;
   for (const auto& [field, exponent] : fit.exponents) result *= std::pow(point[field], exponent);
@@ -205,17 +222,9 @@ std::vector<py::Stmt> pass_args(std::vector<py::Stmt> code, const std::set<std::
     if (callee.kind() != py::Expr::Kind::Name || !takers.contains(callee.text())) {
       return std::nullopt;
     }
-    std::vector<py::Expr> arguments{py::name("args")};
-    std::vector<py::Keyword> keywords;
-    const std::size_t positional = part.parts().size() - part.keywords().size();
-    for (std::size_t index = 1; index < part.parts().size(); ++index) {
-      if (index < positional) {
-        arguments.push_back(part.parts()[index]);
-      } else {
-        keywords.push_back({part.keywords()[index - positional], part.parts()[index]});
-      }
-    }
-    return callee(std::move(arguments), std::move(keywords));
+    auto [positional, keywords] = py::arguments(part);
+    positional.insert(positional.begin(), py::name("args"));
+    return callee(std::move(positional), std::move(keywords));
   });
 }
 

@@ -639,6 +639,18 @@ Expr call(std::string_view function, std::vector<Expr> args, std::vector<Keyword
   return dotted(function)(std::move(args), std::move(keywords));
 }
 
+std::pair<std::vector<Expr>, std::vector<Keyword>> arguments(const Expr& call) {
+  if (call.kind() != Expr::Kind::Call) fail("python", "only a call has arguments");
+  const auto& parts = call.parts();
+  const std::size_t positional = parts.size() - call.keywords().size();
+  std::pair<std::vector<Expr>, std::vector<Keyword>> result;
+  result.first.assign(parts.begin() + 1, parts.begin() + static_cast<std::ptrdiff_t>(positional));
+  for (std::size_t index = positional; index < parts.size(); ++index) {
+    result.second.push_back({call.keywords()[index - positional], parts[index]});
+  }
+  return result;
+}
+
 Expr operator+(const Expr& left, const Expr& right) { return binary(left, Op::Add, right); }
 Expr operator-(const Expr& left, const Expr& right) { return binary(left, Op::Sub, right); }
 Expr operator*(const Expr& left, const Expr& right) { return binary(left, Op::Mul, right); }

@@ -140,6 +140,27 @@ TEST(ModelArgs, AnIntegerFromAFloatFieldIsTruncatedAsTorchDoes) {
       << py::print(code.classes);
 }
 
+TEST(ModelArgs, AScaleIsCheckedWithTheFloorDivisionItIsWrittenWith) {
+  // A scale of true division, (hidden / heads) ** -0.5: written as (hidden // heads) ** -0.5,
+  // it is wrong where heads does not divide hidden, and the check at that probe says so.
+  const auto scaled = [](double hidden, double heads) {
+    const py::Stmt super_init = py::expression(py::call("super").method("__init__"));
+    return std::vector<py::Stmt>{py::class_(
+        "Model", {py::dotted("nn.Module")},
+        {py::function("__init__", {{"self", {}}}, {super_init}),
+         py::function("__call__", {{"self", {}}, {"x", {}}},
+                      {py::return_({name("x") * py::number(std::pow(hidden / heads, -0.5))})})})};
+  };
+  const std::vector<ConfigField> fields{{"hidden_size", 48, true}, {"num_heads", 4, true}};
+  const auto whole = parameterize(scaled(48, 4), fields, {"hidden_size", "num_heads"}, {96, 8},
+                                  {scaled(96, 4), scaled(48, 8)});
+  EXPECT_EQ(whole.fields.size(), 2U);
+  const auto broken = parameterize(scaled(48, 4), fields, {"hidden_size", "num_heads"}, {96, 5},
+                                   {scaled(96, 4), scaled(48, 5)});
+  EXPECT_TRUE(broken.fields.empty());
+  EXPECT_EQ(broken.notes.size(), 1U);
+}
+
 TEST(ModelArgs, NoMovingLiteralLeavesTheCodeAsItIs) {
   const auto model = attention_model(64, 4, 2, 1e-6);
   const auto code =

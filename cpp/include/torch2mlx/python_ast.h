@@ -173,6 +173,8 @@ struct Keyword {
 /// `function(args, keywords)` where function is a dotted path: call("mx.exp", {x}).
 [[nodiscard]] Expr call(std::string_view function, std::vector<Expr> args = {},
                         std::vector<Keyword> keywords = {});
+/// A call's positional arguments and its keyword arguments, to build another call from.
+[[nodiscard]] std::pair<std::vector<Expr>, std::vector<Keyword>> arguments(const Expr& call);
 
 [[nodiscard]] Expr operator+(const Expr& left, const Expr& right);
 [[nodiscard]] Expr operator-(const Expr& left, const Expr& right);
