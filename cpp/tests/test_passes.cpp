@@ -24,8 +24,9 @@ TEST(EliminateNoops, DropsIdentitiesAndRewiresTheirUses) {
           .node("view", "aten.view.default", {{"self", tensor("mul")}, {"size", integers({2, 3})}})
           .node("relu", "aten.relu.default", {{"self", tensor("view")}})
           .node("clone", "aten.clone.default", {{"self", tensor("relu")}})
-          .returning({"clone"});
-  EXPECT_EQ(eliminate_noops(program), 5U);
+          .node("contiguous", "aten.contiguous.default", {{"self", tensor("clone")}})
+          .returning({"contiguous"});
+  EXPECT_EQ(eliminate_noops(program), 6U);
   EXPECT_EQ(targets(program), std::vector<std::string>{"aten.relu.default"});
   EXPECT_EQ(reads(program.nodes[0], "self"), "x");
   EXPECT_EQ(program.outputs[0].value.names[0], "relu");
