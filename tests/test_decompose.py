@@ -36,7 +36,7 @@ def test_untranslated_ops_are_decomposed_and_match_torch(tmp_path):
     torch.manual_seed(0)
     model = Composite().eval()
     inputs = (torch.randn(3, 4), torch.randn(3, 4))
-    result = torch2mlx.convert(model, inputs, tmp_path / "pkg", tolerance=(1e-5, 0.0), quiet=True)
+    result = torch2mlx.convert(model, inputs, tmp_path / "pkg", quiet=True)
     assert result.passed is True, result.summary
     decomposed = set(result.config["decomposed_ops"])
     assert {
@@ -152,7 +152,7 @@ def test_ops_torch_decomposes_convert(tmp_path, name):
     factory, inputs, decomposed_op = CASES[name]
     torch.manual_seed(0)
     model = _randomise_norms(factory())
-    result = torch2mlx.convert(model, inputs(), tmp_path / "pkg", tolerance=(1e-5, 0.0), quiet=True)
+    result = torch2mlx.convert(model, inputs(), tmp_path / "pkg", quiet=True)
     assert result.passed is True, result.summary
     if decomposed_op:
         assert decomposed_op in result.config["decomposed_ops"]

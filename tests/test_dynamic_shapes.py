@@ -19,9 +19,7 @@ from torch.export import Dim
 
 import torch2mlx
 from torch2mlx.capture import split_inputs
-from torch2mlx.comparison import compare
-
-ATOL = 1e-5
+from torch2mlx.comparison import compare, rule_for
 
 
 def convert_once_run_at(model, example, dynamic_shapes, sizes, tmp_path) -> dict:
@@ -37,7 +35,6 @@ def convert_once_run_at(model, example, dynamic_shapes, sizes, tmp_path) -> dict
             example,
             tmp_path / "pkg",
             dynamic_shapes=dynamic_shapes,
-            tolerance=(ATOL, 0.0),
             quiet=True,
         )
     assert result.passed, result.report["outputs"]
@@ -48,7 +45,7 @@ def convert_once_run_at(model, example, dynamic_shapes, sizes, tmp_path) -> dict
             expected = model(*args, **kwargs)
         actual = mlx_model(*[mx.array(value.numpy()) for value in (*args, *kwargs.values())])
         shapes = [tuple(value.shape) for value in (*args, *kwargs.values())]
-        for error in compare(expected, actual, ATOL, 0.0):
+        for error in compare(expected, actual, rule_for("float32")):
             assert error.passed, f"inputs {shapes}: {error}"
     return result.config
 

@@ -63,7 +63,7 @@ def _gpt2(embed: int, heads: int, layers: int, vocab: int):
 def _convert(model, inputs, path, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch2mlx.convert(model, inputs, path, tolerance=(1e-5, 0.0), quiet=True, **options)
+        return torch2mlx.convert(model, inputs, path, quiet=True, **options)
 
 
 def _model_code(path) -> str:

@@ -32,7 +32,6 @@ def test_pretrained_minilm_matches_torch(tmp_path):
             source.example_inputs,
             tmp_path / "minilm",
             dynamic_shapes=source.dynamic_shapes,
-            tolerance=(1e-5, 0.0),
             quiet=True,
             extra_files=source.files,
         )

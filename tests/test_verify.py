@@ -153,7 +153,8 @@ def test_half_precision_packages_verify_with_their_own_tolerance(dtype, tmp_path
     model, inputs = net()
     torch2mlx.convert(model, inputs, tmp_path / "pkg", dtype=dtype, quiet=True)
     report = torch2mlx.verify(model, tmp_path / "pkg", inputs)
-    assert report.dtype == dtype and report.tolerance == {"atol": 1e-2, "rtol": 1e-2}
+    assert report.dtype == dtype and report.tolerance["compute_dtype"] == dtype
+    assert report.tolerance["atol"] == 1e-2 and report.tolerance["reference"] == "float64"
     assert report.passed, report.text()
     assert all(layer.passed for layer in report.layers)
 

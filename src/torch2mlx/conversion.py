@@ -21,7 +21,7 @@ from typing import Any
 
 from torch2mlx import _core
 from torch2mlx.checkpoint import Torch2MLXError
-from torch2mlx.comparison import as_dicts, summary_lines
+from torch2mlx.comparison import as_dicts, rule_for, summary_lines
 from torch2mlx.numerics import OUTPUT_DTYPES
 from torch2mlx.runtime import check_package
 
@@ -124,25 +124,24 @@ def _verify(
     kwargs: dict,
     package: Path,
     dtype: str | None,
-    tolerance: tuple[float, float] | None,
+    atol: float | None,
 ) -> tuple[dict, list[str]]:
-    from torch2mlx.verification import tolerance_for, verify
+    from torch2mlx.verification import verify
 
-    atol, rtol = tolerance or tolerance_for(dtype)
     # Outputs only first; the module-by-module comparison runs when they differ, to name
     # the first module that diverges.
-    result = verify(module, package, (args, kwargs), atol=atol, rtol=rtol, layers=False)
+    result = verify(module, package, (args, kwargs), atol=atol, layers=False)
     if not result.passed:
-        result = verify(module, package, (args, kwargs), atol=atol, rtol=rtol, layers=True)
+        result = verify(module, package, (args, kwargs), atol=atol, layers=True)
     report = {
         "verified": True,
         "passed": result.passed,
-        "tolerance": {"atol": atol, "rtol": rtol},
+        "tolerance": result.tolerance,
         "outputs": as_dicts(result.outputs),
         "seconds": {"torch": result.seconds["torch"], "mlx_first_call": result.seconds["mlx"]},
         "environment": result.environment,
     }
-    lines = summary_lines(result.outputs, atol, rtol)
+    lines = summary_lines(result.outputs, rule_for(result.tolerance["compute_dtype"], atol))
     if result.first_divergence is not None:
         culprit = result.first_divergence
         report["first_divergence"] = asdict(culprit)
@@ -190,7 +189,7 @@ def convert(
     dtype: str | None = None,
     verify: bool = True,
     *,
-    tolerance: tuple[float, float] | None = None,
+    tolerance: float | None = None,
     shard_size: int = 5_000_000_000,
     quiet: bool = False,
     dump_ir: str | None = None,

@@ -197,7 +197,7 @@ def convert_for_generation(
     dtype: str | None = None,
     quantize: dict | None = None,
     verify: bool = True,
-    tolerance: tuple[float, float] | None = None,
+    tolerance: float | None = None,
     quiet: bool = True,
     extra_files: list[Path] | None = None,
     example_length: int = 8,

@@ -165,7 +165,7 @@ def write_mlx_lm(
         files += copy_tokenizer_files(
             [path for path in folder.files if path.name != "config.json"], staging
         )
-        verification = _verify(staging, folder) if verify else None
+        verification = _verify(staging, folder, plan is not None) if verify else None
         _move_into_place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -178,9 +178,11 @@ def write_mlx_lm(
     }
 
 
-def _verify(directory: Path, folder: Any) -> dict[str, float] | None:
-    """mlx-lm's own load of ``directory`` and its logits against torch's, on the folder's
-    example tokens. None when mlx-lm is not installed."""
+def _verify(directory: Path, folder: Any, quantized: bool) -> dict[str, Any] | None:
+    """mlx-lm's own load of ``directory`` and its logits against torch's on the folder's
+    example tokens, judged by the one rule (torch2mlx.comparison) against torch in float64
+    where the model allows; a quantized folder's errors are reported, not judged. None when
+    mlx-lm is not installed."""
     try:
         from mlx_lm.utils import load_model
     except ImportError:
@@ -188,6 +190,9 @@ def _verify(directory: Path, folder: Any) -> dict[str, float] | None:
     import mlx.core as mx
     import numpy as np
     import torch
+
+    from torch2mlx.comparison import judge, rule_for
+    from torch2mlx.verification import compute_dtype, in_float64
 
     try:
         model, _ = load_model(directory)
@@ -200,7 +205,20 @@ def _verify(directory: Path, folder: Any) -> dict[str, float] | None:
     ids = folder.example_inputs["input_ids"]
     with torch.no_grad():
         expected = folder.model(input_ids=ids, use_cache=False).logits.float().numpy()
+        exact = None
+        with in_float64(folder.model) as cast:
+            if cast:
+                exact = folder.model(input_ids=ids, use_cache=False).logits.numpy()
     got = np.array(model(mx.array(ids.numpy())).astype(mx.float32))
-    flat_a, flat_b = got.reshape(-1).astype(np.float64), expected.reshape(-1).astype(np.float64)
-    cosine = float(flat_a @ flat_b / (np.linalg.norm(flat_a) * np.linalg.norm(flat_b)))
-    return {"max_abs_error": float(np.abs(got - expected).max()), "cosine_similarity": cosine}
+    rule = rule_for(compute_dtype(folder.model))
+    verdict = judge(expected, got, rule, exact)
+    return {
+        "max_abs_error": verdict.max_abs_error,
+        "cosine_similarity": verdict.cosine_similarity,
+        "reference": verdict.reference,
+        "error": verdict.error,
+        "torch_error": verdict.torch_error,
+        "bound": verdict.bound,
+        "rule": rule.describe(),
+        "passed": None if quantized else verdict.passed,
+    }

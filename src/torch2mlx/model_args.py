@@ -136,6 +136,25 @@ def _capture(
     return text, buffers
 
 
+def _dtypes_of(model: Any) -> dict[str, Any]:
+    """The dtype of each of the model's parameters and buffers (persistent or not), by name."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    return {name: tensor.dtype for name, tensor in tensors}
+
+
+def _cast_like(probe: Any, dtypes: dict[str, Any]) -> Any:
+    """``probe`` with each parameter and buffer in the dtype the model's of that name has: a
+    bfloat16 model's probes must be captured in bfloat16 too, or every cast differs."""
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in [*probe.named_parameters(), *probe.named_buffers()]:
+            dtype = dtypes.get(name)
+            if dtype is not None and tensor.dtype != dtype:
+                tensor.data = tensor.data.to(dtype)
+    return probe
+
+
 def is_configured(model: Any) -> bool:
     """Whether ``model`` is built from a Hugging Face config that probes can change."""
     try:
@@ -150,6 +169,7 @@ def probe_spec(model: Any, example_inputs: Any, dynamic_shapes: Any) -> tuple[di
     Hugging Face config: its numeric fields, and one capture per field with that field
     doubled (halved when doubling makes no valid model). Also notes on fields left out."""
     config = model.config
+    dtypes = _dtypes_of(model)
     fields = _numeric_fields(config)
     inputs = _on_meta(example_inputs)
     probes: list[tuple[str, float, str, list]] = []
@@ -165,6 +185,7 @@ def probe_spec(model: Any, example_inputs: Any, dynamic_shapes: Any) -> tuple[di
                         warnings.simplefilter("ignore")
                         with _parameters_on_meta():
                             probe = type(model)(_with_value(config, path, candidate)).eval()
+                        _cast_like(probe, dtypes)
                         text, buffers = _capture(probe, inputs, dynamic_shapes, Path(scratch))
                 except Exception:  # a config this architecture refuses: try the next value
                     continue

@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from torch2mlx.checkpoint import Torch2MLXError
-from torch2mlx.comparison import TOLERANCES, OutputError, compare, flatten, to_numpy
+from torch2mlx.comparison import (
+    OutputError,
+    Rule,
+    compare,
+    flatten,
+    judge,
+    rule_for,
+    to_numpy,
+)
 
 
 @dataclass
@@ -86,9 +94,77 @@ class VerificationReport:
         return report_html(self)
 
 
-def tolerance_for(dtype: str | None) -> tuple[float, float]:
-    """(atol, rtol) for a package of this dtype ("as exported" and None mean float32)."""
-    return TOLERANCES.get(dtype or "float32", TOLERANCES["float32"])
+# The largest model verify also runs in float64 as the reference (docs/verify.md): its
+# parameters in float64, held beside the model's own for the run.
+FLOAT64_BUDGET = 2 << 30
+
+
+def compute_dtype(model: Any, package_dtype: str | None = None) -> str:
+    """The dtype a model computes in: the package's when it was cast, else that of most of
+    the torch model's floating parameters (float32 when it has none)."""
+    if package_dtype:
+        return package_dtype
+    counts: dict[str, int] = {}
+    for parameter in _floating_tensors(model):
+        name = str(parameter.dtype).removeprefix("torch.")
+        counts[name] = counts.get(name, 0) + parameter.numel()
+    return max(counts, key=counts.get) if counts else "float32"
+
+
+def _floating_tensors(model: Any) -> list[Any]:
+    """The model's floating parameters and buffers, each once."""
+    seen, tensors = set(), []
+    named = (
+        [*model.named_parameters(), *model.named_buffers()]
+        if hasattr(model, "named_buffers")
+        else []
+    )
+    for _, tensor in named:
+        if tensor is not None and tensor.is_floating_point() and id(tensor) not in seen:
+            seen.add(id(tensor))
+            tensors.append(tensor)
+    return tensors
+
+
+@contextlib.contextmanager
+def cast_floating(model: Any, dtype: str = "float64") -> Iterator[bool]:
+    """The model with its floating parameters and buffers in ``dtype`` for the block,
+    restored afterwards; yields False (and changes nothing) for a model whose float64 copy
+    would exceed FLOAT64_BUDGET, or that is not on the CPU."""
+    import torch
+
+    tensors = _floating_tensors(model)
+    size = sum(tensor.numel() for tensor in tensors) * 8
+    if not tensors or size > FLOAT64_BUDGET or any(t.device.type != "cpu" for t in tensors):
+        yield False
+        return
+    originals = [tensor.data for tensor in tensors]
+    try:
+        with torch.no_grad():
+            for tensor in tensors:
+                tensor.data = tensor.data.to(getattr(torch, dtype))
+        yield True
+    finally:
+        for tensor, original in zip(tensors, originals, strict=True):
+            tensor.data = original
+
+
+def in_float64(model: Any) -> contextlib.AbstractContextManager[bool]:
+    """`cast_floating` to float64: the reference every check judges against."""
+    return cast_floating(model, "float64")
+
+
+def _cast_inputs(value: Any, dtype: str) -> Any:
+    """Inputs with their floating tensors in ``dtype``."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(getattr(torch, dtype)) if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cast_inputs(item, dtype) for item in value)
+    if isinstance(value, dict):
+        return {key: _cast_inputs(item, dtype) for key, item in value.items()}
+    return value
 
 
 def environment() -> dict:
@@ -223,52 +299,75 @@ def _to_torch_order(array: np.ndarray, perm: list[int]) -> np.ndarray:
     return np.transpose(array, np.argsort(perm))
 
 
-def _error(reference: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> tuple:
-    a = reference.astype(np.float64)
-    b = actual.astype(np.float64)
-    diff = np.abs(a - b)
-    finite = np.isfinite(diff) | (np.isnan(a) & np.isnan(b))
-    max_abs = float(diff[np.isfinite(diff)].max()) if np.isfinite(diff).any() else 0.0
-    if not finite.all():
-        max_abs = float("inf")
-    scale = float(np.abs(a[np.isfinite(a)]).max()) if np.isfinite(a).any() else 0.0
-    max_rel = max_abs / scale if scale > 0 else max_abs
-    a0 = np.nan_to_num(a.ravel())
-    b0 = np.nan_to_num(b.ravel())
-    norm = float(np.linalg.norm(a0) * np.linalg.norm(b0))
-    cosine = float(a0 @ b0 / norm) if norm > 0 else float(max_abs == 0)
-    return max_abs, max_rel, cosine, bool(max_abs <= atol + rtol * scale)
+def _error(
+    reference: np.ndarray, actual: np.ndarray, rule: Rule, exact: Any = None, compute: Any = None
+) -> tuple:
+    verdict = judge(reference, actual, rule, exact, compute)
+    return (
+        verdict.max_abs_error,
+        verdict.max_rel_error,
+        verdict.cosine_similarity,
+        verdict.passed,
+    )
 
 
 def _pair(torch_values: list[np.ndarray], mlx_values: list[np.ndarray], perms: list[list[int]]):
-    """Pairs each torch output with the next MLX output of its shape in torch's order."""
+    """Pairs each torch output with the next MLX output of its shape in torch's order:
+    (index of the torch output, torch value, MLX value)."""
     ordered = [
         _to_torch_order(value, perms[i] if i < len(perms) else [])
         for i, value in enumerate(mlx_values)
     ]
     pairs, used = [], set()
-    for reference in torch_values:
+    for position, reference in enumerate(torch_values):
         for index, value in enumerate(ordered):
             if index not in used and value.shape == reference.shape:
-                pairs.append((reference, value))
+                pairs.append((position, reference, value))
                 used.add(index)
                 break
     return pairs
 
 
+def _same_calls(torch_calls: list[_Call], other_calls: list[_Call] | None) -> list[_Call | None]:
+    """Another torch run's call for each of torch's (the same model makes the same calls, in
+    the same order, in any dtype); None where the runs differ."""
+    if not other_calls or len(other_calls) != len(torch_calls):
+        return [None] * len(torch_calls)
+    return [
+        other if other.path == call.path else None
+        for call, other in zip(torch_calls, other_calls, strict=True)
+    ]
+
+
+def _at(values: list[Any] | None, index: int) -> Any:
+    return values[index] if values is not None and index < len(values) else None
+
+
 def compare_layers(
-    torch_calls: list[_Call], mlx_calls: list[_Call], modules: list[dict], atol, rtol
+    torch_calls: list[_Call],
+    mlx_calls: list[_Call],
+    modules: list[dict],
+    rule: Rule,
+    exact_calls: list[_Call] | None = None,
+    compute_calls: list[_Call] | None = None,
 ) -> list[LayerError]:
-    """Errors of every module call both sides made, in the order torch's calls complete."""
+    """Errors of every module call both sides made, judged by ``rule`` (against the float64
+    run's ``exact_calls`` where given, with torch's own error from ``compute_calls``, its run
+    in the package's dtype, where given), in the order torch's calls complete."""
     by_path = {module["path"]: module for module in modules}
     mlx_by_path: dict[str, list[_Call]] = {}
     for call in sorted(mlx_calls, key=lambda c: c.start):
         mlx_by_path.setdefault(call.path, []).append(call)
+    exact_for = dict(zip(map(id, torch_calls), _same_calls(torch_calls, exact_calls), strict=True))
+    compute_for = dict(
+        zip(map(id, torch_calls), _same_calls(torch_calls, compute_calls), strict=True)
+    )
     mlx_seen: dict[str, int] = {}
     layers = []
     torch_by_start = sorted(torch_calls, key=lambda c: c.start)
     for call in torch_by_start:
         module = by_path[call.path]
+        exact, compute = exact_for[id(call)], compute_for[id(call)]
         index = mlx_seen.get(module["mlx_path"], 0)
         mlx_seen[module["mlx_path"]] = index + 1
         candidates = mlx_by_path.get(module["mlx_path"], [])
@@ -278,19 +377,28 @@ def compare_layers(
         pairs = _pair(call.outputs, other.outputs, module["output_perms"])
         if not pairs:
             continue
-        stats = [_error(ref, got, atol, rtol) for ref, got in pairs]
+        exact_outputs = exact.outputs if exact is not None else None
+        compute_outputs = compute.outputs if compute is not None else None
+        stats = [
+            _error(ref, got, rule, _at(exact_outputs, position), _at(compute_outputs, position))
+            for position, ref, got in pairs
+        ]
         worst = max(stats, key=lambda s: (not s[3], s[0]))
         input_passed = input_error = None
         if call.inputs and other.inputs:
             got = _to_torch_order(other.inputs[0], module["input_perm"])
             if got.shape == call.inputs[0].shape:
-                input_error, _, _, input_passed = _error(call.inputs[0], got, atol, rtol)
+                exact_input = _at(exact.inputs if exact is not None else None, 0)
+                compute_input = _at(compute.inputs if compute is not None else None, 0)
+                input_error, _, _, input_passed = _error(
+                    call.inputs[0], got, rule, exact_input, compute_input
+                )
         layers.append(
             LayerError(
                 order=call.end,
                 path=call.path,
                 type=module["type"],
-                shape=list(pairs[0][0].shape),
+                shape=list(pairs[0][1].shape),
                 max_abs_error=worst[0],
                 max_rel_error=worst[1],
                 cosine_similarity=worst[2],
@@ -391,26 +499,61 @@ def _split(inputs: Any) -> tuple[tuple, dict]:
 # --- The entry point.
 
 
+def _run_torch(model: Any, args: tuple, kwargs: dict, paths: set[str], recorder: _Recorder):
+    """The torch model's outputs in eval mode, its module calls recorded at ``paths``."""
+    import torch
+
+    was_training = getattr(model, "training", None)
+    try:
+        model.eval()
+    except NotImplementedError:  # the module of an exported program runs as it was exported
+        was_training = None
+    try:
+        with torch.no_grad(), _torch_hooks(model, paths, recorder):
+            return model(*args, **kwargs)
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+
+
+def _run_cast(
+    model: Any, dtype: str, args: tuple, kwargs: dict, paths: set[str], recorder: _Recorder
+):
+    """The model's outputs with its weights and float inputs in ``dtype`` (float64: the
+    reference the rule judges against), or None where the model does not allow it: too
+    large for FLOAT64_BUDGET, or an op without a kernel for that dtype."""
+    with cast_floating(model, dtype) as cast:
+        if not cast:
+            return None
+        try:
+            return _run_torch(
+                model, _cast_inputs(args, dtype), _cast_inputs(kwargs, dtype), paths, recorder
+            )
+        except Exception:
+            recorder.calls.clear()
+            return None
+
+
 def verify(
     model: Any,
     out_dir: str | Path,
     inputs: Any = None,
     *,
     atol: float | None = None,
-    rtol: float | None = None,
     layers: bool = True,
     seed: int = 0,
+    reference64: bool = True,
 ) -> VerificationReport:
     """Runs ``model`` (torch) and the package in ``out_dir`` (MLX) on the same inputs.
 
     ``inputs`` is a tensor, a tuple of positional inputs, a dict of keyword inputs, or
-    None for random inputs of the shapes config.json records. Tolerances default by the
-    package's dtype (float32 1e-5, float16 and bfloat16 1e-2). With ``layers`` (the
-    default), every module call is compared too and ``first_divergence`` names the module
-    where MLX first leaves torch.
+    None for random inputs of the shapes config.json records. Every output is judged by the
+    one rule (torch2mlx.comparison, docs/verify.md): against torch in float64 where the
+    model allows (``reference64``), with atol by the compute dtype (float32 1e-5, float16
+    and bfloat16 1e-2) unless given. With ``layers`` (the default), every module call is
+    compared too and ``first_divergence`` names the module where MLX first leaves torch.
     """
     import mlx.core as mx
-    import torch
 
     from torch2mlx.conversion import _mlx_inputs
     from torch2mlx.runtime import load
@@ -425,9 +568,7 @@ def verify(
     config = json.loads(config_path.read_text())
     dtype = config.get("dtype")
     dtype = None if dtype in (None, "as exported") else dtype
-    default_atol, default_rtol = tolerance_for(dtype)
-    atol = default_atol if atol is None else atol
-    rtol = default_rtol if rtol is None else rtol
+    rule = rule_for(compute_dtype(model, dtype), atol)
     modules_path = out_dir / "modules.json"
     modules = json.loads(modules_path.read_text()) if modules_path.is_file() else []
     if inputs is None:
@@ -435,21 +576,18 @@ def verify(
     args, kwargs = _split(inputs)
 
     torch_recorder, mlx_recorder = _Recorder(), _Recorder()
+    exact_recorder, compute_recorder = _Recorder(), _Recorder()
     torch_paths = {module["path"] for module in modules} if layers else set()
     mlx_paths = {module["mlx_path"] for module in modules} if layers else set()
-    was_training = getattr(model, "training", None)
-    try:
-        model.eval()
-    except NotImplementedError:  # the module of an exported program runs as it was exported
-        was_training = None
     start = time.perf_counter()
-    try:
-        with torch.no_grad(), _torch_hooks(model, torch_paths, torch_recorder):
-            reference = model(*args, **kwargs)
-    finally:
-        if was_training is not None:
-            model.train(was_training)
+    reference = _run_torch(model, args, kwargs, torch_paths, torch_recorder)
     torch_seconds = time.perf_counter() - start
+    exact = compute = None
+    if reference64:
+        exact = _run_cast(model, "float64", args, kwargs, torch_paths, exact_recorder)
+    if exact is not None and dtype and dtype != compute_dtype(model):
+        # A package cast to another dtype is judged against torch's own error in that dtype.
+        compute = _run_cast(model, dtype, args, kwargs, torch_paths, compute_recorder)
     mlx_model = load(out_dir)
     mlx_args, mlx_kwargs = _mlx_inputs(args, kwargs, dtype)
     start = time.perf_counter()
@@ -458,9 +596,16 @@ def verify(
         recorded = [value for call in mlx_recorder.calls for value in call.outputs + call.inputs]
         mx.eval(actual, recorded)
     mlx_seconds = time.perf_counter() - start
-    outputs = compare(reference, actual, atol, rtol)
+    outputs = compare(reference, actual, rule, exact, compute)
     layer_errors = (
-        compare_layers(torch_recorder.arrays(), mlx_recorder.arrays(), modules, atol, rtol)
+        compare_layers(
+            torch_recorder.arrays(),
+            mlx_recorder.arrays(),
+            modules,
+            rule,
+            exact_recorder.arrays() if exact is not None else None,
+            compute_recorder.arrays() if compute is not None else None,
+        )
         if layers
         else []
     )
@@ -469,7 +614,7 @@ def verify(
     return VerificationReport(
         passed=passed,
         dtype=dtype or "float32",
-        tolerance={"atol": atol, "rtol": rtol},
+        tolerance={**rule.to_dict(), "reference": "float64" if exact is not None else "torch"},
         outputs=outputs,
         layers=layer_errors,
         first_divergence=divergence,
@@ -486,14 +631,21 @@ def report_lines(report: VerificationReport) -> list[str]:
     tolerance = report.tolerance
     verdict = "matches torch" if report.passed else "DOES NOT match torch"
     lines = [
-        f"{verdict} ({report.dtype}, atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}; "
+        f"{verdict} ({tolerance['compute_dtype']} compute, atol {tolerance['atol']:g}, against "
+        f"torch in {'float64' if tolerance['reference'] == 'float64' else 'its own dtype'}; "
         f"{len(report.layers)} module calls compared)"
     ]
     for output in report.outputs:
         mark = "ok  " if output.passed else "FAIL"
+        against = ""
+        if output.reference == "float64":
+            against = (
+                f"  vs float64: MLX {output.error:.3g}, torch {output.torch_error:.3g}, "
+                f"bound {output.bound:.3g}"
+            )
         lines.append(
             f"  {mark} {output.path:<24} max abs {output.max_abs_error:.3g}  max rel "
-            f"{output.max_rel_error:.3g}  cosine {output.cosine_similarity:.6f}"
+            f"{output.max_rel_error:.3g}  cosine {output.cosine_similarity:.6f}{against}"
         )
     culprit = report.first_divergence
     if culprit is not None:

@@ -17,7 +17,7 @@ from torch2mlx.conversion import convert
 def _convert(model, inputs, path, atol):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = convert(model, inputs, path, tolerance=(atol, 0.0), quiet=True)
+        result = convert(model, inputs, path, tolerance=atol, quiet=True)
     errors = [output["max_abs_error"] for output in result.report["outputs"]]
     assert result.passed, f"max abs errors {errors}"
     return result.model_py.read_text()
