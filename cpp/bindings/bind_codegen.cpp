@@ -1,6 +1,7 @@
 // Python bindings of the code generator and the op registry.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -74,9 +75,9 @@ std::optional<torch2mlx::DType> parse_dtype(const std::optional<std::string>& na
 }
 
 // ModelArgsSpec from Python: fields as (name, value, integer) and probes as (field, value,
-// JSON of the probe's ExportedProgram, buffers). A probe's parameters are on torch's meta
-// device; its buffers and constants, which passes read (a rotary table's frequencies), come
-// as (name, dtype, shape, bytes).
+// JSON of the probe's ExportedProgram, buffers[, base: [(field, value)]]). A probe's parameters are
+// on torch's meta device; its buffers and constants, which passes read (a rotary table's
+// frequencies), come as (name, dtype, shape, bytes).
 torch2mlx::ModelArgsSpec model_args_spec(const nb::handle& spec) {
   torch2mlx::ModelArgsSpec result;
   if (spec.is_none()) return result;
@@ -88,6 +89,11 @@ torch2mlx::ModelArgsSpec model_args_spec(const nb::handle& spec) {
     torch2mlx::ConfigProbe probe;
     probe.field = nb::cast<std::string>(entry[0]);
     probe.value = nb::cast<double>(entry[1]);
+    if (nb::len(entry) > 4) {
+      for (const nb::handle change : entry[4]) {
+        probe.base.emplace_back(nb::cast<std::string>(change[0]), nb::cast<double>(change[1]));
+      }
+    }
     probe.program = torch2mlx::parse_exported_program(nb::cast<std::string>(entry[2]),
                                                       "probe of " + probe.field);
     for (const nb::handle buffer : entry[3]) {
@@ -131,8 +137,16 @@ void bind_codegen(nb::module_& m) {
       "write_package",
       [](const std::filesystem::path& pt2, const std::filesystem::path& directory,
          const std::optional<std::string>& dtype, std::uint64_t shard_bytes,
-         const std::string& dump_ir_after, const nb::object& model_args) {
+         const std::string& dump_ir_after, const nb::object& model_args,
+         const std::optional<std::filesystem::path>& weights_from,
+         const std::map<std::string, std::string>& weight_aliases) {
         torch2mlx::PackageOptions options;
+        torch2mlx::ReadOptions read;
+        if (weights_from) {
+          options.weights_from = *weights_from;
+          options.weight_aliases = weight_aliases;
+          read.allow_meta_weights = true;
+        }
         options.codegen.model_args = model_args_spec(model_args);
         options.dtype = parse_dtype(dtype);
         options.shard_bytes = shard_bytes;
@@ -148,7 +162,7 @@ void bind_codegen(nb::module_& m) {
         {
           nb::gil_scoped_release release;
           torch2mlx::bindings::naming_file_when_out_of_memory(pt2, [&] {
-            program = torch2mlx::read_pt2(pt2);
+            program = torch2mlx::read_pt2(pt2, read);
             result = torch2mlx::write_package(program, directory, options);
           });
         }
@@ -167,10 +181,14 @@ void bind_codegen(nb::module_& m) {
         return info;
       },
       "pt2"_a, "directory"_a, "dtype"_a = nb::none(), "shard_bytes"_a = 5'000'000'000ULL,
-      "dump_ir_after"_a = "", "model_args"_a = nb::none(),
+      "dump_ir_after"_a = "", "model_args"_a = nb::none(), "weights_from"_a = nb::none(),
+      "weight_aliases"_a = std::map<std::string, std::string>{},
       "Reads a .pt2 archive and writes model.py and the MLX weights into an existing "
       "directory. model_args ({'fields': [(name, value, is_int)], 'probes': [(field, value, "
-      "program_json)]}) makes model.py read its sizes from a ModelArgs dataclass.");
+      "program_json)]}) makes model.py read its sizes from a ModelArgs dataclass. "
+      "weights_from (a checkpoint file or folder) supplies the weights by name, for an "
+      "archive captured with its parameters on the meta device; weight_aliases maps a "
+      "program weight to the checkpoint's name for it (a tied head).");
   m.def("supported_ops", &torch2mlx::supported_ops, "Every ATen overload the registry maps.");
   m.def(
       "op_layouts",

@@ -68,9 +68,10 @@ nb::dict node_dict(const torch2mlx::Node& node) {
   return item;
 }
 
-nb::dict read_pt2(const std::filesystem::path& path, bool headers_only) {
+nb::dict read_pt2(const std::filesystem::path& path, bool headers_only, bool allow_meta_weights) {
   torch2mlx::ReadOptions options;
   options.headers_only = headers_only;
+  options.allow_meta_weights = allow_meta_weights;
   torch2mlx::ExportedProgram program;
   {
     const nb::gil_scoped_release release;
@@ -121,7 +122,7 @@ nb::dict read_pt2(const std::filesystem::path& path, bool headers_only) {
 }  // namespace
 
 void bind_pt2(nb::module_& m) {
-  m.def("read_pt2", &read_pt2, "path"_a, "headers_only"_a = false,
+  m.def("read_pt2", &read_pt2, "path"_a, "headers_only"_a = false, "allow_meta_weights"_a = false,
         "Reads a torch.export archive (.pt2) without running code from it: a dict of "
         "schema_version, torch_version, nodes (name, target, module_stack, stack_trace, inputs, "
         "outputs), inputs (kind, name, target, persistent), outputs (kind, names, target), "

@@ -2136,12 +2136,14 @@ GeneratedModel Generator::run(const ModelArgsSpec& model_args,
   } else {
     std::vector<std::string> fields;
     std::vector<double> values;
+    std::vector<ProbeBase> bases;
     for (const ConfigProbe& probe : model_args.probes) {
       fields.push_back(probe.field);
       values.push_back(probe.value);
+      bases.push_back(probe.base);
     }
     ParameterizedCode code =
-        parameterize(generated.classes, model_args.fields, fields, values, probe_classes);
+        parameterize(generated.classes, model_args.fields, fields, values, probe_classes, bases);
     generated.model_args = std::move(code.fields);
     for (std::string& note : code.notes) notes_.push_back(std::move(note));
     generated.source = assemble(std::move(code.classes), true);

@@ -121,19 +121,28 @@ bool whole_fields(const Fit& fit, const std::vector<ConfigField>& fields) {
 
 bool close(double a, double b) { return std::abs(a - b) <= 1e-12 * std::max(std::abs(a), 1e-300); }
 
-// The literal `slot` fitted over the probes that move it, or nothing.
+// What a probe is compared with: the model, or the probe of its base.
+struct Reference {
+  double value;  // the literal there
+  const Point* point;
+};
+
+// The literal `slot` fitted over the probes that move it (each against its reference), or
+// nothing.
 std::optional<Fit> fit_slot(const Slot& slot, const std::vector<Slot>& at_probe,
                             const std::vector<std::size_t>& probe_field, const Point& model,
                             const std::vector<Point>& points,
+                            const std::vector<Reference>& references,
                             const std::vector<ConfigField>& fields) {
   Fit fit;
   for (std::size_t probe = 0; probe < at_probe.size(); ++probe) {
     const double moved = at_probe[probe].value;
-    if (moved == slot.value) continue;
-    if (slot.value == 0 || moved == 0 || (moved > 0) != (slot.value > 0)) return std::nullopt;
+    const double before = references[probe].value;
+    if (moved == before) continue;
+    if (before == 0 || moved == 0 || (moved > 0) != (before > 0)) return std::nullopt;
     const std::size_t field = probe_field[probe];
-    const double exponent =
-        std::log(moved / slot.value) / std::log(points[probe][field] / model[field]);
+    const double exponent = std::log(moved / before) /
+                            std::log(points[probe][field] / (*references[probe].point)[field]);
     const auto nearest = std::min_element(
         kExponents.begin(), kExponents.end(),
         [&](double a, double b) { return std::abs(a - exponent) < std::abs(b - exponent); });
@@ -242,7 +251,8 @@ ParameterizedCode parameterize(std::vector<py::Stmt> classes,
                                const std::vector<ConfigField>& fields,
                                const std::vector<std::string>& probe_fields,
                                const std::vector<double>& probe_values,
-                               const std::vector<std::vector<py::Stmt>>& probes) {
+                               const std::vector<std::vector<py::Stmt>>& probes,
+                               const std::vector<ProbeBase>& bases) {
   ParameterizedCode result;
   const std::vector<Slot> slots = slots_of(classes);
   const std::string shape = shape_of(classes);
@@ -252,29 +262,53 @@ ParameterizedCode parameterize(std::vector<py::Stmt> classes,
     field_index[field.name] = model.size();
     model.push_back(field.value);
   }
-  // The usable probes: one changed field each, and the same code but for its numbers.
+  // The usable probes: one changed field each (beside their base's), and the same code but
+  // for its numbers. A probe with a base is compared with the usable probe of that base.
   std::vector<std::size_t> probe_field;
   std::vector<Point> points;
   std::vector<std::vector<Slot>> probe_slots;
+  std::vector<std::optional<std::size_t>> probe_base;  // index among the usable probes
   std::set<std::size_t> fixed;
-  for (std::size_t probe = 0; probe < probes.size(); ++probe) {
-    const auto found = field_index.find(probe_fields[probe]);
+  std::map<ProbeBase, std::size_t> base_probes;  // usable single-change probes, by their change
+  const auto index_of = [&](const std::string& name) {
+    const auto found = field_index.find(name);
     if (found == field_index.end()) {
-      fail("model_args",
-           fmt::format("a probe changes '{}', which is not a config field", probe_fields[probe]));
+      fail("model_args", fmt::format("a probe changes '{}', which is not a config field", name));
+    }
+    return found->second;
+  };
+  for (std::size_t probe = 0; probe < probes.size(); ++probe) {
+    const std::size_t field = index_of(probe_fields[probe]);
+    const ProbeBase base = probe < bases.size() ? bases[probe] : ProbeBase{};
+    std::optional<std::size_t> reference;
+    if (!base.empty()) {
+      const auto found = base_probes.find(base);
+      if (found == base_probes.end()) {
+        result.notes.push_back(fmt::format(
+            "ModelArgs: '{}' stays fixed: its probe was captured on a copy of the model's first "
+            "layers, whose own code differs from the model's",
+            probe_fields[probe]));
+        fixed.insert(field);
+        continue;
+      }
+      reference = found->second;
     }
     if (shape_of(probes[probe]) != shape) {
       result.notes.push_back(
           fmt::format("ModelArgs: '{}' stays fixed: changing it changes the structure of the code",
                       probe_fields[probe]));
-      fixed.insert(found->second);
+      fixed.insert(field);
       continue;
     }
     Point point = model;
-    point[found->second] = probe_values[probe];
-    probe_field.push_back(found->second);
+    for (const auto& [name, value] : base) point[index_of(name)] = value;
+    point[field] = probe_values[probe];
+    if (base.empty())
+      base_probes.emplace(ProbeBase{{probe_fields[probe], probe_values[probe]}}, points.size());
+    probe_field.push_back(field);
     points.push_back(std::move(point));
     probe_slots.push_back(slots_of(probes[probe]));
+    probe_base.push_back(reference);
   }
   // Fit every literal over the probes of fields not fixed; a literal no expression explains
   // fixes the fields that move it, and the fit starts again without them.
@@ -290,16 +324,21 @@ ParameterizedCode parameterize(std::vector<py::Stmt> classes,
       std::vector<Slot> at_probe;
       std::vector<std::size_t> fields_of;
       std::vector<Point> active_points;
+      std::vector<Reference> references;
       for (const std::size_t probe : active) {
         at_probe.push_back(probe_slots[probe][slot]);
         fields_of.push_back(probe_field[probe]);
         active_points.push_back(points[probe]);
+        const auto base = probe_base[probe];
+        references.push_back(base ? Reference{probe_slots[*base][slot].value, &points[*base]}
+                                  : Reference{slots[slot].value, &model});
       }
-      fits[slot] = fit_slot(slots[slot], at_probe, fields_of, model, active_points, fields);
+      fits[slot] =
+          fit_slot(slots[slot], at_probe, fields_of, model, active_points, references, fields);
       if (fits[slot]) continue;
       std::vector<std::string> names;
       for (std::size_t k = 0; k < at_probe.size(); ++k) {
-        if (at_probe[k].value != slots[slot].value && fixed.insert(fields_of[k]).second) {
+        if (at_probe[k].value != references[k].value && fixed.insert(fields_of[k]).second) {
           names.push_back(fields[fields_of[k]].name);
         }
       }

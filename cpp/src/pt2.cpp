@@ -338,6 +338,7 @@ class Pt2Reader {
     }
     tensor.storage = found->second.storage;
     if (tensor.storage->nbytes == 0 && tensor.numel() > 0) {
+      if (options_.allow_meta_weights) return tensor;  // its bytes come from a checkpoint
       reject(file_, fmt::format("{}: {} is empty but the tensor has {} elements (was it saved "
                                 "from a fake or meta tensor?); export from a model with real "
                                 "weights",

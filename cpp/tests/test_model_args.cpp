@@ -90,6 +90,38 @@ TEST(ModelArgs, LiteralsBecomeExpressionsOfTheFieldsThatMoveThem) {
             "        return x\n");
 }
 
+// A deep model is probed on a copy of its first layers: each probe changes one field of
+// that copy and is compared with the copy itself, the layer count's probe.
+TEST(ModelArgs, ProbesOfAShallowCopyAreComparedWithThatCopy) {
+  std::vector<ConfigField> fields = kFields;
+  fields[2].value = 30;  // num_layers
+  const ProbeBase shallow{{"num_layers", 2}};
+  const auto code = parameterize(attention_model(64, 4, 30, 1e-6), fields,
+                                 {"num_layers", "hidden_size", "num_heads", "eps", "vocab_size"},
+                                 {2, 128, 8, 2e-6, 200},
+                                 {attention_model(64, 4, 2, 1e-6), attention_model(128, 4, 2, 1e-6),
+                                  attention_model(64, 8, 2, 1e-6), attention_model(64, 4, 2, 2e-6),
+                                  attention_model(64, 4, 2, 1e-6)},
+                                 {{}, shallow, shallow, shallow, shallow});
+  EXPECT_TRUE(code.notes.empty());
+  ASSERT_EQ(code.fields.size(), 4U);
+  const std::string text = py::print(code.classes);
+  EXPECT_NE(text.find("range(args.num_layers)"), std::string::npos) << text;
+  EXPECT_NE(text.find("nn.Linear(args.hidden_size, args.hidden_size)"), std::string::npos);
+  EXPECT_NE(text.find("args.hidden_size // args.num_heads"), std::string::npos);
+}
+
+TEST(ModelArgs, AProbeWithoutItsBaseStaysFixed) {
+  std::vector<ConfigField> fields = kFields;
+  fields[2].value = 30;
+  const auto code =
+      parameterize(attention_model(64, 4, 30, 1e-6), fields, {"hidden_size"}, {128},
+                   {attention_model(128, 4, 2, 1e-6)}, {ProbeBase{{"num_layers", 2}}});
+  EXPECT_TRUE(code.fields.empty());
+  ASSERT_EQ(code.notes.size(), 1U);
+  EXPECT_NE(code.notes[0].find("'hidden_size' stays fixed"), std::string::npos);
+}
+
 TEST(ModelArgs, AFieldThatChangesTheStructureStaysFixed) {
   std::vector<py::Stmt> other = attention_model(64, 4, 2, 1e-6);
   other[0].body.pop_back();  // no __call__: another structure

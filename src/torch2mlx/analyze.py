@@ -1011,8 +1011,9 @@ def report_for_package(
     model: Any, archive: Path, decomposed: list[str], harmless: list[dict]
 ) -> dict:
     """The report convert writes into report.json: the same analysis, on the graph that
-    convert translated (no second capture, no dry run of the generator that just ran)."""
-    read = _core.read_pt2(str(archive), headers_only=True)
+    convert translated (no second capture, no dry run of the generator that just ran). The
+    archive may hold its parameters on the meta device: only the graph is read."""
+    read = _core.read_pt2(str(archive), headers_only=True, allow_meta_weights=True)
     if model is None:
         modules, findings, name = _graph_modules(read), [], str(archive)
     else:

@@ -206,6 +206,7 @@ def _convert(args: argparse.Namespace) -> int:
     dynamic = None
     hf_extra: dict | None = None
     extra_files: list | None = None
+    streaming: dict = {}  # a folder's weights, read from it while they are written
     if args.format == "mlx-lm" and not os.path.isdir(source):
         raise ValueError(
             "--format mlx-lm takes a Hugging Face folder: mlx-lm builds the model from its "
@@ -230,14 +231,16 @@ def _convert(args: argparse.Namespace) -> int:
                 "(and --input-dtype), or make the factory return (model, example_inputs)"
             )
     elif os.path.isdir(source):
-        from torch2mlx.hf import is_folder, load_folder
+        from torch2mlx.hf import is_folder, load_folder, verification_model
 
         if not is_folder(source):
             raise ValueError(
                 f"[hf] {source} is a folder without config.json: pass a Hugging Face model "
                 "folder (save_pretrained writes one), a .pt2 archive or 'pkg.module:factory'"
             )
-        folder = load_folder(source, trust_remote_code=args.trust_remote_code)
+        folder = load_folder(
+            source, trust_remote_code=args.trust_remote_code, on_meta=args.format == "package"
+        )
         if args.format == "mlx-lm":
             return _convert_mlx_lm(args, folder, start)
         if args.format == "generation":
@@ -253,6 +256,11 @@ def _convert(args: argparse.Namespace) -> int:
             }
         }
         extra_files = folder.files
+        if folder.weights_from is not None:
+            streaming = {
+                "weights_from": folder.weights_from,
+                "reference": lambda fields: verification_model(folder, fields),
+            }
         for note in folder.notes:
             print(f"  note: {note}")
     else:
@@ -277,6 +285,7 @@ def _convert(args: argparse.Namespace) -> int:
             extra_files=extra_files,
             config_extra=hf_extra,
             model_args=False if args.no_model_args else None,
+            **streaming,
         )
     seconds = time.perf_counter() - start
     print(

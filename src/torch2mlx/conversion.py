@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,14 +126,16 @@ def _verify(
     package: Path,
     dtype: str | None,
     atol: float | None,
+    model_args: dict | None = None,
 ) -> tuple[dict, list[str]]:
     from torch2mlx.verification import verify
 
     # Outputs only first; the module-by-module comparison runs when they differ, to name
     # the first module that diverges.
-    result = verify(module, package, (args, kwargs), atol=atol, layers=False)
+    options = {"atol": atol, "model_args": model_args}
+    result = verify(module, package, (args, kwargs), layers=False, **options)
     if not result.passed:
-        result = verify(module, package, (args, kwargs), atol=atol, layers=True)
+        result = verify(module, package, (args, kwargs), layers=True, **options)
     report = {
         "verified": True,
         "passed": result.passed,
@@ -197,6 +200,8 @@ def convert(
     extra_files: list[Path] | None = None,
     config_extra: dict | None = None,
     model_args: bool | None = None,
+    weights_from: str | Path | None = None,
+    reference: Callable[[dict | None], tuple[Any, dict | None]] | None = None,
 ) -> ConversionResult:
     """Converts a model to an MLX package in ``out_dir`` and (by default) verifies it.
 
@@ -220,6 +225,13 @@ def convert(
     size of the architecture: the model is captured once more per numeric config field, on
     the meta device (torch2mlx.model_args). ``model_args=False`` skips this; ``True`` asks
     for it, and is an error for a model without such a config.
+
+    ``weights_from`` (a checkpoint file or Hugging Face folder) says that ``model`` holds its
+    parameters on the meta device: it is captured so, and the weights stream from that
+    checkpoint by name into the package, so memory stays bounded by a shard. Such a model
+    cannot run, so verification runs ``reference(model_args)``: it returns the torch model
+    to compare with and the ModelArgs fields the MLX model is built with for it (a copy of
+    the first layers, ``{"num_hidden_layers": 2}``), or ``(None, None)`` for no verification.
     """
     from torch2mlx.analyze import harmless_in_place
     from torch2mlx.capture import (
@@ -229,7 +241,8 @@ def convert(
         split_inputs,
         without_cache_outputs,
     )
-    from torch2mlx.model_args import config_values, is_configured, probe_spec
+    from torch2mlx.hf import weight_aliases
+    from torch2mlx.model_args import _on_meta, config_values, is_configured, probe_spec
     from torch2mlx.quantization import plan_from
 
     live = not isinstance(model, (str, Path))
@@ -261,7 +274,8 @@ def convert(
                 source = str(archive)
                 module = None
             else:
-                program = export_model(model, example_inputs, dynamic_shapes)
+                capture_inputs = _on_meta(example_inputs) if weights_from else example_inputs
+                program = export_model(model, capture_inputs, dynamic_shapes)
                 harmless = harmless_in_place(program)  # before functionalization removes them
                 program, decomposed = decompose_untranslated(program)
                 archive = save_program(program, Path(scratch) / "model.pt2")
@@ -271,30 +285,37 @@ def convert(
             if module is not None and model_args is not False and is_configured(model):
                 spec, probe_notes = probe_spec(model, example_inputs, dynamic_shapes)
             info = _core.write_package(
-                str(archive), str(staging), dtype, shard_size, dump_ir or "", spec
+                str(archive),
+                str(staging),
+                dtype=dtype,
+                shard_bytes=shard_size,
+                dump_ir_after=dump_ir or "",
+                model_args=spec,
+                weights_from=str(weights_from) if weights_from else None,
+                weight_aliases=weight_aliases(model, Path(weights_from)) if weights_from else {},
             )
             info["notes"] = [*info["notes"], *probe_notes]
-            args = config_values(info["model_args"]) if info["model_args"] else None
+            fields = config_values(info["model_args"]) if info["model_args"] else None
             # Whatever verify says: a broken package is never written.
-            check_package(staging, model_args=args)
+            check_package(staging, model_args=fields)
             analysis = _analysis(model, archive, decomposed, harmless)
             plan = plan_from(quantize)
             quantization = None
             if plan is not None:
                 quantization, weight_files, quantize_notes = _quantize_package(
-                    staging, plan, shard_size, info["direct_weights"], args
+                    staging, plan, shard_size, info["direct_weights"], fields
                 )
                 info["weight_files"] = weight_files
                 info["notes"] = [*info["notes"], *quantize_notes]
-                check_package(staging, quantization, args)
+                check_package(staging, quantization, fields)
             if module is None and verify:
                 module, example_inputs = _module_from_archive(archive, example_inputs)
         # The module calls verification observes, where they sit in the MLX tree, and the
         # axis order of their values (verification.py).
         (staging / "modules.json").write_text(json.dumps(info["modules"], indent=1) + "\n")
         config = _config(info, source, dtype)
-        if args is not None:
-            config["model_args"] = args
+        if fields is not None:
+            config["model_args"] = fields
         config["decomposed_ops"] = decomposed
         if quantization is not None:
             config["quantization"] = quantization
@@ -306,9 +327,17 @@ def convert(
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         report: dict = {"verified": False, "passed": None}
         lines: list[str] = []
+        override = None
+        if verify and weights_from is not None:
+            module, override = reference(fields) if reference is not None else (None, None)
+            if module is None:
+                report["reason"] = "no torch model to compare with: its weights are on meta"
         if verify and module is not None:
             args, kwargs = split_inputs(example_inputs)
-            report, lines = _verify(module, args, kwargs, staging, dtype, tolerance)
+            report, lines = _verify(module, args, kwargs, staging, dtype, tolerance, override)
+            if override:
+                report["reduced"] = override
+                lines.append(f"  compared on a reduced copy: {override}")
             if quantization is not None and tolerance is None:
                 report["passed"] = None
                 report["quantized"] = True

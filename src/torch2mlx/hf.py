@@ -64,6 +64,11 @@ class FolderModel:
     config: dict
     files: list[Path] = field(default_factory=list)  # tokenizer/processor files to copy
     notes: list[str] = field(default_factory=list)
+    # Set when `model` holds its parameters on the meta device: the folder whose
+    # checkpoint supplies them (by name, with the dtypes and shapes the model has).
+    weights_from: Path | None = None
+    model_class: Any = None
+    hf_config: Any = None
 
 
 def is_folder(path: str | Path) -> bool:
@@ -137,15 +142,20 @@ def _weights(folder: Path) -> dict[str, Any]:
     return tensors
 
 
-def _build(cls: Any, config: Any, folder: Path, notes: list[str]) -> Any:
+def _build(
+    cls: Any, config: Any, folder: Path, notes: list[str], only: set[str] | None = None
+) -> Any:
     """The model with the folder's weights. transformers maps checkpoint names to the
     module's (its conversion mappings, base-model prefixes, tied heads) as it loads from a
-    state dict, which torch2mlx's readers supply: transformers never opens the files."""
+    state dict, which torch2mlx's readers supply: transformers never opens the files.
+    ``only`` keeps the tensors of those names alone (the rest is never read)."""
     import warnings
 
     from transformers.utils import logging
 
     state = _weights(folder)
+    if only is not None:
+        state = {name: tensor for name, tensor in state.items() if name in only}
     shown = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()  # a bar for copying tensors already in memory says nothing
     try:
@@ -177,6 +187,135 @@ def _build(cls: Any, config: Any, folder: Path, notes: list[str]) -> Any:
             f"(e.g. {', '.join(unexpected[:3])})"
         )
     return model
+
+
+def _meta_model(cls: Any, config: Any, folder: Path, notes: list[str]) -> Any | None:
+    """The model with its parameters on the meta device, in the checkpoint's dtypes, or None
+    when the checkpoint's names or shapes are not the module's own (transformers renames
+    them on load for some architectures): such a folder is built for real."""
+    import torch
+
+    from torch2mlx.checkpoint import inspect_checkpoint
+    from torch2mlx.model_args import _cast_like, _parameters_on_meta
+
+    try:
+        stored = {info.name: info for info in inspect_checkpoint(folder).tensors}
+    except Torch2MLXError:
+        return None
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    default = torch.get_default_dtype()
+    try:
+        # As from_pretrained builds it: in the config's dtype, so that buffers computed from
+        # the default dtype match; parameters then take the checkpoint's own.
+        if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+            torch.set_default_dtype(dtype)
+        with _parameters_on_meta():
+            model = cls(config).eval()
+    finally:
+        torch.set_default_dtype(default)
+    wanted: dict[str, Any] = {}
+    for names in tied_names(model):
+        found = [name for name in names if name in stored]
+        info = stored.get(found[0]) if found else None
+        if info is None or tuple(info.shape) != tuple(model.get_parameter(names[0]).shape):
+            return None
+        wanted.update({name: getattr(torch, info.dtype) for name in names})
+    _cast_like(model, wanted)
+    if not _buffers_on_meta(model, stored):
+        return None
+    notes.append("captured with its parameters on the meta device; weights stream from the folder")
+    return model
+
+
+def _buffers_on_meta(model: Any, stored: dict[str, Any]) -> bool:
+    """Moves the buffers the checkpoint holds (BatchNorm statistics) to the meta device as
+    well: their values come from the folder, and a real buffer beside meta parameters
+    stops the capture. Buffers it does not hold (a rotary table) stay real. False when a
+    stored buffer's shape differs from the module's."""
+    import torch
+
+    for prefix, module in model.named_modules():
+        for name, buffer in list(module._buffers.items()):
+            info = stored.get(f"{prefix}.{name}" if prefix else name)
+            if buffer is None or info is None:
+                continue
+            if tuple(info.shape) != tuple(buffer.shape):
+                return False
+            dtype = getattr(torch, info.dtype)
+            module._buffers[name] = torch.empty(buffer.shape, dtype=dtype, device="meta")
+    return True
+
+
+def tied_names(model: Any) -> list[list[str]]:
+    """The names of each parameter, tied ones together (``lm_head.weight`` with the
+    embedding's), in the order the module registers them."""
+    groups: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(parameter), []).append(name)
+    return list(groups.values())
+
+
+def weight_aliases(model: Any, folder: Path) -> dict[str, str]:
+    """Each parameter name the folder's checkpoint does not hold -> the name it holds that
+    parameter under (a tied head, stored once as the embedding)."""
+    from torch2mlx.checkpoint import inspect_checkpoint
+
+    stored = {info.name for info in inspect_checkpoint(folder).tensors}
+    aliases = {}
+    for names in tied_names(model):
+        found = [name for name in names if name in stored]
+        aliases.update({name: found[0] for name in names if found and name not in stored})
+    return aliases
+
+
+def load_reduced(folder: FolderModel, layers: int) -> Any:
+    """The folder's model with only its first ``layers`` layers, with their real weights and
+    the real embedding and head: what verification compares a large model on."""
+    import copy
+
+    config = copy.deepcopy(folder.hf_config)
+    setattr(config, layer_field(config), layers)
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = config.layer_types[:layers]
+    from torch2mlx.model_args import _parameters_on_meta
+
+    with _parameters_on_meta():
+        names = {name for group in tied_names(folder.model_class(config)) for name in group}
+    model = _build(folder.model_class, config, folder.weights_from, [], only=names)
+    return model.eval()
+
+
+# A folder whose weights exceed this is verified on a copy of its first REDUCED_LAYERS layers
+# (with the real embedding, norm and head): torch and MLX then hold only those in memory.
+FULL_VERIFICATION_BYTES = 2 << 30
+REDUCED_LAYERS = 2
+
+
+def verification_model(folder: FolderModel, model_args: dict | None) -> tuple[Any, dict | None]:
+    """The torch model to verify a package of ``folder`` against, and the ModelArgs fields
+    its MLX model is built with: the whole model when it is small, else a copy of its first
+    layers where model.py reads the layer count from ModelArgs; (None, None) when neither."""
+    from torch2mlx.checkpoint import inspect_checkpoint
+
+    size = inspect_checkpoint(folder.weights_from).total_bytes
+    field_name = layer_field(folder.hf_config)
+    layers = getattr(folder.hf_config, field_name, None)
+    if size <= FULL_VERIFICATION_BYTES:
+        return _build(folder.model_class, folder.hf_config, folder.weights_from, []).eval(), None
+    if model_args and field_name in model_args and (layers or 0) > REDUCED_LAYERS:
+        return load_reduced(folder, REDUCED_LAYERS), {field_name: REDUCED_LAYERS}
+    folder.notes.append(
+        f"not verified: its weights ({size / 1e9:.1f} GB) are too large to hold twice and "
+        "model.py does not read its layer count from ModelArgs (--no-model-args?), so no "
+        "reduced copy can be compared"
+    )
+    return None, None
+
+
+def layer_field(config: Any) -> str:
+    """The config field that counts the model's layers (``n_layer`` for GPT-2)."""
+    return getattr(config, "attribute_map", {}).get("num_hidden_layers", "num_hidden_layers")
 
 
 def _image_size(config: Any) -> tuple[int, int]:
@@ -227,9 +366,13 @@ def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
     )
 
 
-def load_folder(folder: str | Path, *, trust_remote_code: bool = False) -> FolderModel:
+def load_folder(
+    folder: str | Path, *, trust_remote_code: bool = False, on_meta: bool = False
+) -> FolderModel:
     """The torch model of a Hugging Face folder with its weights, in eval mode, and the
-    example inputs and dynamic dimensions to capture it with."""
+    example inputs and dynamic dimensions to capture it with. ``on_meta`` builds it with its
+    parameters on the meta device where the checkpoint's names are the module's
+    (``weights_from`` is then set): no weight is read until the converter streams them."""
     import transformers
 
     folder = Path(folder)
@@ -254,7 +397,10 @@ def load_folder(folder: str | Path, *, trust_remote_code: bool = False) -> Folde
         cls = transformers.AutoModel._model_mapping[type(config)]
         if architecture:
             notes.append(f"{architecture} is not in transformers: built {cls.__name__}")
-    model = _build(cls, config, folder, notes)
+    model = _meta_model(cls, config, folder, notes) if on_meta else None
+    weights_from = folder if model is not None else None
+    if model is None:
+        model = _build(cls, config, folder, notes)
     model.eval()
     task, inputs, dynamic = example_inputs(model, config)
     return FolderModel(
@@ -266,4 +412,7 @@ def load_folder(folder: str | Path, *, trust_remote_code: bool = False) -> Folde
         config=raw,
         files=tokenizer_files(folder),
         notes=notes,
+        weights_from=weights_from,
+        model_class=cls,
+        hf_config=config,
     )

@@ -61,6 +61,11 @@ def _with_value(config: Any, path: tuple[str, ...], value: int | float) -> Any:
     return changed
 
 
+def _value_at(config: Any, path: tuple[str, ...]) -> Any:
+    value = getattr(config, path[0])
+    return value[path[1]] if len(path) > 1 else value
+
+
 @contextlib.contextmanager
 def _parameters_on_meta() -> Iterator[None]:
     """Modules built inside keep their parameters on the meta device (each is moved there as
@@ -164,19 +169,63 @@ def is_configured(model: Any) -> bool:
     return isinstance(getattr(model, "config", None), PretrainedConfig)
 
 
+# A model deeper than this is probed on a copy of its first PROBE_LAYERS layers: each
+# capture then costs what a small model's does, whatever the depth.
+PROBE_LAYERS = 2
+
+
+def _layer_count(config: Any) -> tuple[str, int] | None:
+    """The config field that counts the layers and its value, when the model is deeper than
+    PROBE_LAYERS."""
+    from torch2mlx.hf import layer_field
+
+    name = layer_field(config)
+    value = config.to_dict().get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= PROBE_LAYERS:
+        return None
+    return name, value
+
+
+def _shallow(config: Any, field: str) -> Any:
+    """``config`` with only its first PROBE_LAYERS layers (and their layer types)."""
+    shallow = _with_value(config, (field,), PROBE_LAYERS)
+    if isinstance(getattr(shallow, "layer_types", None), list):
+        shallow.layer_types = shallow.layer_types[:PROBE_LAYERS]
+    return shallow
+
+
+def _probe_plan(config: Any, fields: list) -> list[tuple[str, tuple, Any, list, list]]:
+    """(field, its path, the config to change it in, candidate values, base) for each field,
+    the layer count first: a deep model's probes change one field of a shallow copy, and are
+    compared with that copy (the base), itself the layer count's probe."""
+    layers = _layer_count(config)
+    plan = []
+    for name, path, value in fields:
+        candidates = [value * 2, value // 2] if isinstance(value, int) else [value * 2]
+        if layers is None:
+            plan.append((name, path, config, candidates, []))
+        elif path == (layers[0],):
+            plan.insert(0, (name, path, config, [PROBE_LAYERS], []))
+        else:
+            base = [(layers[0], float(PROBE_LAYERS))]
+            plan.append((name, path, _shallow(config, layers[0]), candidates, base))
+    return plan
+
+
 def probe_spec(model: Any, example_inputs: Any, dynamic_shapes: Any) -> tuple[dict, list[str]]:
     """The ``model_args`` argument of ``_core.write_package`` for a model built from a
     Hugging Face config: its numeric fields, and one capture per field with that field
-    doubled (halved when doubling makes no valid model). Also notes on fields left out."""
+    doubled (halved when doubling makes no valid model); a deep model's on a copy of its
+    first layers. Also notes on fields left out."""
     config = model.config
     dtypes = _dtypes_of(model)
     fields = _numeric_fields(config)
     inputs = _on_meta(example_inputs)
-    probes: list[tuple[str, float, str, list]] = []
+    probes: list[tuple] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="torch2mlx-probe-") as scratch:
-        for name, path, value in fields:
-            candidates = (value * 2, value // 2) if isinstance(value, int) else (value * 2,)
+        for name, path, start, candidates, base in _probe_plan(config, fields):
+            value = _value_at(start, path)
             for candidate in candidates:
                 if candidate <= 0 or candidate == value:
                     continue
@@ -184,12 +233,12 @@ def probe_spec(model: Any, example_inputs: Any, dynamic_shapes: Any) -> tuple[di
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         with _parameters_on_meta():
-                            probe = type(model)(_with_value(config, path, candidate)).eval()
+                            probe = type(model)(_with_value(start, path, candidate)).eval()
                         _cast_like(probe, dtypes)
                         text, buffers = _capture(probe, inputs, dynamic_shapes, Path(scratch))
                 except Exception:  # a config this architecture refuses: try the next value
                     continue
-                probes.append((name, float(candidate), text, buffers))
+                probes.append((name, float(candidate), text, buffers, base))
                 break
             else:
                 notes.append(f"ModelArgs: '{name}' stays fixed: no other value of it builds")

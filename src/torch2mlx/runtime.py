@@ -134,20 +134,41 @@ def apply_quantization(model: Any, block: dict, weight_names: Any) -> None:
     )
 
 
-def load(directory: str | Path) -> Any:
+def _config_model_args(directory: Path) -> dict:
+    path = directory / "config.json"
+    config = json.loads(_read_regular(path)) if path.exists() else {}
+    model_args = config.get("model_args")
+    return dict(model_args) if isinstance(model_args, dict) else {}
+
+
+def load(directory: str | Path, model_args: dict | None = None) -> Any:
     """Builds the package's MLX model and loads its weights (strictly: every key must match).
 
     The model's outputs keep torch's structure: a tensor, or tuples, lists and dicts of them
     (a Hugging Face ModelOutput becomes a dict). A quantized package (config.json has a
     ``quantization`` block) gets its quantized layers first, through ``nn.quantize``.
+    ``model_args`` overrides fields of config.json's (``{"num_hidden_layers": 2}``: the
+    first two layers only); the package's weights that such a model has no place for are
+    left unread.
     """
     import mlx.core as mx
+    from mlx.utils import tree_flatten
 
     directory = Path(directory)
-    model = new_model(directory)
+    override = {**_config_model_args(directory), **model_args} if model_args else None
+    model = new_model(directory, override)
     weights: dict[str, Any] = {}
     for path in _weight_files(directory):
         weights.update(mx.load(str(path)))
+    if override is not None:
+        # mx.load maps lazily: the weights left out are never read.
+        wanted = {name for name, _ in tree_flatten(model.parameters())}
+        prefixes = {name.rsplit(".", 1)[0] for name in wanted}
+        weights = {
+            name: value
+            for name, value in weights.items()
+            if name in wanted or name.rsplit(".", 1)[0] in prefixes
+        }
     block = quantization_of(directory)
     if block is not None:
         apply_quantization(model, block, weights)

@@ -543,6 +543,7 @@ def verify(
     layers: bool = True,
     seed: int = 0,
     reference64: bool = True,
+    model_args: dict | None = None,
 ) -> VerificationReport:
     """Runs ``model`` (torch) and the package in ``out_dir`` (MLX) on the same inputs.
 
@@ -552,6 +553,8 @@ def verify(
     model allows (``reference64``), with atol by the compute dtype (float32 1e-5, float16
     and bfloat16 1e-2) unless given. With ``layers`` (the default), every module call is
     compared too and ``first_divergence`` names the module where MLX first leaves torch.
+    ``model_args`` overrides the package's (``{"num_hidden_layers": 2}`` to compare a large
+    model on its first layers, against a torch model of that depth).
     """
     import mlx.core as mx
 
@@ -588,7 +591,7 @@ def verify(
     if exact is not None and dtype and dtype != compute_dtype(model):
         # A package cast to another dtype is judged against torch's own error in that dtype.
         compute = _run_cast(model, dtype, args, kwargs, torch_paths, compute_recorder)
-    mlx_model = load(out_dir)
+    mlx_model = load(out_dir, model_args)
     mlx_args, mlx_kwargs = _mlx_inputs(args, kwargs, dtype)
     start = time.perf_counter()
     with observe(mlx_model, mlx_paths, mlx_recorder):

@@ -35,6 +35,9 @@ struct ReadLimits {
 struct ReadOptions {
   /// Parse headers only: tensors get a storage with its size but no data pointer.
   bool headers_only = false;
+  /// .pt2 only: weights saved from meta tensors (an empty storage) are kept, without data,
+  /// for a caller that takes their bytes from a checkpoint (PackageOptions::weights_from).
+  bool allow_meta_weights = false;
   ReadLimits limits;
 };
 

@@ -12,6 +12,7 @@
 // expression explains, stays fixed: its literals keep their values.
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "torch2mlx/graph.h"
@@ -26,11 +27,17 @@ struct ConfigField {
   bool integer = true;
 };
 
+/// Other fields a probe changed besides its own, e.g. {"num_hidden_layers", 2}: a deep
+/// model's probes are captured on a copy of its first layers, and compared with the probe
+/// of those layers alone rather than with the model.
+using ProbeBase = std::vector<std::pair<std::string, double>>;
+
 /// The model captured again with one config field changed.
 struct ConfigProbe {
   std::string field;  // a ConfigField's name
   double value = 0;   // the field's value in this capture
   ExportedProgram program;
+  ProbeBase base;  // empty: compared with the model itself
 };
 
 /// What the code generator is told about the config (CodegenOptions::model_args).
@@ -52,10 +59,13 @@ struct ParameterizedCode {
 /// `self.args.f` in `__call__`. Classes that read the args, or build a class that does,
 /// take `args` first; the root takes `args: ModelArgs`. When no literal depends on a field,
 /// the classes are returned as they are and `fields` is empty.
+/// A probe with a `base` is compared with the probe that changed exactly its base (which
+/// must come before it); without that probe, or if its structure differs, it is dropped.
 [[nodiscard]] ParameterizedCode parameterize(std::vector<py::Stmt> classes,
                                              const std::vector<ConfigField>& fields,
                                              const std::vector<std::string>& probe_fields,
                                              const std::vector<double>& probe_values,
-                                             const std::vector<std::vector<py::Stmt>>& probes);
+                                             const std::vector<std::vector<py::Stmt>>& probes,
+                                             const std::vector<ProbeBase>& bases = {});
 
 }  // namespace torch2mlx

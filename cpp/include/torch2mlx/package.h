@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,13 @@ struct PackageOptions {
   std::uint64_t shard_bytes = 5'000'000'000;
   unsigned threads = 0;  // 0: one per core
   CodegenOptions codegen;
+  // A checkpoint (file or Hugging Face folder) whose tensors the weights are read from, by
+  // name, instead of the archive's: a model captured with its parameters on the meta device
+  // then converts with memory bounded by a shard, not the model.
+  std::filesystem::path weights_from;
+  // Program weight name -> the checkpoint's name for it, where they differ: a tied head
+  // (lm_head.weight) that the checkpoint stores once, as the embedding.
+  std::map<std::string, std::string> weight_aliases;
 };
 
 /// What was written.
