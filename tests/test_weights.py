@@ -176,6 +176,34 @@ def test_large_outputs_are_sharded_with_an_index_that_mlx_reads(tmp_path):
     assert set(reread) == set(loaded)
 
 
+def test_a_hundred_thousand_tensors_are_written_and_sharded_with_a_complete_index(tmp_path):
+    """At the scale of mixture-of-experts checkpoints: every name in its shard's header and
+    in the index. (The writer's header and the index were built by a linear scan per tensor:
+    about a minute each at this count, about a second now; bench_many_tensors.py times it.)"""
+    count = 100_000
+    arrays = {f"experts.{i}.weight": np.full((1,), i, np.float32) for i in range(count)}
+    torch2mlx.save_safetensors(tmp_path / "many.safetensors", arrays)
+    with pytest.warns(ConversionWarning, match="no model given"):
+        convert_weights(
+            tmp_path / "many.safetensors",
+            tmp_path / "out" / "model.safetensors",
+            shard_size=count,  # bytes: four shards of 25k float32 scalars
+            progress=False,
+        )
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
+    assert list(index["weight_map"]) == sorted(arrays)
+    shards = sorted(set(index["weight_map"].values()))
+    assert shards == [f"model-{i:05d}-of-00004.safetensors" for i in range(1, 5)]
+    names = []
+    for shard in shards:
+        with safe_open(str(tmp_path / "out" / shard), "numpy") as opened:
+            keys = list(opened.keys())
+            assert {index["weight_map"][name] for name in keys} == {shard}
+            assert opened.get_tensor(keys[-1])[0] == int(keys[-1].split(".")[1])
+        names.extend(keys)
+    assert sorted(names) == sorted(arrays)
+
+
 def test_metadata_records_format_and_provenance(tmp_path):
     model = nn.Linear(3, 2)
     _save(model, tmp_path / "m.pth")

@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
 
 #include "atomic_file.h"
@@ -335,6 +337,18 @@ SafetensorsEntry check_entry(RawEntry& raw, std::string_view file) {
   return std::move(entry);
 }
 
+// Appends `"name":{"dtype":..,"shape":[..],"data_offsets":[begin,end]}` to a header, after
+// a comma unless it is the first member: the bytes nlohmann's dump gives for that member
+// (the name escaped by nlohmann itself, which also refuses a name that is not UTF-8).
+void append_header_member(std::string& text, const std::string& name, const Tensor& tensor,
+                          std::uint64_t begin, std::uint64_t end) {
+  if (text.size() > 1) text += ',';
+  text += nlohmann::json(name).dump();
+  fmt::format_to(std::back_inserter(text),
+                 R"(:{{"dtype":"{}","shape":[{}],"data_offsets":[{},{}]}})",
+                 safetensors_dtype_name(tensor.dtype), fmt::join(tensor.shape, ","), begin, end);
+}
+
 }  // namespace
 
 SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file, std::string_view name,
@@ -444,24 +458,28 @@ SafetensorsLayout safetensors_layout(std::span<const NamedTensor> tensors,
     return size_a != size_b ? size_a > size_b : tensors[a].name < tensors[b].name;
   });
 
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  // The header is written member by member, in data order. (An ordered_json object would
+  // look up every new key by a linear scan: quadratic in the number of tensors.)
+  std::string text = "{";
+  if (!metadata.empty()) text += R"("__metadata__":)" + nlohmann::json(metadata).dump();
+  std::unordered_set<std::string_view> names;
+  names.reserve(tensors.size());
   std::uint64_t offset = 0;
   for (const std::size_t index : layout.order) {
     const auto& [name, tensor] = tensors[index];
     if (name == "__metadata__") reject(file, "a tensor cannot be named '__metadata__'");
-    if (header.contains(name)) reject(file, fmt::format("tensor name '{}' is used twice", name));
+    if (!names.insert(name).second) {
+      reject(file, fmt::format("tensor name '{}' is used twice", name));
+    }
     if (!checked_numel(tensor.shape))
       reject(file, fmt::format("tensor '{}' has a bad shape", name));
     const std::uint64_t size = tensor.nbytes();
-    header[name] = {{"dtype", safetensors_dtype_name(tensor.dtype)},
-                    {"shape", tensor.shape},
-                    {"data_offsets", {offset, offset + size}}};
+    append_header_member(text, name, tensor, offset, offset + size);
     layout.offsets.push_back(offset);
     layout.sizes.push_back(size);
     offset += size;
   }
-  std::string text = header.dump();
+  text += '}';
   text.append((8 - text.size() % 8) % 8, ' ');
   layout.header.resize(kLengthPrefix + text.size());
   for (std::size_t i = 0; i < kLengthPrefix; ++i) {

@@ -481,6 +481,24 @@ std::string shard_name(const fs::path& destination, std::size_t index, std::size
   return fmt::format("{}-{:05d}-of-{:05d}.safetensors", stem, index + 1, count);
 }
 
+// The index of a sharded output, as Hugging Face writes it: the total size, and the shard
+// of every tensor in name order (the plan's order). The map is built in one pass; adding
+// keys one by one to an ordered_json would scan it each time, quadratic in the tensors.
+std::string index_text(const std::vector<Shard>& shards, const std::vector<std::string>& files,
+                       std::uint64_t total) {
+  std::map<std::string, std::string> weight_map;
+  for (std::size_t index = 0; index < shards.size(); ++index) {
+    const std::string file = fs::path(files[index]).filename().string();
+    for (const PlannedTensor* planned : shards[index].tensors) {
+      weight_map.emplace_hint(weight_map.end(), planned->target, file);
+    }
+  }
+  nlohmann::ordered_json index;
+  index["metadata"] = {{"total_size", total}};
+  index["weight_map"] = weight_map;  // constructed from the map's range, no lookups
+  return index.dump(2) + "\n";
+}
+
 }  // namespace
 
 std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& destination,
@@ -507,7 +525,6 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
   const auto directory = destination.has_parent_path() ? destination.parent_path() : fs::path(".");
   std::vector<std::string> written;
   std::vector<std::unique_ptr<AtomicFile>> files;
-  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
   std::atomic<std::uint64_t> done{0};
   QuantizedCache quantized;
 
@@ -532,7 +549,6 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
       header.shape = planned->shape;
       header.strides = contiguous_strides(planned->shape);
       headers.push_back({planned->target, std::move(header)});
-      weight_map[planned->target] = path.filename().string();
     }
     const SafetensorsLayout layout = safetensors_layout(headers, metadata);
     if (digesting) digest_offsets.push_back(value_offset(layout, options.digest_key, placeholder));
@@ -632,10 +648,7 @@ std::vector<std::string> write_plan(const ConversionPlan& plan, const fs::path& 
   std::unique_ptr<AtomicFile> index_file;
   if (shards.size() > 1) {
     const fs::path index_path = destination.string() + ".index.json";
-    nlohmann::ordered_json index;
-    index["metadata"] = {{"total_size", total}};
-    index["weight_map"] = weight_map;
-    const std::string text = index.dump(2) + "\n";
+    const std::string text = index_text(shards, written, total);
     index_file = std::make_unique<AtomicFile>(index_path);
     index_file->write(std::as_bytes(std::span(text)));
     written.push_back(index_path.string());

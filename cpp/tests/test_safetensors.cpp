@@ -198,6 +198,32 @@ TEST(SafetensorsWrite, RefusesDuplicateNamesAndWritesNothing) {
   EXPECT_TRUE(listing(dir.path()).empty());
 }
 
+TEST(SafetensorsWrite, RefusesADuplicateNameOfAnotherDtype) {
+  // Laid out by itemsize first, the two are far apart in data order: found all the same.
+  const test::TempDir dir;
+  const std::vector<NamedTensor> tensors{{"w", patterned(DType::F64, {2}, 0)},
+                                         {"v", patterned(DType::F32, {2}, 0)},
+                                         {"w", patterned(DType::U8, {2}, 1)}};
+  EXPECT_TRUE(Contains(error_of([&] { write_safetensors(dir / "m.safetensors", tensors); }),
+                       "'w' is used twice"));
+  EXPECT_TRUE(listing(dir.path()).empty());
+}
+
+TEST(SafetensorsWrite, WritesTheHeaderAsCompactJsonWithNamesEscaped) {
+  // Compact JSON, metadata first, names escaped as JSON requires and UTF-8 kept as is.
+  const std::vector<NamedTensor> tensors{{"q\"uote\\", patterned(DType::F32, {2, 1}, 0)},
+                                         {"caf\xc3\xa9\n", patterned(DType::I8, {}, 0)},
+                                         {"empty", patterned(DType::I8, {0, 3}, 0)}};
+  const SafetensorsLayout layout = safetensors_layout(tensors, {{"format", "mlx"}, {"a", "\t"}});
+  const std::string text(reinterpret_cast<const char*>(layout.header.data()) + 8,
+                         layout.header.size() - 8);
+  EXPECT_EQ(text.substr(0, text.rfind('}') + 1),
+            R"({"__metadata__":{"a":"\t","format":"mlx"},)"
+            R"("q\"uote\\":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]},)"
+            "\"caf\xc3\xa9\\n\":{\"dtype\":\"I8\",\"shape\":[],\"data_offsets\":[8,9]},"
+            R"("empty":{"dtype":"I8","shape":[0,3],"data_offsets":[9,9]}})");
+}
+
 TEST(SafetensorsWrite, RefusesATensorNamedMetadata) {
   const test::TempDir dir;
   const std::vector<NamedTensor> tensors{{"__metadata__", patterned(DType::F32, {2}, 0)}};
