@@ -89,3 +89,23 @@ def test_a_wrong_weight_fails_the_reduced_verification(folder, tmp_path, monkeyp
             model, tmp_path / "pkg", loaded.example_inputs, model_args=override, layers=False
         )
     assert not report.passed, report.text()
+
+
+def test_a_model_that_cannot_be_captured_on_meta_is_built_for_real(
+    folder, tmp_path, capsys, monkeypatch
+):
+    from torch2mlx import capture
+    from torch2mlx.checkpoint import Torch2MLXError
+
+    real_export = capture.export_model
+
+    def refusing_meta(model, *args, **kwargs):
+        if any(p.device.type == "meta" for p in model.parameters()):
+            raise Torch2MLXError("[capture] torch.export could not capture it on meta")
+        return real_export(model, *args, **kwargs)
+
+    monkeypatch.setattr(capture, "export_model", refusing_meta)
+    code, text, config, report = _convert(folder, tmp_path / "pkg", capsys)
+    assert code == 0, text
+    assert "capture on the meta device failed" in text
+    assert report["passed"] is True

@@ -268,25 +268,31 @@ def _convert(args: argparse.Namespace) -> int:
         inputs = (
             _example_inputs(args.input_shape, args.input_dtype or []) if args.input_shape else None
         )
+    options = {
+        "dynamic_shapes": dynamic,
+        "dtype": args.dtype,
+        "verify": not args.no_verify,
+        "tolerance": args.atol,
+        "shard_size": parse_size(args.shard_size),
+        "quiet": True,
+        "dump_ir": args.dump_ir,
+        "quantize": _quantize_options(args),
+        "extra_files": extra_files,
+        "config_extra": hf_extra,
+        "model_args": False if args.no_model_args else None,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", VerificationWarning)  # reported below, as an error
-        result = convert(
-            model,
-            inputs,
-            args.output,
-            dynamic_shapes=dynamic,
-            dtype=args.dtype,
-            verify=not args.no_verify,
-            tolerance=args.atol,
-            shard_size=parse_size(args.shard_size),
-            quiet=True,
-            dump_ir=args.dump_ir,
-            quantize=_quantize_options(args),
-            extra_files=extra_files,
-            config_extra=hf_extra,
-            model_args=False if args.no_model_args else None,
-            **streaming,
-        )
+        try:
+            result = convert(model, inputs, args.output, **options, **streaming)
+        except Torch2MLXError as error:
+            if not streaming or not str(error).startswith("[capture]"):
+                raise
+            # Some models cannot be traced with meta parameters: build this one for real.
+            print(f"  note: capture on the meta device failed ({str(error)[:120]}...); "
+                  "building the model with its weights")  # fmt: skip
+            folder = load_folder(source, trust_remote_code=args.trust_remote_code)
+            result = convert(folder.model, folder.example_inputs, args.output, **options)
     seconds = time.perf_counter() - start
     print(
         f"wrote {args.output}: model.py, {', '.join(result.config['weights'])}, config.json, "
