@@ -125,7 +125,7 @@ def test_model_py_runs_with_mlx_alone(tmp_path):
 
 def test_failed_verification_still_writes_the_package(tmp_path, monkeypatch):
     # No float64 reference and atol 0: only a bit-exact MLX result would pass.
-    monkeypatch.setattr("torch2mlx.verification.FLOAT64_BUDGET", 0)
+    monkeypatch.setattr("torch2mlx.verification.REFERENCE_BUDGET", 0)
     with pytest.warns(torch2mlx.VerificationWarning):
         result = torch2mlx.convert(
             make_convnet(),
@@ -185,7 +185,7 @@ def test_cli_factory_with_input_shape(tmp_path, capsys, monkeypatch):
 def test_cli_exits_non_zero_when_verification_fails(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     # No float64 reference and atol 0: only a bit-exact MLX result would pass.
-    monkeypatch.setattr("torch2mlx.verification.FLOAT64_BUDGET", 0)
+    monkeypatch.setattr("torch2mlx.verification.REFERENCE_BUDGET", 0)
     code = main(
         [
             "convert",

@@ -105,7 +105,7 @@ def test_a_model_that_cannot_be_captured_on_meta_is_built_for_real(
         return real_export(model, *args, **kwargs)
 
     monkeypatch.setattr(capture, "export_model", refusing_meta)
-    code, text, config, report = _convert(folder, tmp_path / "pkg", capsys)
+    code, text, _, report = _convert(folder, tmp_path / "pkg", capsys)
     assert code == 0, text
     assert "capture on the meta device failed" in text
     assert report["passed"] is True

@@ -72,7 +72,7 @@ class Judgement:
     max_abs_error: float  # MLX against torch in its own dtype
     max_rel_error: float  # max_abs_error over the largest torch magnitude
     cosine_similarity: float
-    reference: str  # "float64" or "torch"
+    reference: str  # "float64", "float32" (a half-precision model too large) or "torch"
     error: float  # MLX against the reference
     torch_error: float | None  # torch against the reference; None without a float64 one
     bound: float
@@ -110,6 +110,7 @@ def judge(
     rule: Rule,
     reference64: np.ndarray | None = None,
     torch_compute: np.ndarray | None = None,
+    reference_dtype: str = "float64",
 ) -> Judgement:
     """`mlx_value` against torch's, by `rule`; with ``reference64`` (torch in float64) MLX's
     and torch's errors are both measured against it, torch's from ``torch_compute`` (torch
@@ -141,7 +142,7 @@ def judge(
         mismatch = max_abs == float("inf")
         passed = error <= bound and not mismatch
         return Judgement(
-            max_abs, relative, similarity, "float64", error, torch_error, bound, passed
+            max_abs, relative, similarity, reference_dtype, error, torch_error, bound, passed
         )
     bound = rule.bound(scale, None)
     return Judgement(max_abs, relative, similarity, "torch", max_abs, None, bound, max_abs <= bound)
@@ -206,7 +207,12 @@ def flatten(value: Any, path: str = "out") -> list[tuple[str, Any]]:
 
 
 def compare(
-    reference: Any, actual: Any, rule: Rule, reference64: Any = None, compute: Any = None
+    reference: Any,
+    actual: Any,
+    rule: Rule,
+    reference64: Any = None,
+    compute: Any = None,
+    reference_dtype: str = "float64",
 ) -> list[OutputError]:
     """Per-output errors of ``actual`` (MLX) against ``reference`` (torch), judged by
     ``rule``; ``reference64`` is the same model's outputs in float64, when it ran, and
@@ -233,7 +239,12 @@ def compare(
             )
             continue
         verdict = judge(
-            ref_np, np.asarray(out_np), rule, exact_by_path.get(path), compute_by_path.get(path)
+            ref_np,
+            np.asarray(out_np),
+            rule,
+            exact_by_path.get(path),
+            compute_by_path.get(path),
+            reference_dtype,
         )
         errors.append(
             OutputError(
@@ -259,9 +270,9 @@ def summary_lines(errors: list[OutputError], rule: Rule) -> list[str]:
     for error in errors:
         mark = "ok  " if error.passed else "FAIL"
         against = ""
-        if error.reference == "float64":
+        if error.reference in ("float64", "float32"):
             against = (
-                f"  vs float64: MLX {error.error:.3g}, torch {error.torch_error:.3g}, "
+                f"  vs {error.reference}: MLX {error.error:.3g}, torch {error.torch_error:.3g}, "
                 f"bound {error.bound:.3g}"
             )
         elif error.bound:

@@ -94,9 +94,17 @@ class VerificationReport:
         return report_html(self)
 
 
-# The largest model verify also runs in float64 as the reference (docs/verify.md): its
-# parameters in float64, held beside the model's own for the run.
-FLOAT64_BUDGET = 2 << 30
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 6 << 30
+
+
+# The bytes verify may spend on the reference copy of the model (docs/verify.md): its
+# parameters in float64 (or, past this, in float32 for a half-precision model), held
+# beside the model's own for the run. A third of the machine's memory, at least 2 GiB.
+REFERENCE_BUDGET = max(2 << 30, _physical_memory() // 3)
 
 
 def compute_dtype(model: Any, package_dtype: str | None = None) -> str:
@@ -129,13 +137,13 @@ def _floating_tensors(model: Any) -> list[Any]:
 @contextlib.contextmanager
 def cast_floating(model: Any, dtype: str = "float64") -> Iterator[bool]:
     """The model with its floating parameters and buffers in ``dtype`` for the block,
-    restored afterwards; yields False (and changes nothing) for a model whose float64 copy
-    would exceed FLOAT64_BUDGET, or that is not on the CPU."""
+    restored afterwards; yields False (and changes nothing) for a model whose copy in that
+    dtype would exceed REFERENCE_BUDGET, or that is not on the CPU."""
     import torch
 
     tensors = _floating_tensors(model)
-    size = sum(tensor.numel() for tensor in tensors) * 8
-    if not tensors or size > FLOAT64_BUDGET or any(t.device.type != "cpu" for t in tensors):
+    size = sum(tensor.numel() for tensor in tensors) * getattr(torch, dtype).itemsize
+    if not tensors or size > REFERENCE_BUDGET or any(t.device.type != "cpu" for t in tensors):
         yield False
         return
     originals = [tensor.data for tensor in tensors]
@@ -300,9 +308,14 @@ def _to_torch_order(array: np.ndarray, perm: list[int]) -> np.ndarray:
 
 
 def _error(
-    reference: np.ndarray, actual: np.ndarray, rule: Rule, exact: Any = None, compute: Any = None
+    reference: np.ndarray,
+    actual: np.ndarray,
+    rule: Rule,
+    exact: Any = None,
+    compute: Any = None,
+    exact_dtype: str = "float64",
 ) -> tuple:
-    verdict = judge(reference, actual, rule, exact, compute)
+    verdict = judge(reference, actual, rule, exact, compute, exact_dtype)
     return (
         verdict.max_abs_error,
         verdict.max_rel_error,
@@ -350,6 +363,7 @@ def compare_layers(
     rule: Rule,
     exact_calls: list[_Call] | None = None,
     compute_calls: list[_Call] | None = None,
+    exact_dtype: str = "float64",
 ) -> list[LayerError]:
     """Errors of every module call both sides made, judged by ``rule`` (against the float64
     run's ``exact_calls`` where given, with torch's own error from ``compute_calls``, its run
@@ -380,7 +394,14 @@ def compare_layers(
         exact_outputs = exact.outputs if exact is not None else None
         compute_outputs = compute.outputs if compute is not None else None
         stats = [
-            _error(ref, got, rule, _at(exact_outputs, position), _at(compute_outputs, position))
+            _error(
+                ref,
+                got,
+                rule,
+                _at(exact_outputs, position),
+                _at(compute_outputs, position),
+                exact_dtype,
+            )
             for position, ref, got in pairs
         ]
         worst = max(stats, key=lambda s: (not s[3], s[0]))
@@ -391,7 +412,7 @@ def compare_layers(
                 exact_input = _at(exact.inputs if exact is not None else None, 0)
                 compute_input = _at(compute.inputs if compute is not None else None, 0)
                 input_error, _, _, input_passed = _error(
-                    call.inputs[0], got, rule, exact_input, compute_input
+                    call.inputs[0], got, rule, exact_input, compute_input, exact_dtype
                 )
         layers.append(
             LayerError(
@@ -521,7 +542,7 @@ def _run_cast(
 ):
     """The model's outputs with its weights and float inputs in ``dtype`` (float64: the
     reference the rule judges against), or None where the model does not allow it: too
-    large for FLOAT64_BUDGET, or an op without a kernel for that dtype."""
+    large for REFERENCE_BUDGET, or an op without a kernel for that dtype."""
     with cast_floating(model, dtype) as cast:
         if not cast:
             return None
@@ -586,8 +607,13 @@ def verify(
     reference = _run_torch(model, args, kwargs, torch_paths, torch_recorder)
     torch_seconds = time.perf_counter() - start
     exact = compute = None
+    exact_dtype = "float64"
     if reference64:
         exact = _run_cast(model, "float64", args, kwargs, torch_paths, exact_recorder)
+    if exact is None and reference64 and rule.compute_dtype in ("bfloat16", "float16"):
+        # Too large for a float64 copy: float32 is still exact to far below half precision.
+        exact_dtype = "float32"
+        exact = _run_cast(model, "float32", args, kwargs, torch_paths, exact_recorder)
     if exact is not None and dtype and dtype != compute_dtype(model):
         # A package cast to another dtype is judged against torch's own error in that dtype.
         compute = _run_cast(model, dtype, args, kwargs, torch_paths, compute_recorder)
@@ -599,7 +625,7 @@ def verify(
         recorded = [value for call in mlx_recorder.calls for value in call.outputs + call.inputs]
         mx.eval(actual, recorded)
     mlx_seconds = time.perf_counter() - start
-    outputs = compare(reference, actual, rule, exact, compute)
+    outputs = compare(reference, actual, rule, exact, compute, exact_dtype)
     layer_errors = (
         compare_layers(
             torch_recorder.arrays(),
@@ -608,6 +634,7 @@ def verify(
             rule,
             exact_recorder.arrays() if exact is not None else None,
             compute_recorder.arrays() if compute is not None else None,
+            exact_dtype,
         )
         if layers
         else []
@@ -617,7 +644,7 @@ def verify(
     return VerificationReport(
         passed=passed,
         dtype=dtype or "float32",
-        tolerance={**rule.to_dict(), "reference": "float64" if exact is not None else "torch"},
+        tolerance={**rule.to_dict(), "reference": exact_dtype if exact is not None else "torch"},
         outputs=outputs,
         layers=layer_errors,
         first_divergence=divergence,
@@ -633,17 +660,17 @@ def report_lines(report: VerificationReport) -> list[str]:
     """The terminal report: a verdict, each output, the culprit, then every layer."""
     tolerance = report.tolerance
     verdict = "matches torch" if report.passed else "DOES NOT match torch"
+    against = tolerance["reference"] if tolerance["reference"] != "torch" else "its own dtype"
     lines = [
         f"{verdict} ({tolerance['compute_dtype']} compute, atol {tolerance['atol']:g}, against "
-        f"torch in {'float64' if tolerance['reference'] == 'float64' else 'its own dtype'}; "
-        f"{len(report.layers)} module calls compared)"
+        f"torch in {against}; {len(report.layers)} module calls compared)"
     ]
     for output in report.outputs:
         mark = "ok  " if output.passed else "FAIL"
         against = ""
-        if output.reference == "float64":
+        if output.reference in ("float64", "float32"):
             against = (
-                f"  vs float64: MLX {output.error:.3g}, torch {output.torch_error:.3g}, "
+                f"  vs {output.reference}: MLX {output.error:.3g}, torch {output.torch_error:.3g}, "
                 f"bound {output.bound:.3g}"
             )
         lines.append(
