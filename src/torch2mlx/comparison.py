@@ -51,7 +51,7 @@ class Rule:
     def describe(self) -> str:
         return (
             f"{self.compute_dtype} compute: atol {self.atol:g} x max(1, |torch|), or "
-            f"{self.multiple:g}x torch's own error against float64"
+            f"{self.multiple:g}x torch's own error against the reference"
         )
 
     def to_dict(self) -> dict:
