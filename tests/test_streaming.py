@@ -109,3 +109,25 @@ def test_a_model_that_cannot_be_captured_on_meta_is_built_for_real(
     assert code == 0, text
     assert "capture on the meta device failed" in text
     assert report["passed"] is True
+
+
+@pytest.mark.parametrize("reduced", [False, True])
+def test_the_mlx_lm_format_streams_and_checks_on_the_first_layers(
+    folder, tmp_path, capsys, monkeypatch, reduced
+):
+    if reduced:
+        monkeypatch.setattr(hf, "FULL_VERIFICATION_BYTES", 0)
+    out = tmp_path / "lm"
+    code = cli.main(["convert", str(folder), "-o", str(out), "--format", "mlx-lm"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "captured with its parameters on the meta device" in text
+    assert "mlx_lm.load and logits against torch" in text
+    from mlx_lm.utils import load_model
+
+    model, _ = load_model(out)  # the whole model, every layer
+    assert len(model.layers) == 6
+    source = load_state_dict(folder)
+    written = mx.load(str(out / "model.safetensors"))
+    name = "model.layers.5.self_attn.o_proj.weight"
+    assert np.array_equal(np.array(written[name].view(mx.uint16)), source[name].view(np.uint16))

@@ -239,8 +239,12 @@ def _convert(args: argparse.Namespace) -> int:
                 "folder (save_pretrained writes one), a .pt2 archive or 'pkg.module:factory'"
             )
         folder = load_folder(
-            source, trust_remote_code=args.trust_remote_code, on_meta=args.format == "package"
+            source,
+            trust_remote_code=args.trust_remote_code,
+            on_meta=args.format in ("package", "mlx-lm"),
         )
+        for note in folder.notes:
+            print(f"  note: {note}")
         if args.format == "mlx-lm":
             return _convert_mlx_lm(args, folder, start)
         if args.format == "generation":
@@ -261,8 +265,6 @@ def _convert(args: argparse.Namespace) -> int:
                 "weights_from": folder.weights_from,
                 "reference": lambda fields: verification_model(folder, fields),
             }
-        for note in folder.notes:
-            print(f"  note: {note}")
     else:
         model = source
         inputs = (

@@ -58,6 +58,20 @@ def _check_destination(out_dir: Path) -> None:
             )
 
 
+def _streamed_source(folder: Any, renames, drops) -> Path | None:
+    """The folder itself as the weights' source, when its model was built on the meta device
+    and its checkpoint already holds mlx-lm's names (no rename, nothing to drop): the
+    weights then stream from its shards, a shard at a time. None otherwise."""
+    from torch2mlx.checkpoint import inspect_checkpoint
+
+    if folder.weights_from is None or renames:
+        return None
+    names = [info.name for info in inspect_checkpoint(folder.weights_from).tensors]
+    if any(name.endswith(suffix) for name in names for suffix in drops):
+        return None
+    return Path(folder.weights_from)
+
+
 def _state_arrays(model: Any, renames, drops, tied: bool) -> dict[str, Any]:
     import ml_dtypes
     import torch
@@ -106,6 +120,11 @@ def write_mlx_lm(
     if shard_size > MAX_SHARD:
         raise Torch2MLXError("[mlx-lm] mlx-lm reads shards of at most 5 GB: lower --shard-size")
     renames, drops = ARCHITECTURES[model_type]
+    streamed = _streamed_source(folder, renames, drops)
+    if folder.weights_from is not None and streamed is None:
+        from torch2mlx.hf import load_folder
+
+        folder = load_folder(folder.weights_from)  # names to change: the model's own tensors
     config = dict(folder.config)
     for key, other in CONFIG_ALIASES.get(model_type, {}).items():
         if key not in config and other in config:
@@ -125,8 +144,10 @@ def write_mlx_lm(
     )
     try:
         with tempfile.TemporaryDirectory(prefix=".torch-", dir=staging) as scratch:
-            source = Path(scratch) / "model.safetensors"
-            save_safetensors(source, _state_arrays(folder.model, renames, drops, tied))
+            source = streamed
+            if source is None:
+                source = Path(scratch) / "model.safetensors"
+                save_safetensors(source, _state_arrays(folder.model, renames, drops, tied))
             report = _core.convert_weights(
                 os.fspath(source),
                 os.fspath(staging / "model.safetensors"),
@@ -194,8 +215,9 @@ def _verify(directory: Path, folder: Any, quantized: bool) -> dict[str, Any] | N
     from torch2mlx.comparison import judge, rule_for
     from torch2mlx.verification import compute_dtype, in_float64
 
+    torch_model, override = _torch_reference(folder)
     try:
-        model, _ = load_model(directory)
+        model, _ = load_model(directory, strict=override is None, model_config=override)
     except Exception as error:  # mlx-lm raises many types; keep its message
         raise Torch2MLXError(
             f"[mlx-lm] mlx_lm could not load the folder written for {folder.architecture}: "
@@ -204,13 +226,13 @@ def _verify(directory: Path, folder: Any, quantized: bool) -> dict[str, Any] | N
         ) from None
     ids = folder.example_inputs["input_ids"]
     with torch.no_grad():
-        expected = folder.model(input_ids=ids, use_cache=False).logits.float().numpy()
+        expected = torch_model(input_ids=ids, use_cache=False).logits.float().numpy()
         exact = None
-        with in_float64(folder.model) as cast:
+        with in_float64(torch_model) as cast:
             if cast:
-                exact = folder.model(input_ids=ids, use_cache=False).logits.numpy()
+                exact = torch_model(input_ids=ids, use_cache=False).logits.numpy()
     got = np.array(model(mx.array(ids.numpy())).astype(mx.float32))
-    rule = rule_for(compute_dtype(folder.model))
+    rule = rule_for(compute_dtype(torch_model))
     verdict = judge(expected, got, rule, exact)
     return {
         "max_abs_error": verdict.max_abs_error,
@@ -220,5 +242,21 @@ def _verify(directory: Path, folder: Any, quantized: bool) -> dict[str, Any] | N
         "torch_error": verdict.torch_error,
         "bound": verdict.bound,
         "rule": rule.describe(),
+        "reduced": override,
         "passed": None if quantized else verdict.passed,
     }
+
+
+def _torch_reference(folder: Any) -> tuple[Any, dict | None]:
+    """The torch model mlx-lm's logits are compared with, and the config fields mlx-lm
+    builds its model with for it: the folder's own model, or for a model built on the meta
+    device the one `hf.verification_model` gives (a copy of its first layers when large)."""
+    from torch2mlx.hf import layer_field, verification_model
+
+    if folder.weights_from is None:
+        return folder.model, None
+    field = layer_field(folder.hf_config)
+    model, override = verification_model(folder, {field: getattr(folder.hf_config, field)})
+    if model is None:
+        raise Torch2MLXError(f"[mlx-lm] {folder.weights_from}: {folder.notes[-1]}")
+    return model, override
