@@ -413,8 +413,9 @@ def _convert_mlx_lm(args: argparse.Namespace, folder, start: float) -> int:
     check = result.get("verification")
     if check:
         against = (
-            f"; against float64: MLX {check['error']:.3g}, torch {check['torch_error']:.3g}"
-            if check["reference"] == "float64"
+            f"; against {check['reference']}: MLX {check['error']:.3g}, torch "
+            f"{check['torch_error']:.3g}"
+            if check["reference"] != "torch"
             else ""
         )
         print(

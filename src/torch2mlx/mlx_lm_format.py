@@ -213,7 +213,7 @@ def _verify(directory: Path, folder: Any, quantized: bool) -> dict[str, Any] | N
     import torch
 
     from torch2mlx.comparison import judge, rule_for
-    from torch2mlx.verification import compute_dtype, in_float64
+    from torch2mlx.verification import compute_dtype, exact_run
 
     torch_model, override = _torch_reference(folder)
     try:
@@ -225,15 +225,16 @@ def _verify(directory: Path, folder: Any, quantized: bool) -> dict[str, Any] | N
             "the model's config.json"
         ) from None
     ids = folder.example_inputs["input_ids"]
+    rule = rule_for(compute_dtype(torch_model))
     with torch.no_grad():
         expected = torch_model(input_ids=ids, use_cache=False).logits.float().numpy()
-        exact = None
-        with in_float64(torch_model) as cast:
-            if cast:
-                exact = torch_model(input_ids=ids, use_cache=False).logits.numpy()
+        exact, exact_dtype = exact_run(
+            torch_model,
+            lambda: torch_model(input_ids=ids, use_cache=False).logits.double().numpy(),
+            rule.compute_dtype,
+        )
     got = np.array(model(mx.array(ids.numpy())).astype(mx.float32))
-    rule = rule_for(compute_dtype(torch_model))
-    verdict = judge(expected, got, rule, exact)
+    verdict = judge(expected, got, rule, exact, reference_dtype=exact_dtype)
     return {
         "max_abs_error": verdict.max_abs_error,
         "cosine_similarity": verdict.cosine_similarity,
