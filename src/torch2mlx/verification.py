@@ -162,17 +162,6 @@ def in_float64(model: Any) -> contextlib.AbstractContextManager[bool]:
     return cast_floating(model, "float64")
 
 
-def exact_run(model: Any, forward: Any, compute: str) -> tuple[Any, str]:
-    """``forward()`` with the model in float64, or in float32 for a half-precision model too
-    large for that: (its result, the dtype), or (None, "torch") when neither fits."""
-    dtypes = ["float64", "float32"] if compute in ("bfloat16", "float16") else ["float64"]
-    for dtype in dtypes:
-        with cast_floating(model, dtype) as cast:
-            if cast:
-                return forward(), dtype
-    return None, "torch"
-
-
 def _cast_inputs(value: Any, dtype: str) -> Any:
     """Inputs with their floating tensors in ``dtype``."""
     import torch
