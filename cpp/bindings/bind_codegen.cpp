@@ -88,8 +88,14 @@ torch2mlx::ModelArgsSpec model_args_spec(const nb::handle& spec) {
     torch2mlx::ConfigProbe probe;
     probe.field = nb::cast<std::string>(entry[0]);
     probe.value = nb::cast<double>(entry[1]);
-    probe.program = torch2mlx::parse_exported_program(nb::cast<std::string>(entry[2]),
-                                                      "probe of " + probe.field);
+    try {
+      probe.program = torch2mlx::parse_exported_program(nb::cast<std::string>(entry[2]),
+                                                        "probe of " + probe.field);
+    } catch (const torch2mlx::Error& error) {
+      probe.error = error.what();  // generate_model drops it, with a note
+      result.probes.push_back(std::move(probe));
+      continue;
+    }
     for (const nb::handle buffer : entry[3]) {
       const auto dtype = parse_dtype(nb::cast<std::string>(buffer[1]));
       const auto bytes = nb::cast<nb::bytes>(buffer[3]);

@@ -2270,20 +2270,50 @@ std::vector<std::string_view> leaf_layer_types() {
   return types;
 }
 
+namespace {
+
+// The first line of an error, for a note.
+std::string first_line(std::string_view text) {
+  return std::string(text.substr(0, text.find('\n')));
+}
+
+}  // namespace
+
 GeneratedModel generate_model(const ExportedProgram& program, const CodegenOptions& options) {
   // Each probe's classes first, generated as the model's own are (with the fields given, so
-  // that their comments are the generic ones too).
+  // that their comments are the generic ones too). A probe is only evidence about its field:
+  // one that cannot be read or translated (a size expression past our limits, an op only
+  // that size uses) leaves the field fixed, with a note, and never fails the model.
+  ModelArgsSpec usable;
+  usable.fields = options.model_args.fields;
   std::vector<std::vector<py::Stmt>> probe_classes;
+  std::vector<std::string> probe_notes;
   for (const ConfigProbe& probe : options.model_args.probes) {
-    CodegenOptions plain;
-    plain.model_args.fields = options.model_args.fields;
-    probe_classes.push_back(generate_model(probe.program, plain).classes);
+    std::string problem = probe.error;
+    if (problem.empty()) {
+      CodegenOptions plain;
+      plain.model_args.fields = options.model_args.fields;
+      try {
+        probe_classes.push_back(generate_model(probe.program, plain).classes);
+      } catch (const Error& error) {
+        problem = error.what();
+      }
+    }
+    if (!problem.empty()) {
+      probe_notes.push_back(fmt::format(
+          "ModelArgs: '{}' stays fixed: the model captured with {} = {} cannot be used ({})",
+          probe.field, probe.field, probe.value, first_line(problem)));
+      continue;
+    }
+    usable.probes.push_back({probe.field, probe.value, {}, {}});
   }
   ExportedProgram rewritten = program;
   run_passes(rewritten, default_passes(), options.dump_ir_after, options.dump);
   Generator generator(rewritten);
   try {
-    return generator.run(options.model_args, probe_classes);
+    GeneratedModel generated = generator.run(usable, probe_classes);
+    generated.notes.insert(generated.notes.end(), probe_notes.begin(), probe_notes.end());
+    return generated;
   } catch (const Error&) {
     throw;
   } catch (const std::exception& error) {
