@@ -1,14 +1,18 @@
 // Python bindings of the code generator and the op registry.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/filesystem.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
+#include <utility>
 
 #include "bindings.h"
 #include "torch2mlx/codegen.h"
@@ -39,6 +43,7 @@ nb::dict model_dict(const torch2mlx::GeneratedModel& model) {
     entry["name"] = input.name;
     entry["dtype"] = input.dtype;
     entry["shape"] = input.shape;
+    if (!input.default_fill.empty()) entry["default"] = input.default_fill;
     inputs.append(entry);
   }
   result["inputs"] = inputs;
@@ -137,9 +142,13 @@ void bind_codegen(nb::module_& m) {
       "write_package",
       [](const std::filesystem::path& pt2, const std::filesystem::path& directory,
          const std::optional<std::string>& dtype, std::uint64_t shard_bytes,
-         const std::string& dump_ir_after, const nb::object& model_args) {
+         const std::string& dump_ir_after, const nb::object& model_args,
+         const std::map<std::string, std::pair<std::string, std::string>>& input_defaults) {
         torch2mlx::PackageOptions options;
         options.codegen.model_args = model_args_spec(model_args);
+        for (const auto& [input, spec] : input_defaults) {
+          options.codegen.input_defaults[input] = {spec.first, spec.second};
+        }
         options.dtype = parse_dtype(dtype);
         options.shard_bytes = shard_bytes;
         options.codegen.dump_ir_after = dump_ir_after;
@@ -174,9 +183,13 @@ void bind_codegen(nb::module_& m) {
       },
       "pt2"_a, "directory"_a, "dtype"_a = nb::none(), "shard_bytes"_a = 5'000'000'000ULL,
       "dump_ir_after"_a = "", "model_args"_a = nb::none(),
+      "input_defaults"_a = std::map<std::string, std::pair<std::string, std::string>>{},
       "Reads a .pt2 archive and writes model.py and the MLX weights into an existing "
       "directory. model_args ({'fields': [(name, value, is_int)], 'probes': [(field, value, "
-      "program_json)]}) makes model.py read its sizes from a ModelArgs dataclass.");
+      "program_json)]}) makes model.py read its sizes from a ModelArgs dataclass; a probe "
+      "that cannot be read or translated is dropped with a note. input_defaults ({input: "
+      "(fill, like)}, fill 'ones', 'zeros' or 'arange', like the input whose shape it takes) "
+      "makes those inputs optional in model.py.");
   m.def("supported_ops", &torch2mlx::supported_ops, "Every ATen overload the registry maps.");
   m.def(
       "op_layouts",

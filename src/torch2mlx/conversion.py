@@ -220,6 +220,11 @@ def convert(
     size of the architecture: the model is captured once more per numeric config field, on
     the meta device (torch2mlx.model_args). ``model_args=False`` skips this; ``True`` asks
     for it, and is an error for a model without such a config.
+
+    A ``transformers`` model's attention_mask, token_type_ids and position_ids, when given
+    by keyword, are optional in model.py as in transformers (all ones, zeros, arange) if
+    the model computes the same without them (``hf.optional_inputs``); config.json's
+    ``inputs`` marks them with their ``default``.
     """
     from torch2mlx.analyze import harmless_in_place
     from torch2mlx.capture import (
@@ -229,6 +234,7 @@ def convert(
         split_inputs,
         without_cache_outputs,
     )
+    from torch2mlx.hf import optional_inputs
     from torch2mlx.model_args import config_values, is_configured, probe_spec
     from torch2mlx.quantization import plan_from
 
@@ -256,6 +262,8 @@ def convert(
         restore.enter_context(without_cache_outputs(model, split_inputs(example_inputs)[1]))
     try:
         with tempfile.TemporaryDirectory(prefix="torch2mlx-") as scratch:
+            capture_notes: list[str] = []
+            defaults: dict = {}
             if isinstance(model, (str, Path)):
                 archive = Path(model)
                 source = str(archive)
@@ -267,13 +275,14 @@ def convert(
                 archive = save_program(program, Path(scratch) / "model.pt2")
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
+                defaults, capture_notes = optional_inputs(model, example_inputs)
             spec, probe_notes = None, []
             if module is not None and model_args is not False and is_configured(model):
                 spec, probe_notes = probe_spec(model, example_inputs, dynamic_shapes)
             info = _core.write_package(
-                str(archive), str(staging), dtype, shard_size, dump_ir or "", spec
+                str(archive), str(staging), dtype, shard_size, dump_ir or "", spec, defaults
             )
-            info["notes"] = [*info["notes"], *probe_notes]
+            info["notes"] = [*capture_notes, *info["notes"], *probe_notes]
             args = config_values(info["model_args"]) if info["model_args"] else None
             # Whatever verify says: a broken package is never written.
             check_package(staging, model_args=args)

@@ -192,8 +192,22 @@ def _image_size(config: Any) -> tuple[int, int]:
     return int(size), int(size)
 
 
+def _takes(model: Any, name: str) -> bool:
+    """Whether the model's forward has a parameter ``name`` (not only ``**kwargs``)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
-    """(task, example inputs, dynamic shapes) for a transformers model, by its main input."""
+    """(task, example inputs, dynamic shapes) for a transformers model, by its main input.
+
+    Text models get input_ids, and the attention mask and token type ids (all ones, all
+    zeros: transformers' own defaults) when their forward takes them, so that model.py takes
+    them too, as optional inputs (``optional_inputs``)."""
     import torch
 
     generator = torch.Generator().manual_seed(0)
@@ -205,11 +219,14 @@ def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
             config, "n_positions", None
         )
         length = min(_TEXT_LENGTH, int(limit)) if limit else _TEXT_LENGTH
-        ids = torch.randint(0, vocab, (_BATCH, length), generator=generator)
-        mask = torch.ones(_BATCH, length, dtype=torch.long)
         sequence = torch.export.Dim("sequence", min=2, max=int(limit) if limit else 4096)
-        inputs = {"input_ids": ids, "attention_mask": mask}
-        dynamic = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
+        inputs = {"input_ids": torch.randint(0, vocab, (_BATCH, length), generator=generator)}
+        if _takes(model, "attention_mask"):
+            inputs["attention_mask"] = torch.ones(_BATCH, length, dtype=torch.long)
+        # (GPT-2 takes token_type_ids too, but adds no type embedding without them.)
+        if _takes(model, "token_type_ids") and (getattr(config, "type_vocab_size", 0) or 0) > 0:
+            inputs["token_type_ids"] = torch.zeros(_BATCH, length, dtype=torch.long)
+        dynamic = {name: {0: batch, 1: sequence} for name in inputs}
         return "text", inputs, dynamic
     if main == "pixel_values":
         channels = int(getattr(config, "num_channels", 3) or 3)
@@ -267,3 +284,89 @@ def load_folder(folder: str | Path, *, trust_remote_code: bool = False) -> Folde
         files=tokenizer_files(folder),
         notes=notes,
     )
+
+
+# transformers' defaults for the inputs its models take as optional (a parameter that
+# defaults to None): what the model computes when the caller leaves one out. Each is shaped
+# as the model's main input (input_ids).
+OPTIONAL_INPUTS = {"attention_mask": "ones", "token_type_ids": "zeros", "position_ids": "arange"}
+
+
+def _filled(fill: str, like: Any) -> Any:
+    import torch
+
+    if fill == "arange":
+        return torch.arange(like.shape[-1], dtype=like.dtype).expand(like.shape)
+    return (torch.ones_like if fill == "ones" else torch.zeros_like)(like)
+
+
+def _same_without(model: Any, kwargs: dict, names: list[str]) -> bool:
+    """Whether the model computes the same, by the one tolerance rule, with ``names`` left
+    out as with them given their default values."""
+    import torch
+
+    from torch2mlx.comparison import compare, rule_for
+    from torch2mlx.verification import compute_dtype
+
+    given = {**kwargs, **{name: _filled(OPTIONAL_INPUTS[name], kwargs[name]) for name in names}}
+    left_out = {key: value for key, value in kwargs.items() if key not in names}
+    with torch.no_grad():
+        try:
+            expected = model(**left_out)
+        except Exception:  # transformers requires it after all
+            return False
+        actual = model(**given)
+    errors = compare(expected, actual, rule_for(compute_dtype(model)))
+    return all(error.passed for error in errors)
+
+
+def optional_inputs(model: Any, example_inputs: Any) -> tuple[dict[str, tuple[str, str]], list]:
+    """The inputs model.py lets the caller leave out, as transformers does, for
+    ``_core.write_package``'s ``input_defaults`` ({input: (fill, main input)}), and notes.
+
+    An input of a transformers model qualifies when it is one of ``OPTIONAL_INPUTS``, given
+    by keyword beside the model's main input, its forward parameter defaults to None, and
+    the model computes the same with it left out as with the default filled in (one forward
+    each, on the example inputs): RoBERTa's positions, counted from its padding index, do
+    not qualify."""
+    import inspect
+    import sys
+
+    import torch
+
+    from torch2mlx.capture import split_inputs
+
+    transformers = sys.modules.get("transformers")  # not imported: not a transformers model
+    if transformers is None:
+        return {}, []
+    args, kwargs = split_inputs(example_inputs)
+    main = getattr(model, "main_input_name", "input_ids")
+    if not isinstance(model, transformers.PreTrainedModel) or args:
+        return {}, []
+    if not isinstance(kwargs.get(main), torch.Tensor):
+        return {}, []
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}, []
+    candidates = [
+        name
+        for name in OPTIONAL_INPUTS
+        if isinstance(kwargs.get(name), torch.Tensor)
+        and name in parameters
+        and parameters[name].default is None
+    ]
+    if not candidates:
+        return {}, []
+    chosen = candidates if _same_without(model, kwargs, candidates) else []
+    notes = []
+    if not chosen:  # find the ones that differ
+        for name in candidates:
+            if _same_without(model, kwargs, [name]):
+                chosen.append(name)
+            else:
+                notes.append(
+                    f"input '{name}' stays required: left out, {type(model).__name__} computes "
+                    f"something else than with {OPTIONAL_INPUTS[name]} in its place"
+                )
+    return {name: (OPTIONAL_INPUTS[name], main) for name in chosen}, notes
