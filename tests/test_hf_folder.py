@@ -246,3 +246,41 @@ def test_position_ids_default_to_arange_where_transformers_counts_from_zero(tmp_
         "input 'position_ids' stays required: left out, RobertaModel computes something else "
         "than with arange in its place"
     ]
+
+
+def test_a_folder_whose_dynamic_axes_torch_refuses_converts_with_a_note(tmp_path, capsys):
+    """A wav2vec2 with an adapter guards the samples on a divisibility torch cannot prove for
+    the folder's range ("Constraints violated (samples)"): capture falls back to Dim.AUTO on
+    the same axes, which keeps both dynamic in the range the model allows, and says so."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    import torch2mlx
+
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(
+        hidden_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=128,
+        conv_dim=(32,) * 7,
+        vocab_size=32,
+        add_adapter=True,
+        output_hidden_size=64,
+    )
+    model = Wav2Vec2ForCTC(config).eval()
+    model.save_pretrained(tmp_path / "hf")
+    out_dir = tmp_path / "pkg"
+    argv = ("convert", str(tmp_path / "hf"), "-o", str(out_dir), "--no-model-args")
+    code, out, err = run_main(capsys, *argv)
+    assert code == 0, out + err
+    config_json = json.loads((out_dir / "config.json").read_text())
+    (note,) = [note for note in config_json["notes"] if "Dim.AUTO" in note]
+    assert "Constraints violated (samples)" in note and note in out
+    ((batch, length),) = [item["shape"] for item in config_json["inputs"]]
+    assert config_json["dynamic_dims"][length]["min"] > 400  # the adapter's guard, as a range
+    assert {batch, length} <= set(config_json["dynamic_dims"])
+    samples = torch.randn(3, 12000, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        expected = model(input_values=samples)
+    actual = torch2mlx.load(out_dir)(**mlx_inputs({"input_values": samples}))
+    assert_matches(expected, actual, model)

@@ -224,12 +224,13 @@ def convert(
     A ``transformers`` model's attention_mask, token_type_ids and position_ids, when given
     by keyword, are optional in model.py as in transformers (all ones, zeros, arange) if
     the model computes the same without them (``hf.optional_inputs``); config.json's
-    ``inputs`` marks them with their ``default``.
+    ``inputs`` marks them with their ``default``. Fallbacks capture took (fixed sizes where
+    torch refused dynamic ones) are in config.json's ``notes``.
     """
     from torch2mlx.analyze import harmless_in_place
     from torch2mlx.capture import (
+        capture_model,
         decompose_untranslated,
-        export_model,
         save_program,
         split_inputs,
         without_cache_outputs,
@@ -269,16 +270,19 @@ def convert(
                 source = str(archive)
                 module = None
             else:
-                program = export_model(model, example_inputs, dynamic_shapes)
-                harmless = harmless_in_place(program)  # before functionalization removes them
-                program, decomposed = decompose_untranslated(program)
+                captured = capture_model(model, example_inputs, dynamic_shapes)
+                capture_notes = captured.notes
+                harmless = harmless_in_place(captured.program)  # before functionalization
+                program, decomposed = decompose_untranslated(captured.program)
                 archive = save_program(program, Path(scratch) / "model.pt2")
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
-                defaults, capture_notes = optional_inputs(model, example_inputs)
+                defaults, default_notes = optional_inputs(model, example_inputs)
+                capture_notes = [*capture_notes, *default_notes]
             spec, probe_notes = None, []
             if module is not None and model_args is not False and is_configured(model):
-                spec, probe_notes = probe_spec(model, example_inputs, dynamic_shapes)
+                # Probes are captured with the shapes that worked for the model itself.
+                spec, probe_notes = probe_spec(model, example_inputs, captured.dynamic_shapes)
             info = _core.write_package(
                 str(archive), str(staging), dtype, shard_size, dump_ir or "", spec, defaults
             )

@@ -207,8 +207,11 @@ def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
 
     Text models get input_ids, and the attention mask and token type ids (all ones, all
     zeros: transformers' own defaults) when their forward takes them, so that model.py takes
-    them too, as optional inputs (``optional_inputs``)."""
+    them too, as optional inputs (``optional_inputs``). The dynamic shapes are
+    ``capture.Preferred``: torch2mlx's choice, which capture relaxes if torch refuses it."""
     import torch
+
+    from torch2mlx.capture import Preferred
 
     generator = torch.Generator().manual_seed(0)
     main = getattr(model, "main_input_name", "input_ids")
@@ -227,16 +230,20 @@ def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
         if _takes(model, "token_type_ids") and (getattr(config, "type_vocab_size", 0) or 0) > 0:
             inputs["token_type_ids"] = torch.zeros(_BATCH, length, dtype=torch.long)
         dynamic = {name: {0: batch, 1: sequence} for name in inputs}
-        return "text", inputs, dynamic
+        return "text", inputs, Preferred(dynamic)
     if main == "pixel_values":
         channels = int(getattr(config, "num_channels", 3) or 3)
         height, width = _image_size(config)
         pixels = torch.randn(_BATCH, channels, height, width, generator=generator)
-        return "vision", {"pixel_values": pixels}, {"pixel_values": {0: batch}}
+        return "vision", {"pixel_values": pixels}, Preferred({"pixel_values": {0: batch}})
     if main == "input_values":
         samples = torch.randn(_BATCH, _AUDIO_SAMPLES, generator=generator)
         length = torch.export.Dim("samples", min=4000, max=16000 * 60)
-        return "audio", {"input_values": samples}, {"input_values": {0: batch, 1: length}}
+        return (
+            "audio",
+            {"input_values": samples},
+            Preferred({"input_values": {0: batch, 1: length}}),
+        )
     raise Torch2MLXError(
         f"[hf] {type(model).__name__} takes '{main}', for which torch2mlx has no example "
         "inputs yet (it knows input_ids, pixel_values and input_values): build the model "
