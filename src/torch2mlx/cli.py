@@ -237,7 +237,11 @@ def _convert(args: argparse.Namespace) -> int:
                 f"[hf] {source} is a folder without config.json: pass a Hugging Face model "
                 "folder (save_pretrained writes one), a .pt2 archive or 'pkg.module:factory'"
             )
-        folder = load_folder(source, trust_remote_code=args.trust_remote_code)
+        # A config without `architectures` is built for the task the format asks for.
+        task = "causal-lm" if args.format in ("generation", "mlx-lm") else None
+        folder = load_folder(source, trust_remote_code=args.trust_remote_code, task=task)
+        for note in folder.notes:
+            print(f"  note: {note}")
         if args.format == "mlx-lm":
             return _convert_mlx_lm(args, folder, start)
         if args.format == "generation":
@@ -253,8 +257,6 @@ def _convert(args: argparse.Namespace) -> int:
             }
         }
         extra_files = folder.files
-        for note in folder.notes:
-            print(f"  note: {note}")
     else:
         model = source
         inputs = (

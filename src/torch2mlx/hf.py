@@ -99,6 +99,12 @@ def copy_tokenizer_files(files: list[Path], destination: Path) -> list[str]:
     return names
 
 
+# The transformers auto class whose mapping gives a config without `architectures` its model
+# class, by the task asked (load_folder's `task`): "causal-lm" for --format generation and
+# mlx-lm, the bare model otherwise, as transformers' AutoModel gives.
+_AUTO_CLASSES = {None: "AutoModel", "causal-lm": "AutoModelForCausalLM"}
+
+
 def _model_class(config: Any, architecture: str | None, trust_remote_code: bool) -> Any:
     import transformers
 
@@ -111,6 +117,29 @@ def _model_class(config: Any, architecture: str | None, trust_remote_code: bool)
         if reference:
             return get_class_from_dynamic_module(reference, config.name_or_path)
     return transformers.AutoModel
+
+
+def _class_for_task(config: Any, task: str | None, folder: Path) -> Any:
+    """The class transformers' auto class for ``task`` maps the config's type to: what a
+    folder whose config.json names no architecture (transformers' GGUF loader writes such
+    configs) is built as."""
+    import transformers
+
+    auto = _AUTO_CLASSES.get(task)
+    if auto is None:
+        raise Torch2MLXError(
+            f"[hf] unknown task {task!r}: pass one of {', '.join(map(str, _AUTO_CLASSES))}"
+        )
+    mapping = getattr(transformers, auto)._model_mapping
+    try:
+        return mapping[type(config)]
+    except KeyError:
+        raise Torch2MLXError(
+            f"[hf] {folder}/config.json names no architecture, and transformers' {auto} has "
+            f"no class for its model_type {getattr(config, 'model_type', None)!r}: add the "
+            "model class to config.json's architectures"
+            + (" (--format generation and mlx-lm need a causal LM)" if task else "")
+        ) from None
 
 
 def _weights(folder: Path) -> dict[str, Any]:
@@ -251,9 +280,15 @@ def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
     )
 
 
-def load_folder(folder: str | Path, *, trust_remote_code: bool = False) -> FolderModel:
+def load_folder(
+    folder: str | Path, *, trust_remote_code: bool = False, task: str | None = None
+) -> FolderModel:
     """The torch model of a Hugging Face folder with its weights, in eval mode, and the
-    example inputs and dynamic dimensions to capture it with."""
+    example inputs and dynamic dimensions to capture it with.
+
+    The class is the first of config.json's ``architectures``; a config without them gets
+    the class of transformers' auto class for ``task``: ``"causal-lm"`` (what --format
+    generation and mlx-lm need) the causal LM, else the bare model; a note says which."""
     import transformers
 
     folder = Path(folder)
@@ -275,17 +310,23 @@ def load_folder(folder: str | Path, *, trust_remote_code: bool = False) -> Folde
     cls = _model_class(config, architecture, trust_remote_code)
     notes: list[str] = []
     if cls is transformers.AutoModel:
-        cls = transformers.AutoModel._model_mapping[type(config)]
+        cls = _class_for_task(config, task, folder)
         if architecture:
             notes.append(f"{architecture} is not in transformers: built {cls.__name__}")
+        else:
+            notes.append(
+                f"config.json names no architecture: built {cls.__name__}, transformers' "
+                f"{_AUTO_CLASSES[task]} for model_type {raw.get('model_type')!r}"
+                + ("" if task else "; --format generation or mlx-lm build its causal LM")
+            )
     model = _build(cls, config, folder, notes)
     model.eval()
-    task, inputs, dynamic = example_inputs(model, config)
+    modality, inputs, dynamic = example_inputs(model, config)
     return FolderModel(
         model=model,
         example_inputs=inputs,
         dynamic_shapes=dynamic,
-        task=task,
+        task=modality,
         architecture=type(model).__name__,
         config=raw,
         files=tokenizer_files(folder),
