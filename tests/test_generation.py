@@ -263,6 +263,24 @@ def test_a_config_without_architectures_is_built_for_the_format_asked(tmp_path, 
     ) in capsys.readouterr().out
 
 
+def test_generate_on_a_default_package_names_the_format_that_generates(tmp_path, capsys):
+    """`convert FOLDER -o OUT` then `generate OUT` is what a newcomer types: the error names
+    the option that writes a generating package, not the command that was just run."""
+    from torch2mlx.cli import main
+
+    _build("llama").save_pretrained(tmp_path / "hf")
+    argv = ["convert", str(tmp_path / "hf"), "-o", str(tmp_path / "pkg"), "--no-verify"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*argv, "--no-model-args"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "pkg"), "--ids", "3,17", "--max-tokens", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("torch2mlx: error: [generation] ")
+    assert "not a generating package" in err
+    assert "`torch2mlx convert HF_FOLDER -o OUT --format generation`" in err
+
+
 def test_cli_refuses_a_single_graph_for_generation(tmp_path, capsys):
     from torch2mlx.cli import main
 
