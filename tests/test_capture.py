@@ -75,6 +75,46 @@ def test_a_model_torch_cannot_capture_dynamically_converts_at_its_example_sizes(
     assert calls[0] == ({0: torch.export.Dim.AUTO},) and calls[-1] is None
 
 
+def test_preferred_dynamic_shapes_fall_back_to_auto_then_fixed_sizes_with_a_note(
+    tmp_path, monkeypatch
+) -> None:
+    """The dynamic axes torch2mlx chooses for a Hugging Face folder are a preference: when
+    torch refuses them, then Dim.AUTO on the same axes (a data-dependent guard stops both),
+    the package is captured at the example sizes and its notes say why."""
+    from torch2mlx.capture import Preferred
+
+    real_export = torch.export.export
+    calls = []
+
+    def export(model, args, kwargs=None, *, dynamic_shapes=None, **options):
+        calls.append(dynamic_shapes)
+        if dynamic_shapes is not None:
+            failure = "Constraints violated (sequence)" if len(calls) == 1 else "4*u1 < 16"
+            raise RuntimeError(f"GuardOnDataDependentSymNode: {failure}")
+        return real_export(model, args, kwargs, dynamic_shapes=None, **options)
+
+    monkeypatch.setattr(torch.export, "export", export)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 3))
+    batch = torch.export.Dim("batch")
+    result = torch2mlx.convert(
+        model, (torch.randn(4, 6),), tmp_path / "pkg", Preferred(({0: batch},)), quiet=True
+    )
+    assert result.passed is True, result.summary
+    assert calls == [({0: batch},), ({0: torch.export.Dim.AUTO},), None]
+    assert result.config["notes"] == [
+        "torch.export could not capture it with dynamic sizes (RuntimeError: "
+        "GuardOnDataDependentSymNode: 4*u1 < 16): every size is fixed to the example inputs'; "
+        "pass dynamic_shapes to choose other axes"
+    ]
+    assert result.config["specialized"] is True
+    # The caller's own dynamic shapes are kept to: the capture fails, naming the refusal.
+    calls.clear()
+    with pytest.raises(torch2mlx.Torch2MLXError, match=r"Constraints violated \(sequence\)"):
+        torch2mlx.convert(model, (torch.randn(4, 6),), tmp_path / "b", ({0: batch},), quiet=True)
+    assert len(calls) == 1
+
+
 def test_capture_reports_the_last_failure_when_no_attempt_works(monkeypatch) -> None:
     def export(*args, **kwargs):
         raise RuntimeError("untraceable Python")

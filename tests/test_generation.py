@@ -219,6 +219,68 @@ def test_cli_converts_a_folder_and_generates_its_text(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(token) for token in expected.tolist()]
 
 
+def test_a_config_without_architectures_is_built_for_the_format_asked(tmp_path, capsys):
+    """transformers' GGUF loader writes config.json without `architectures`: --format
+    generation builds the causal LM (AutoModelForCausalLM's class for the model_type) and
+    says so; the package it writes generates transformers' greedy tokens. The default format
+    builds the bare model, as AutoModel does, and says how to get the LM."""
+    import json
+
+    from torch2mlx.cli import main
+
+    model = _build("llama")
+    folder = tmp_path / "hf"
+    model.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["architectures"]
+    (folder / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    out = tmp_path / "lm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["convert", str(folder), "-o", str(out), "--format", "generation"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "note: config.json names no architecture: built LlamaForCausalLM, transformers' "
+        "AutoModelForCausalLM for model_type 'llama'" in printed
+    )
+    ids = torch.tensor([PROMPT])
+    with torch.no_grad():
+        expected = model.generate(
+            ids, max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0
+        )[0, ids.shape[1] :]
+    argv = ["generate", str(out), "--ids", ",".join(map(str, PROMPT)), "--max-tokens", "6"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.split() == [str(token) for token in expected.tolist()]
+
+    argv = ["convert", str(folder), "-o", str(tmp_path / "pkg"), "--no-verify", "--no-model-args"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(argv) == 0
+    assert (
+        "note: config.json names no architecture: built LlamaModel, transformers' AutoModel "
+        "for model_type 'llama'; --format generation or mlx-lm build its causal LM"
+    ) in capsys.readouterr().out
+
+
+def test_generate_on_a_default_package_names_the_format_that_generates(tmp_path, capsys):
+    """`convert FOLDER -o OUT` then `generate OUT` is what a newcomer types: the error names
+    the option that writes a generating package, not the command that was just run."""
+    from torch2mlx.cli import main
+
+    _build("llama").save_pretrained(tmp_path / "hf")
+    argv = ["convert", str(tmp_path / "hf"), "-o", str(tmp_path / "pkg"), "--no-verify"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*argv, "--no-model-args"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "pkg"), "--ids", "3,17", "--max-tokens", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("torch2mlx: error: [generation] ")
+    assert "not a generating package" in err
+    assert "`torch2mlx convert HF_FOLDER -o OUT --format generation`" in err
+
+
 def test_cli_refuses_a_single_graph_for_generation(tmp_path, capsys):
     from torch2mlx.cli import main
 

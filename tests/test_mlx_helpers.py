@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from torch2mlx import mlx_helpers
+from torch2mlx.comparison import judge, rule_for
 
 
 def _mx(tensor: torch.Tensor) -> mx.array:
@@ -145,3 +146,31 @@ def test_conv_transpose_matches_torch(
         groups,
     )
     _close(mx.moveaxis(got, -1, 1), expected, atol=1e-5)
+
+
+SCALARS = [0, 0.0, -0.0, 2, -3, 0.5, -2.5, 7.0, float("inf"), float("nan")]
+
+
+def _matches(torch_value: float, helper_value: float) -> bool:
+    """A scalar helper's number against torch's, by the one rule (float64): infinities and
+    NaN where torch has them, the rest within rounding."""
+    rule = rule_for("float64")
+    return judge(np.array(torch_value), np.array(float(helper_value)), rule).passed
+
+
+@pytest.mark.parametrize("base", SCALARS)
+@pytest.mark.parametrize("exponent", [-0.5, 0.5, -1, -2, 2, 3, 1.5, -3])
+def test_scalar_power_is_torchs_pow(base, exponent):
+    """0.0 ** -0.5 is inf in torch, and raises in Python; (-2.5) ** 1.5 is nan in torch, a
+    complex number in Python."""
+    expected = torch.pow(torch.tensor(float(base), dtype=torch.float64), exponent).item()
+    assert _matches(expected, mlx_helpers.scalar_power(base, exponent))
+
+
+@pytest.mark.parametrize("a", SCALARS)
+@pytest.mark.parametrize("b", [0, 0.0, -0.0, 4, -0.5])
+def test_scalar_divide_and_sqrt_are_torchs(a, b):
+    numerator = torch.tensor(float(a), dtype=torch.float64)
+    expected = torch.div(numerator, torch.tensor(float(b), dtype=torch.float64)).item()
+    assert _matches(expected, mlx_helpers.scalar_divide(a, b))
+    assert _matches(torch.sqrt(numerator).item(), mlx_helpers.scalar_sqrt(a))

@@ -173,3 +173,36 @@ def test_a_folder_converts_with_model_args_unless_told_not_to(tmp_path, capsys):
     assert code == 0, out + err
     assert "model_args" not in json.loads((tmp_path / "b" / "config.json").read_text())
     assert "ModelArgs" not in (tmp_path / "b" / "model.py").read_text()
+
+
+def test_a_probe_the_core_refuses_leaves_its_field_fixed_and_the_model_converts(
+    tmp_path, monkeypatch
+):
+    """A probe's program may hold what the core refuses to read (a size expression past the
+    4096 bytes one may take, as one architecture's doubled field gave): that field stays
+    fixed, with a note, and the model converts with the others read from ModelArgs."""
+    from torch2mlx import model_args
+
+    capture = model_args._capture
+
+    def long_expression(model, inputs, dynamic_shapes, scratch):
+        text, buffers = capture(model, inputs, dynamic_shapes, scratch)
+        if model.config.num_hidden_layers != 2:  # the probe of num_hidden_layers
+            long = " + ".join(["s1"] * 1500)
+            text = re.sub(r'"expr_str": "[^"]*"', f'"expr_str": "{long}"', text, count=1)
+            assert long in text
+        return text, buffers
+
+    monkeypatch.setattr(model_args, "_capture", long_expression)
+    model, inputs = _llama(*SIZES["llama"][1][0])
+    result = _convert(model, inputs, tmp_path / "pkg")
+    assert result.passed, result.summary
+    (note,) = [note for note in result.config["notes"] if "num_hidden_layers" in note]
+    assert note.startswith(
+        "ModelArgs: 'num_hidden_layers' stays fixed: the model captured with "
+        "num_hidden_layers = 4 cannot be used ([graph] "
+    )
+    assert "longer than the 4096 bytes a size expression may take" in note
+    assert "num_hidden_layers" not in result.config["model_args"]
+    assert result.config["model_args"]["hidden_size"] == 64
+    assert "range(2)" in _model_code(tmp_path / "pkg")

@@ -77,8 +77,7 @@ def test_a_wrong_weight_fails_the_reduced_verification(folder, tmp_path, monkeyp
 
     assert cli.main(["convert", str(folder), "-o", str(tmp_path / "pkg")]) == 0
     loaded = hf.load_folder(folder, on_meta=True)
-    args = json.loads((tmp_path / "pkg/config.json").read_text())["model_args"]
-    model, override = hf.verification_model(loaded, args)
+    model, override = hf.verification_model(loaded)
     weights = mx.load(str(tmp_path / "pkg/model.safetensors"))
     # The head's rows out of order (a wrong vocabulary layout): loads, and is wrong. The
     # folder's random layers are too weak for a flaw inside them to show in the logits.
@@ -97,14 +96,14 @@ def test_a_model_that_cannot_be_captured_on_meta_is_built_for_real(
     from torch2mlx import capture
     from torch2mlx.checkpoint import Torch2MLXError
 
-    real_export = capture.export_model
+    real_capture = capture.capture_model
 
     def refusing_meta(model, *args, **kwargs):
         if any(p.device.type == "meta" for p in model.parameters()):
             raise Torch2MLXError("[capture] torch.export could not capture it on meta")
-        return real_export(model, *args, **kwargs)
+        return real_capture(model, *args, **kwargs)
 
-    monkeypatch.setattr(capture, "export_model", refusing_meta)
+    monkeypatch.setattr(capture, "capture_model", refusing_meta)
     code, text, _, report = _convert(folder, tmp_path / "pkg", capsys)
     assert code == 0, text
     assert "capture on the meta device failed" in text

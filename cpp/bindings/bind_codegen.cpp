@@ -3,13 +3,16 @@
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
+#include <utility>
 
 #include "bindings.h"
 #include "torch2mlx/codegen.h"
@@ -40,6 +43,7 @@ nb::dict model_dict(const torch2mlx::GeneratedModel& model) {
     entry["name"] = input.name;
     entry["dtype"] = input.dtype;
     entry["shape"] = input.shape;
+    if (!input.default_fill.empty()) entry["default"] = input.default_fill;
     inputs.append(entry);
   }
   result["inputs"] = inputs;
@@ -94,8 +98,14 @@ torch2mlx::ModelArgsSpec model_args_spec(const nb::handle& spec) {
         probe.base.emplace_back(nb::cast<std::string>(change[0]), nb::cast<double>(change[1]));
       }
     }
-    probe.program = torch2mlx::parse_exported_program(nb::cast<std::string>(entry[2]),
-                                                      "probe of " + probe.field);
+    try {
+      probe.program = torch2mlx::parse_exported_program(nb::cast<std::string>(entry[2]),
+                                                        "probe of " + probe.field);
+    } catch (const torch2mlx::Error& error) {
+      probe.error = error.what();  // generate_model drops it, with a note
+      result.probes.push_back(std::move(probe));
+      continue;
+    }
     for (const nb::handle buffer : entry[3]) {
       const auto dtype = parse_dtype(nb::cast<std::string>(buffer[1]));
       const auto bytes = nb::cast<nb::bytes>(buffer[3]);
@@ -139,7 +149,8 @@ void bind_codegen(nb::module_& m) {
          const std::optional<std::string>& dtype, std::uint64_t shard_bytes,
          const std::string& dump_ir_after, const nb::object& model_args,
          const std::optional<std::filesystem::path>& weights_from,
-         const std::map<std::string, std::string>& weight_aliases) {
+         const std::map<std::string, std::string>& weight_aliases,
+         const std::map<std::string, std::pair<std::string, std::string>>& input_defaults) {
         torch2mlx::PackageOptions options;
         torch2mlx::ReadOptions read;
         if (weights_from) {
@@ -148,6 +159,9 @@ void bind_codegen(nb::module_& m) {
           read.allow_meta_weights = true;
         }
         options.codegen.model_args = model_args_spec(model_args);
+        for (const auto& [input, spec] : input_defaults) {
+          options.codegen.input_defaults[input] = {spec.first, spec.second};
+        }
         options.dtype = parse_dtype(dtype);
         options.shard_bytes = shard_bytes;
         options.codegen.dump_ir_after = dump_ir_after;
@@ -183,12 +197,16 @@ void bind_codegen(nb::module_& m) {
       "pt2"_a, "directory"_a, "dtype"_a = nb::none(), "shard_bytes"_a = 5'000'000'000ULL,
       "dump_ir_after"_a = "", "model_args"_a = nb::none(), "weights_from"_a = nb::none(),
       "weight_aliases"_a = std::map<std::string, std::string>{},
+      "input_defaults"_a = std::map<std::string, std::pair<std::string, std::string>>{},
       "Reads a .pt2 archive and writes model.py and the MLX weights into an existing "
       "directory. model_args ({'fields': [(name, value, is_int)], 'probes': [(field, value, "
-      "program_json)]}) makes model.py read its sizes from a ModelArgs dataclass. "
-      "weights_from (a checkpoint file or folder) supplies the weights by name, for an "
-      "archive captured with its parameters on the meta device; weight_aliases maps a "
-      "program weight to the checkpoint's name for it (a tied head).");
+      "program_json)]}) makes model.py read its sizes from a ModelArgs dataclass; a probe "
+      "that cannot be read or translated is dropped with a note. weights_from (a checkpoint "
+      "file or folder) supplies the weights by name, for an archive captured with its "
+      "parameters on the meta device; weight_aliases maps a program weight to the "
+      "checkpoint's name for it (a tied head). input_defaults ({input: (fill, like)}, fill "
+      "'ones', 'zeros' or 'arange', like the input whose shape it takes) makes those inputs "
+      "optional in model.py.");
   m.def("supported_ops", &torch2mlx::supported_ops, "Every ATen overload the registry maps.");
   m.def(
       "op_layouts",

@@ -274,9 +274,18 @@ struct ContainerLeaf {
   std::vector<py::Expr> access;
 };
 
+// What model.py computes for an input the caller leaves out (CodegenOptions::input_defaults).
+struct InputDefault {
+  std::string fill;                                // "ones", "zeros" or "arange"
+  py::Expr dtype;                                  // `mx.int64`
+  std::string like;                                // the required input whose sizes it takes ...
+  std::vector<std::optional<std::int64_t>> sizes;  // ... where a size is not fixed (nullopt)
+};
+
 class Generator {
  public:
-  explicit Generator(const ExportedProgram& program) : program_(program) {
+  Generator(const ExportedProgram& program, std::map<std::string, OptionalInput> input_defaults)
+      : program_(program), wanted_defaults_(std::move(input_defaults)) {
     state_.program = &program;
   }
 
@@ -289,6 +298,8 @@ class Generator {
 
  private:
   void index_inputs();
+  void decide_defaults();
+  [[nodiscard]] py::Expr default_value(const InputDefault& spec, const Method& scope) const;
   void drop_dead_uses();
   void name_from_source();
   void name_sizes();
@@ -331,7 +342,9 @@ class Generator {
   std::map<std::string, std::string> source_names_;  // value -> the name its line assigns
   std::map<std::string, std::string> size_symbols_;  // sym_size output -> its symbol
   std::vector<std::string> user_inputs_;
-  std::map<std::string, std::string> weight_attribute_;  // weight source -> MLX key
+  std::map<std::string, OptionalInput> wanted_defaults_;  // what the caller asked for
+  std::map<std::string, InputDefault> defaults_;          // the inputs model.py makes optional
+  std::map<std::string, std::string> weight_attribute_;   // weight source -> MLX key
   std::vector<std::unique_ptr<Region>> regions_;
   Region* root_ = nullptr;
   std::map<std::string, ModuleNode> modules_;
@@ -2047,6 +2060,87 @@ void Generator::decide_structure(Region& region, const std::string& method_path)
   }
 }
 
+// Which inputs the caller may leave out. Python wants parameters with a default last, so
+// the optional ones are a tail of the signature. A left-out input takes the sizes of its
+// `like` input (transformers' default mask has the shape of input_ids, whatever symbols
+// torch gave the two), except where its own size is fixed.
+void Generator::decide_defaults() {
+  if (wanted_defaults_.empty()) return;
+  const std::map<std::string, ContainerLeaf> containers = container_leaves();
+  std::size_t first_optional = user_inputs_.size();
+  while (first_optional > 0) {
+    const std::string& input = user_inputs_[first_optional - 1];
+    if (!wanted_defaults_.contains(input) || containers.contains(input)) break;
+    --first_optional;
+  }
+  const auto required = [&](const std::string& name) {
+    const auto end = user_inputs_.begin() + static_cast<std::ptrdiff_t>(first_optional);
+    return std::find(user_inputs_.begin(), end, name) != end && !containers.contains(name);
+  };
+  for (std::size_t index = 0; index < user_inputs_.size(); ++index) {
+    const std::string& input = user_inputs_[index];
+    const auto wanted = wanted_defaults_.find(input);
+    if (wanted == wanted_defaults_.end()) continue;
+    const OptionalInput& asked = wanted->second;
+    if (asked.fill != "ones" && asked.fill != "zeros" && asked.fill != "arange") {
+      fail("codegen", fmt::format("input '{}': the default '{}' is not one of ones, zeros, arange",
+                                  input, asked.fill));
+    }
+    const auto refuse = [&](const std::string& why) {
+      notes_.push_back(fmt::format("input '{}' stays required: {}", input, why));
+    };
+    if (index < first_optional) {
+      refuse("a required input follows it, and Python puts parameters with a default last");
+      continue;
+    }
+    const auto meta = program_.tensors.find(input);
+    const auto like = program_.tensors.find(asked.like);
+    if (meta == program_.tensors.end() || like == program_.tensors.end() || !required(asked.like)) {
+      refuse(fmt::format("'{}', whose sizes it would take, is not a required tensor input",
+                         asked.like));
+      continue;
+    }
+    const std::vector<Dim>& shape = meta->second.shape;
+    const std::optional<py::Expr> dtype = mlx_dtype_expr(meta->second.dtype);
+    if (!dtype || shape.size() != like->second.shape.size() ||
+        (asked.fill == "arange" && shape.empty())) {
+      refuse(
+          fmt::format("a default of {} cannot stand in for it: MLX has no dtype {}, or its "
+                      "rank is not that of '{}'",
+                      asked.fill, meta->second.dtype, asked.like));
+      continue;
+    }
+    InputDefault spec{asked.fill, *dtype, asked.like, {}};
+    for (std::size_t axis = 0; axis < shape.size(); ++axis) {
+      const Dim& other = like->second.shape[axis];
+      const bool same =
+          shape[axis].symbol.empty() && other.symbol.empty() && shape[axis].hint == other.hint;
+      spec.sizes.push_back(shape[axis].symbol.empty() && !same ? std::optional(shape[axis].hint)
+                                                               : std::nullopt);
+    }
+    defaults_.emplace(input, std::move(spec));
+  }
+}
+
+// The value of a left-out input: its fill, shaped as its `like` input (`input_ids.shape`)
+// but for the sizes of its own that are fixed.
+py::Expr Generator::default_value(const InputDefault& spec, const Method& scope) const {
+  const py::Expr like = scope.local.at(spec.like).attr("shape");
+  std::vector<py::Expr> sizes;
+  bool whole = true;
+  for (std::size_t axis = 0; axis < spec.sizes.size(); ++axis) {
+    whole = whole && !spec.sizes[axis];
+    sizes.push_back(spec.sizes[axis] ? py::integer(*spec.sizes[axis])
+                                     : like[py::integer(static_cast<std::int64_t>(axis))]);
+  }
+  const py::Expr shape = whole ? like : py::tuple(sizes);
+  if (spec.fill == "arange") {
+    return py::call("mx.broadcast_to",
+                    {py::call("mx.arange", {sizes.back()}, {{"dtype", spec.dtype}}), shape});
+  }
+  return py::call(spec.fill == "ones" ? "mx.ones" : "mx.zeros", {shape}, {{"dtype", spec.dtype}});
+}
+
 void Generator::drop_dead_uses() {
   // Liveness, backwards from the outputs: a node is live when a live node or the model's
   // output reads what it computes. Reads by dead nodes (and by the tracer's asserts, which
@@ -2076,6 +2170,7 @@ void Generator::drop_dead_uses() {
 GeneratedModel Generator::run(const ModelArgsSpec& model_args,
                               const std::vector<std::vector<py::Stmt>>& probe_classes) {
   index_inputs();
+  decide_defaults();
   drop_dead_uses();
   name_from_source();
   name_sizes();
@@ -2169,6 +2264,8 @@ GeneratedModel Generator::run(const ModelArgsSpec& model_args,
         info.shape.push_back(dim.symbol.empty() ? fmt::format("{}", dim.hint) : dim.symbol);
       }
     }
+    const auto optional = defaults_.find(input);
+    if (optional != defaults_.end()) info.default_fill = optional->second.fill;
     generated.inputs.push_back(info);
   }
   generated.notes = notes_;
@@ -2200,7 +2297,9 @@ py::Stmt Generator::emit_root() {
   for (const std::string& input : user_inputs_) {
     const auto leaf = containers.find(input);
     if (leaf == containers.end()) {
-      parameters.push_back({local_name(scope, input), {}});
+      const bool optional = defaults_.contains(input);
+      parameters.push_back(
+          {local_name(scope, input), optional ? std::optional(py::none()) : std::nullopt});
       continue;
     }
     const auto [it, first] = container_taken.emplace(leaf->second.parameter);
@@ -2215,6 +2314,12 @@ py::Stmt Generator::emit_root() {
   for (const InputSpec& spec : program_.inputs) {
     if (!spec.constant || containers.contains(spec.name)) continue;
     parameters.push_back({local_name(scope, spec.name), literal_of(spec.value)});
+  }
+  // Inputs left out get the value transformers computes for them (all-ones mask...).
+  for (const auto& [input, spec] : defaults_) {
+    const py::Expr local = scope.local.at(input);
+    scope.lines.push_back(py::if_(py::binary(local, py::Op::Is, py::none()),
+                                  {py::assign(local, default_value(spec, scope))}));
   }
   emit_items(*root_, "", scope);
   std::vector<py::Expr> values;
@@ -2272,20 +2377,55 @@ std::vector<std::string_view> leaf_layer_types() {
   return types;
 }
 
+namespace {
+
+// The first line of an error, for a note.
+std::string first_line(std::string_view text) {
+  return std::string(text.substr(0, text.find('\n')));
+}
+
+}  // namespace
+
 GeneratedModel generate_model(const ExportedProgram& program, const CodegenOptions& options) {
   // Each probe's classes first, generated as the model's own are (with the fields given, so
-  // that their comments are the generic ones too).
+  // that their comments are the generic ones too). A probe is only evidence about its field:
+  // one that cannot be read or translated (a size expression past our limits, an op only
+  // that size uses) leaves the field fixed, with a note, and never fails the model.
+  ModelArgsSpec usable;
+  usable.fields = options.model_args.fields;
   std::vector<std::vector<py::Stmt>> probe_classes;
+  std::vector<std::string> probe_notes;
   for (const ConfigProbe& probe : options.model_args.probes) {
-    CodegenOptions plain;
-    plain.model_args.fields = options.model_args.fields;
-    probe_classes.push_back(generate_model(probe.program, plain).classes);
+    std::string problem = probe.error;
+    if (problem.empty()) {
+      CodegenOptions plain;
+      plain.model_args.fields = options.model_args.fields;
+      plain.input_defaults = options.input_defaults;
+      try {
+        probe_classes.push_back(generate_model(probe.program, plain).classes);
+      } catch (const Error& error) {
+        problem = error.what();
+      }
+    }
+    if (!problem.empty()) {
+      probe_notes.push_back(fmt::format(
+          "ModelArgs: '{}' stays fixed: the model captured with {} = {} cannot be used ({})",
+          probe.field, probe.field, probe.value, first_line(problem)));
+      continue;
+    }
+    ConfigProbe kept;  // what parameterize reads of it: the change and its base
+    kept.field = probe.field;
+    kept.value = probe.value;
+    kept.base = probe.base;
+    usable.probes.push_back(std::move(kept));
   }
   ExportedProgram rewritten = program;
   run_passes(rewritten, default_passes(), options.dump_ir_after, options.dump);
-  Generator generator(rewritten);
+  Generator generator(rewritten, options.input_defaults);
   try {
-    return generator.run(options.model_args, probe_classes);
+    GeneratedModel generated = generator.run(usable, probe_classes);
+    generated.notes.insert(generated.notes.end(), probe_notes.begin(), probe_notes.end());
+    return generated;
   } catch (const Error&) {
     throw;
   } catch (const std::exception& error) {

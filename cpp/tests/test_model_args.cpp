@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "ir_builder.h"
+#include "torch2mlx/codegen.h"
 #include "torch2mlx/model_args.h"
 #include "torch2mlx/python_ast.h"
 
@@ -199,6 +201,36 @@ TEST(ModelArgs, NoMovingLiteralLeavesTheCodeAsItIs) {
       parameterize(model, kFields, {"vocab_size"}, {200}, {attention_model(64, 4, 2, 1e-6)});
   EXPECT_TRUE(code.fields.empty());
   EXPECT_EQ(py::print(code.classes), py::print(model));
+}
+
+TEST(ModelArgs, AProbeTheCoreCannotUseLeavesItsFieldFixedAndTheModelConverts) {
+  // One probe's program was refused when it was read (as a size expression past 4096 bytes
+  // is), another has an op no translation knows: each is dropped with a note naming its
+  // field, and the model is generated from the probes that remain.
+  const auto relu = [](const std::string& target) {
+    testing::Builder builder;
+    return builder.node("y", target, {{"self", testing::tensor("x"), false}}).returning({"y"});
+  };
+  CodegenOptions options;
+  options.model_args.fields = {{"hidden_size", 64, true}, {"num_layers", 2, true}};
+  options.model_args.probes.push_back(
+      {"hidden_size",
+       128,
+       {},
+       {},
+       "[graph] probe of hidden_size: a size expression too long\nmore"});
+  options.model_args.probes.push_back({"num_layers", 4, relu("aten.not_an_op.default"), {}, ""});
+  const GeneratedModel generated = generate_model(relu("aten.relu.default"), options);
+  EXPECT_NE(generated.source.find("nn.relu(x)"), std::string::npos) << generated.source;
+  ASSERT_EQ(generated.notes.size(), 2U);
+  EXPECT_EQ(generated.notes[0],
+            "ModelArgs: 'hidden_size' stays fixed: the model captured with hidden_size = 128 "
+            "cannot be used ([graph] probe of hidden_size: a size expression too long)");
+  EXPECT_NE(generated.notes[1].find("ModelArgs: 'num_layers' stays fixed: the model captured "
+                                    "with num_layers = 4 cannot be used ([codegen] "),
+            std::string::npos)
+      << generated.notes[1];
+  EXPECT_TRUE(generated.model_args.empty());
 }
 
 }  // namespace

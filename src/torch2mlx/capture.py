@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -278,22 +279,82 @@ def default_dynamic_shapes(example_inputs: Any) -> Any:
     return tuple(_pytree.tree_map(spec, value) for value in args)
 
 
-def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
+@dataclass(frozen=True)
+class Preferred:
+    """Dynamic shapes that torch2mlx chose rather than the caller (a Hugging Face folder's
+    batch and sequence axes): when torch.export refuses them, capture falls back to
+    ``Dim.AUTO`` on the same axes, then to the example sizes, and says so in a note. A
+    caller's own ``dynamic_shapes`` are kept to, or the capture fails naming them."""
+
+    shapes: Any
+
+
+@dataclass
+class Captured:
+    """A capture, with the dynamic shapes that worked (``False``: every size fixed), which
+    ModelArgs probes reuse so that they are captured as the model was, and notes on what
+    capture gave up."""
+
+    program: Any
+    dynamic_shapes: Any
+    notes: list[str] = field(default_factory=list)
+
+
+def _auto_like(shapes: Any) -> Any:
+    """``shapes`` with every named dimension replaced by ``Dim.AUTO``: the same axes, each
+    left to torch to keep dynamic or to fix as the model requires."""
+    import torch
+
+    if isinstance(shapes, dict):
+        return {key: _auto_like(value) for key, value in shapes.items()}
+    if isinstance(shapes, (tuple, list)):
+        return type(shapes)(_auto_like(value) for value in shapes)
+    if shapes is None or isinstance(shapes, int):
+        return shapes
+    return torch.export.Dim.AUTO
+
+
+def _reason(error: Exception) -> str:
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message.splitlines()[0] if message else repr(error)}"
+
+
+def _attempts(example_inputs: Any, dynamic_shapes: Any) -> list[tuple[Any, str]]:
+    """(dynamic shapes to try, the note to write when it is the one that works), in order.
+    A note's "{reason}" is the previous attempt's failure."""
+    fixed = (
+        "torch.export could not capture it with dynamic sizes ({reason}): every size is "
+        "fixed to the example inputs'; pass dynamic_shapes to choose other axes"
+    )
+    if dynamic_shapes is False:
+        return [(False, "")]
+    if dynamic_shapes is None:
+        return [(default_dynamic_shapes(example_inputs), ""), (False, fixed)]
+    if isinstance(dynamic_shapes, Preferred):
+        auto = (
+            "torch.export refused the dynamic axes chosen for the inputs ({reason}): captured "
+            "with Dim.AUTO on the same axes, which keeps dynamic those the model allows "
+            "(config.json's dynamic_dims says which)"
+        )
+        return [
+            (dynamic_shapes.shapes, ""),
+            (_auto_like(dynamic_shapes.shapes), auto),
+            (False, fixed),
+        ]
+    return [(dynamic_shapes, "")]
+
+
+def capture_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None) -> Captured:
     """``torch.export.export`` of ``model`` in eval mode; errors name what to change.
 
     ``dynamic_shapes=None`` makes the batch and sequence axes dynamic where the model
-    allows (``default_dynamic_shapes``); ``False`` fixes every size to the example inputs.
+    allows (``default_dynamic_shapes``), and falls back to the example sizes: torch can fail
+    on a symbolic size where a number would do (a size compared in Python code it cannot
+    guard), and such a model still converts, for those sizes. ``Preferred(shapes)`` tries
+    ``shapes``, then ``Dim.AUTO`` on their axes, then the example sizes. ``False`` fixes
+    every size; other shapes are kept to. Each fallback taken is a note of the result.
     """
     import torch
-
-    # The default tries dynamic batch and sequence axes first and falls back to the example
-    # sizes: torch can fail on a symbolic size where a number would do (a size compared in
-    # Python code it cannot guard), and such a model still converts, for those sizes.
-    attempts = [dynamic_shapes]
-    if dynamic_shapes is None:
-        attempts = [default_dynamic_shapes(example_inputs), None]
-    elif dynamic_shapes is False:
-        attempts = [None]
 
     if not isinstance(model, torch.nn.Module):
         raise Torch2MLXError(
@@ -303,21 +364,29 @@ def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None):
     model.eval()
     args, kwargs = split_inputs(example_inputs)
     failure: Exception = AssertionError("no export attempted")
-    for shapes in attempts:
+    for shapes, note in _attempts(example_inputs, dynamic_shapes):
         try:
             with torch.no_grad(), export_workarounds(), batched_experts(model):
-                return torch.export.export(model, args, kwargs, dynamic_shapes=shapes)
+                program = torch.export.export(
+                    model, args, kwargs, dynamic_shapes=None if shapes is False else shapes
+                )
         except Exception as error:  # torch raises many types here; the last one is reported
             failure = error
-    message = str(failure).strip()
-    first_line = message.splitlines()[0] if message else repr(failure)
+            continue
+        notes = [note.format(reason=_reason(failure))] if note else []
+        return Captured(program, shapes, notes)
     raise Torch2MLXError(
         f"[capture] torch.export could not capture {type(model).__name__}: "
-        f"{type(failure).__name__}: {first_line}. Fix the inputs or dynamic_shapes named "
+        f"{_reason(failure)}. Fix the inputs or dynamic_shapes named "
         "above; data-dependent control flow, untraceable Python and custom kernels also "
         "stop torch.export (rewrite that code, or export the model yourself and pass the "
         ".pt2 archive)"
     ) from failure
+
+
+def export_model(model: Any, example_inputs: Any, dynamic_shapes: Any = None) -> Any:
+    """The ExportedProgram of ``capture_model``."""
+    return capture_model(model, example_inputs, dynamic_shapes).program
 
 
 # How many rounds of decomposition to try: a decomposition may itself use an op that needs

@@ -238,9 +238,12 @@ def _convert(args: argparse.Namespace) -> int:
                 f"[hf] {source} is a folder without config.json: pass a Hugging Face model "
                 "folder (save_pretrained writes one), a .pt2 archive or 'pkg.module:factory'"
             )
+        # A config without `architectures` is built for the task the format asks for.
+        task = "causal-lm" if args.format in ("generation", "mlx-lm") else None
         folder = load_folder(
             source,
             trust_remote_code=args.trust_remote_code,
+            task=task,
             on_meta=args.format in ("package", "mlx-lm"),
         )
         for note in folder.notes:
@@ -263,7 +266,7 @@ def _convert(args: argparse.Namespace) -> int:
         if folder.weights_from is not None:
             streaming = {
                 "weights_from": folder.weights_from,
-                "reference": lambda fields: verification_model(folder, fields),
+                "reference": verification_model(folder) if not args.no_verify else None,
             }
     else:
         model = source

@@ -15,7 +15,6 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +200,7 @@ def convert(
     config_extra: dict | None = None,
     model_args: bool | None = None,
     weights_from: str | Path | None = None,
-    reference: Callable[[dict | None], tuple[Any, dict | None]] | None = None,
+    reference: tuple[Any, dict | None] | None = None,
 ) -> ConversionResult:
     """Converts a model to an MLX package in ``out_dir`` and (by default) verifies it.
 
@@ -229,19 +228,25 @@ def convert(
     ``weights_from`` (a checkpoint file or Hugging Face folder) says that ``model`` holds its
     parameters on the meta device: it is captured so, and the weights stream from that
     checkpoint by name into the package, so memory stays bounded by a shard. Such a model
-    cannot run, so verification runs ``reference(model_args)``: it returns the torch model
-    to compare with and the ModelArgs fields the MLX model is built with for it (a copy of
-    the first layers, ``{"num_hidden_layers": 2}``), or ``(None, None)`` for no verification.
+    cannot run, so ``reference`` gives the torch model that verification (and the check of
+    optional inputs) runs instead, and the ModelArgs fields the MLX model is built with for
+    it (a copy of the first layers, ``{"num_hidden_layers": 2}``, or None for the whole).
+
+    A ``transformers`` model's attention_mask, token_type_ids and position_ids, when given
+    by keyword, are optional in model.py as in transformers (all ones, zeros, arange) if
+    the model computes the same without them (``hf.optional_inputs``); config.json's
+    ``inputs`` marks them with their ``default``. Fallbacks capture took (fixed sizes where
+    torch refused dynamic ones) are in config.json's ``notes``.
     """
     from torch2mlx.analyze import harmless_in_place
     from torch2mlx.capture import (
+        capture_model,
         decompose_untranslated,
-        export_model,
         save_program,
         split_inputs,
         without_cache_outputs,
     )
-    from torch2mlx.hf import weight_aliases
+    from torch2mlx.hf import optional_inputs, weight_aliases
     from torch2mlx.model_args import _on_meta, config_values, is_configured, probe_spec
     from torch2mlx.quantization import plan_from
 
@@ -267,23 +272,37 @@ def convert(
     restore = contextlib.ExitStack()
     if not isinstance(model, (str, Path)):
         restore.enter_context(without_cache_outputs(model, split_inputs(example_inputs)[1]))
+    if reference and reference[0] is not None:
+        restore.enter_context(without_cache_outputs(reference[0], split_inputs(example_inputs)[1]))
     try:
         with tempfile.TemporaryDirectory(prefix="torch2mlx-") as scratch:
+            capture_notes: list[str] = []
+            defaults: dict = {}
             if isinstance(model, (str, Path)):
                 archive = Path(model)
                 source = str(archive)
                 module = None
             else:
                 capture_inputs = _on_meta(example_inputs) if weights_from else example_inputs
-                program = export_model(model, capture_inputs, dynamic_shapes)
-                harmless = harmless_in_place(program)  # before functionalization removes them
-                program, decomposed = decompose_untranslated(program)
+                captured = capture_model(model, capture_inputs, dynamic_shapes)
+                capture_notes = captured.notes
+                harmless = harmless_in_place(captured.program)  # before functionalization
+                program, decomposed = decompose_untranslated(captured.program)
                 archive = save_program(program, Path(scratch) / "model.pt2")
                 source = f"{type(model).__module__}.{type(model).__qualname__}"
                 module = model
+                # A model on the meta device cannot run: its reference copy shows the same.
+                semantics = reference[0] if weights_from and reference else model
+                defaults, default_notes = (
+                    optional_inputs(semantics, example_inputs)
+                    if semantics is not None
+                    else ({}, [])
+                )
+                capture_notes = [*capture_notes, *default_notes]
             spec, probe_notes = None, []
             if module is not None and model_args is not False and is_configured(model):
-                spec, probe_notes = probe_spec(model, example_inputs, dynamic_shapes)
+                # Probes are captured with the shapes that worked for the model itself.
+                spec, probe_notes = probe_spec(model, example_inputs, captured.dynamic_shapes)
             info = _core.write_package(
                 str(archive),
                 str(staging),
@@ -293,8 +312,9 @@ def convert(
                 model_args=spec,
                 weights_from=str(weights_from) if weights_from else None,
                 weight_aliases=weight_aliases(model, Path(weights_from)) if weights_from else {},
+                input_defaults=defaults,
             )
-            info["notes"] = [*info["notes"], *probe_notes]
+            info["notes"] = [*capture_notes, *info["notes"], *probe_notes]
             fields = config_values(info["model_args"]) if info["model_args"] else None
             # Whatever verify says: a broken package is never written.
             check_package(staging, model_args=fields)
@@ -329,9 +349,16 @@ def convert(
         lines: list[str] = []
         override = None
         if verify and weights_from is not None:
-            module, override = reference(fields) if reference is not None else (None, None)
+            module, override = reference or (None, None)
+            if override and not set(override) <= set(fields or {}):
+                # model.py does not read the layer count, so no shorter copy can be built.
+                module = None
             if module is None:
-                report["reason"] = "no torch model to compare with: its weights are on meta"
+                report["reason"] = (
+                    "no torch model to compare with: its weights are on the meta device and "
+                    "it is too large to build twice, or model.py does not read its layer count "
+                    "from ModelArgs (--no-model-args?) for a copy of its first layers"
+                )
         if verify and module is not None:
             args, kwargs = split_inputs(example_inputs)
             report, lines = _verify(module, args, kwargs, staging, dtype, tolerance, override)

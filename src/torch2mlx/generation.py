@@ -336,8 +336,9 @@ class Generator:
         if self.config.get("format") != FORMAT:
             raise Torch2MLXError(
                 f"[generation] {config_path} is not a generating package (format "
-                f"{self.config.get('format')!r}): convert the CausalLM with "
-                "torch2mlx.convert_for_generation or `torch2mlx convert HF_FOLDER -o OUT`"
+                f"{self.config.get('format')!r}): `torch2mlx convert` writes one only when "
+                "asked; convert the CausalLM with `torch2mlx convert HF_FOLDER -o OUT --format "
+                "generation` (or torch2mlx.convert_for_generation)"
             )
         self.prefill = load(self.directory / "prefill")
         self.decode = load(self.directory / "decode")

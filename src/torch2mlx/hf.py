@@ -104,6 +104,12 @@ def copy_tokenizer_files(files: list[Path], destination: Path) -> list[str]:
     return names
 
 
+# The transformers auto class whose mapping gives a config without `architectures` its model
+# class, by the task asked (load_folder's `task`): "causal-lm" for --format generation and
+# mlx-lm, the bare model otherwise, as transformers' AutoModel gives.
+_AUTO_CLASSES = {None: "AutoModel", "causal-lm": "AutoModelForCausalLM"}
+
+
 def _model_class(config: Any, architecture: str | None, trust_remote_code: bool) -> Any:
     import transformers
 
@@ -116,6 +122,29 @@ def _model_class(config: Any, architecture: str | None, trust_remote_code: bool)
         if reference:
             return get_class_from_dynamic_module(reference, config.name_or_path)
     return transformers.AutoModel
+
+
+def _class_for_task(config: Any, task: str | None, folder: Path) -> Any:
+    """The class transformers' auto class for ``task`` maps the config's type to: what a
+    folder whose config.json names no architecture (transformers' GGUF loader writes such
+    configs) is built as."""
+    import transformers
+
+    auto = _AUTO_CLASSES.get(task)
+    if auto is None:
+        raise Torch2MLXError(
+            f"[hf] unknown task {task!r}: pass one of {', '.join(map(str, _AUTO_CLASSES))}"
+        )
+    mapping = getattr(transformers, auto)._model_mapping
+    try:
+        return mapping[type(config)]
+    except KeyError:
+        raise Torch2MLXError(
+            f"[hf] {folder}/config.json names no architecture, and transformers' {auto} has "
+            f"no class for its model_type {getattr(config, 'model_type', None)!r}: add the "
+            "model class to config.json's architectures"
+            + (" (--format generation and mlx-lm need a causal LM)" if task else "")
+        ) from None
 
 
 def _weights(folder: Path) -> dict[str, Any]:
@@ -292,10 +321,10 @@ FULL_VERIFICATION_BYTES = 2 << 30
 REDUCED_LAYERS = 2
 
 
-def verification_model(folder: FolderModel, model_args: dict | None) -> tuple[Any, dict | None]:
+def verification_model(folder: FolderModel) -> tuple[Any, dict | None]:
     """The torch model to verify a package of ``folder`` against, and the ModelArgs fields
-    its MLX model is built with: the whole model when it is small, else a copy of its first
-    layers where model.py reads the layer count from ModelArgs; (None, None) when neither."""
+    its MLX model is built with for it: the whole model when it is small, else a copy of its
+    first layers with the real embedding and head; (None, None) when neither fits."""
     from torch2mlx.checkpoint import inspect_checkpoint
 
     size = inspect_checkpoint(folder.weights_from).total_bytes
@@ -303,12 +332,11 @@ def verification_model(folder: FolderModel, model_args: dict | None) -> tuple[An
     layers = getattr(folder.hf_config, field_name, None)
     if size <= FULL_VERIFICATION_BYTES:
         return _build(folder.model_class, folder.hf_config, folder.weights_from, []).eval(), None
-    if model_args and field_name in model_args and (layers or 0) > REDUCED_LAYERS:
+    if isinstance(layers, int) and layers > REDUCED_LAYERS:
         return load_reduced(folder, REDUCED_LAYERS), {field_name: REDUCED_LAYERS}
     folder.notes.append(
-        f"not verified: its weights ({size / 1e9:.1f} GB) are too large to hold twice and "
-        "model.py does not read its layer count from ModelArgs (--no-model-args?), so no "
-        "reduced copy can be compared"
+        f"not verified: its weights ({size / 1e9:.1f} GB) are too large to hold twice, and "
+        f"it has no more than {REDUCED_LAYERS} layers to compare fewer of"
     )
     return None, None
 
@@ -331,9 +359,26 @@ def _image_size(config: Any) -> tuple[int, int]:
     return int(size), int(size)
 
 
+def _takes(model: Any, name: str) -> bool:
+    """Whether the model's forward has a parameter ``name`` (not only ``**kwargs``)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
-    """(task, example inputs, dynamic shapes) for a transformers model, by its main input."""
+    """(task, example inputs, dynamic shapes) for a transformers model, by its main input.
+
+    Text models get input_ids, and the attention mask and token type ids (all ones, all
+    zeros: transformers' own defaults) when their forward takes them, so that model.py takes
+    them too, as optional inputs (``optional_inputs``). The dynamic shapes are
+    ``capture.Preferred``: torch2mlx's choice, which capture relaxes if torch refuses it."""
     import torch
+
+    from torch2mlx.capture import Preferred
 
     generator = torch.Generator().manual_seed(0)
     main = getattr(model, "main_input_name", "input_ids")
@@ -344,21 +389,28 @@ def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
             config, "n_positions", None
         )
         length = min(_TEXT_LENGTH, int(limit)) if limit else _TEXT_LENGTH
-        ids = torch.randint(0, vocab, (_BATCH, length), generator=generator)
-        mask = torch.ones(_BATCH, length, dtype=torch.long)
         sequence = torch.export.Dim("sequence", min=2, max=int(limit) if limit else 4096)
-        inputs = {"input_ids": ids, "attention_mask": mask}
-        dynamic = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
-        return "text", inputs, dynamic
+        inputs = {"input_ids": torch.randint(0, vocab, (_BATCH, length), generator=generator)}
+        if _takes(model, "attention_mask"):
+            inputs["attention_mask"] = torch.ones(_BATCH, length, dtype=torch.long)
+        # (GPT-2 takes token_type_ids too, but adds no type embedding without them.)
+        if _takes(model, "token_type_ids") and (getattr(config, "type_vocab_size", 0) or 0) > 0:
+            inputs["token_type_ids"] = torch.zeros(_BATCH, length, dtype=torch.long)
+        dynamic = {name: {0: batch, 1: sequence} for name in inputs}
+        return "text", inputs, Preferred(dynamic)
     if main == "pixel_values":
         channels = int(getattr(config, "num_channels", 3) or 3)
         height, width = _image_size(config)
         pixels = torch.randn(_BATCH, channels, height, width, generator=generator)
-        return "vision", {"pixel_values": pixels}, {"pixel_values": {0: batch}}
+        return "vision", {"pixel_values": pixels}, Preferred({"pixel_values": {0: batch}})
     if main == "input_values":
         samples = torch.randn(_BATCH, _AUDIO_SAMPLES, generator=generator)
         length = torch.export.Dim("samples", min=4000, max=16000 * 60)
-        return "audio", {"input_values": samples}, {"input_values": {0: batch, 1: length}}
+        return (
+            "audio",
+            {"input_values": samples},
+            Preferred({"input_values": {0: batch, 1: length}}),
+        )
     raise Torch2MLXError(
         f"[hf] {type(model).__name__} takes '{main}', for which torch2mlx has no example "
         "inputs yet (it knows input_ids, pixel_values and input_values): build the model "
@@ -367,12 +419,21 @@ def example_inputs(model: Any, config: Any) -> tuple[str, Any, Any]:
 
 
 def load_folder(
-    folder: str | Path, *, trust_remote_code: bool = False, on_meta: bool = False
+    folder: str | Path,
+    *,
+    trust_remote_code: bool = False,
+    task: str | None = None,
+    on_meta: bool = False,
 ) -> FolderModel:
     """The torch model of a Hugging Face folder with its weights, in eval mode, and the
-    example inputs and dynamic dimensions to capture it with. ``on_meta`` builds it with its
-    parameters on the meta device where the checkpoint's names are the module's
-    (``weights_from`` is then set): no weight is read until the converter streams them."""
+    example inputs and dynamic dimensions to capture it with.
+
+    The class is the first of config.json's ``architectures``; a config without them gets
+    the class of transformers' auto class for ``task``: ``"causal-lm"`` (what --format
+    generation and mlx-lm need) the causal LM, else the bare model; a note says which.
+    ``on_meta`` builds it with its parameters on the meta device where the checkpoint's
+    names are the module's (``weights_from`` is then set): no weight is read until the
+    converter streams them."""
     import transformers
 
     folder = Path(folder)
@@ -394,20 +455,26 @@ def load_folder(
     cls = _model_class(config, architecture, trust_remote_code)
     notes: list[str] = []
     if cls is transformers.AutoModel:
-        cls = transformers.AutoModel._model_mapping[type(config)]
+        cls = _class_for_task(config, task, folder)
         if architecture:
             notes.append(f"{architecture} is not in transformers: built {cls.__name__}")
+        else:
+            notes.append(
+                f"config.json names no architecture: built {cls.__name__}, transformers' "
+                f"{_AUTO_CLASSES[task]} for model_type {raw.get('model_type')!r}"
+                + ("" if task else "; --format generation or mlx-lm build its causal LM")
+            )
     model = _meta_model(cls, config, folder, notes) if on_meta else None
     weights_from = folder if model is not None else None
     if model is None:
         model = _build(cls, config, folder, notes)
     model.eval()
-    task, inputs, dynamic = example_inputs(model, config)
+    modality, inputs, dynamic = example_inputs(model, config)
     return FolderModel(
         model=model,
         example_inputs=inputs,
         dynamic_shapes=dynamic,
-        task=task,
+        task=modality,
         architecture=type(model).__name__,
         config=raw,
         files=tokenizer_files(folder),
@@ -416,3 +483,89 @@ def load_folder(
         model_class=cls,
         hf_config=config,
     )
+
+
+# transformers' defaults for the inputs its models take as optional (a parameter that
+# defaults to None): what the model computes when the caller leaves one out. Each is shaped
+# as the model's main input (input_ids).
+OPTIONAL_INPUTS = {"attention_mask": "ones", "token_type_ids": "zeros", "position_ids": "arange"}
+
+
+def _filled(fill: str, like: Any) -> Any:
+    import torch
+
+    if fill == "arange":
+        return torch.arange(like.shape[-1], dtype=like.dtype).expand(like.shape)
+    return (torch.ones_like if fill == "ones" else torch.zeros_like)(like)
+
+
+def _same_without(model: Any, kwargs: dict, names: list[str]) -> bool:
+    """Whether the model computes the same, by the one tolerance rule, with ``names`` left
+    out as with them given their default values."""
+    import torch
+
+    from torch2mlx.comparison import compare, rule_for
+    from torch2mlx.verification import compute_dtype
+
+    given = {**kwargs, **{name: _filled(OPTIONAL_INPUTS[name], kwargs[name]) for name in names}}
+    left_out = {key: value for key, value in kwargs.items() if key not in names}
+    with torch.no_grad():
+        try:
+            expected = model(**left_out)
+        except Exception:  # transformers requires it after all
+            return False
+        actual = model(**given)
+    errors = compare(expected, actual, rule_for(compute_dtype(model)))
+    return all(error.passed for error in errors)
+
+
+def optional_inputs(model: Any, example_inputs: Any) -> tuple[dict[str, tuple[str, str]], list]:
+    """The inputs model.py lets the caller leave out, as transformers does, for
+    ``_core.write_package``'s ``input_defaults`` ({input: (fill, main input)}), and notes.
+
+    An input of a transformers model qualifies when it is one of ``OPTIONAL_INPUTS``, given
+    by keyword beside the model's main input, its forward parameter defaults to None, and
+    the model computes the same with it left out as with the default filled in (one forward
+    each, on the example inputs): RoBERTa's positions, counted from its padding index, do
+    not qualify."""
+    import inspect
+    import sys
+
+    import torch
+
+    from torch2mlx.capture import split_inputs
+
+    transformers = sys.modules.get("transformers")  # not imported: not a transformers model
+    if transformers is None:
+        return {}, []
+    args, kwargs = split_inputs(example_inputs)
+    main = getattr(model, "main_input_name", "input_ids")
+    if not isinstance(model, transformers.PreTrainedModel) or args:
+        return {}, []
+    if not isinstance(kwargs.get(main), torch.Tensor):
+        return {}, []
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}, []
+    candidates = [
+        name
+        for name in OPTIONAL_INPUTS
+        if isinstance(kwargs.get(name), torch.Tensor)
+        and name in parameters
+        and parameters[name].default is None
+    ]
+    if not candidates:
+        return {}, []
+    chosen = candidates if _same_without(model, kwargs, candidates) else []
+    notes = []
+    if not chosen:  # find the ones that differ
+        for name in candidates:
+            if _same_without(model, kwargs, [name]):
+                chosen.append(name)
+            else:
+                notes.append(
+                    f"input '{name}' stays required: left out, {type(model).__name__} computes "
+                    f"something else than with {OPTIONAL_INPUTS[name]} in its place"
+                )
+    return {name: (OPTIONAL_INPUTS[name], main) for name in chosen}, notes

@@ -945,3 +945,46 @@ def contiguous_stride(shape, dim):
     for size in shape[dim + 1 :]:
         stride *= max(size, 1)
     return stride
+
+
+# Python arithmetic on sizes and scalars, as torch's kernels do it in C++ (IEEE doubles):
+# a number where Python raises, such as the attention scale of an empty head.
+
+
+def scalar_power(base, exponent):
+    # torch's pow kernel in double: 1 / sqrt(x) for ** -0.5 (so 0.0 ** -0.5 is inf), sqrt
+    # for 0.5, products and reciprocals for -2, -1, 2, 3, and C's pow otherwise (a negative
+    # base to a fractional power is nan), where Python raises or gives a complex number.
+    if isinstance(base, int) and isinstance(exponent, int) and exponent >= 0:
+        return base**exponent
+    x = float(base)
+    if exponent == 0.5:
+        return scalar_sqrt(x)
+    if exponent == -0.5:
+        return scalar_divide(1.0, scalar_sqrt(x))
+    if exponent in (-2, -1, 2, 3):
+        product = x * x if exponent in (-2, 2) else x if exponent == -1 else x * x * x
+        return product if exponent > 0 else scalar_divide(1.0, product)
+    try:
+        return math.pow(x, exponent)
+    except (ValueError, OverflowError):  # where C's pow gives a number
+        if x < 0 and not float(exponent).is_integer():
+            return math.nan
+        odd = float(exponent).is_integer() and abs(exponent) % 2 == 1
+        return math.copysign(math.inf, x) if odd else math.inf
+
+
+def scalar_divide(a, b):
+    # IEEE division: by zero, inf signed by both operands (nan for 0 / 0), where Python
+    # raises ZeroDivisionError.
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a == 0 or a != a:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def scalar_sqrt(x):
+    # sqrt below zero is nan, where math.sqrt raises ValueError.
+    return math.sqrt(x) if x >= 0 else math.nan

@@ -506,12 +506,11 @@ def _torch_reference(folder: Any) -> tuple[Any, dict | None]:
     """The torch model mlx-lm's logits are compared with, and the config fields mlx-lm
     builds its model with for it: the folder's own model, or for a model built on the meta
     device the one `hf.verification_model` gives (a copy of its first layers when large)."""
-    from torch2mlx.hf import layer_field, verification_model
+    from torch2mlx.hf import verification_model
 
     if folder.weights_from is None:
         return folder.model, None
-    field = layer_field(folder.hf_config)
-    model, override = verification_model(folder, {field: getattr(folder.hf_config, field)})
+    model, override = verification_model(folder)
     if model is None:
         raise Torch2MLXError(f"[mlx-lm] {folder.weights_from}: {folder.notes[-1]}")
     return model, override

@@ -258,7 +258,9 @@ class Model(nn.Module):
         self.pooler = BertPooler(args)
         self.eval()  # inference: norms use running statistics, dropout is off
 
-    def __call__(self, input_ids, attention_mask):
+    def __call__(self, input_ids, attention_mask=None):
+        if attention_mask is None:
+            attention_mask = mx.ones(input_ids.shape, dtype=mx.int64)
         layer_norm = self.embeddings(input_ids)
         # modeling_bert.py:665: attention_mask, encoder_attention_mask = self._create_attention_m...
         to = attention_mask.astype(mx.bool_)

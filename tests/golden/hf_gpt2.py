@@ -213,7 +213,9 @@ class Model(nn.Module):
         self.lm_head = nn.Linear(args.n_embd, args.vocab_size, bias=False)
         self.eval()  # inference: norms use running statistics, dropout is off
 
-    def __call__(self, input_ids, attention_mask, use_cache=False):
+    def __call__(self, input_ids, attention_mask=None, use_cache=False):
+        if attention_mask is None:
+            attention_mask = mx.ones(input_ids.shape, dtype=mx.int64)
         layer_norm = self.transformer(self.lm_head.weight, input_ids, attention_mask)
         linear = self.lm_head(layer_norm)
         return {"logits": linear}

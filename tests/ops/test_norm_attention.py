@@ -575,6 +575,17 @@ def test_attention_query_that_sees_no_key(kind):
 
 
 @pytest.mark.parametrize("op", ["aten.scaled_dot_product_attention.default"])
+def test_attention_over_an_empty_head_scales_as_torch(op):
+    # torch's default scale is 1 / sqrt(E) in C++, inf for E = 0 (every score is then equal
+    # and the values are averaged); in Python `0 ** -0.5` raises ZeroDivisionError.
+    def sdpa(query, key, value):
+        return aten.scaled_dot_product_attention.default(query, key, value)
+
+    source = check_op(sdpa, _randn(1, 2, 3, 0), _randn(1, 2, 4, 0), _randn(1, 2, 4, 5), atol=1e-5)
+    assert "scalar_power(tensors.shape[-1], -0.5)" in source
+
+
+@pytest.mark.parametrize("op", ["aten.scaled_dot_product_attention.default"])
 def test_attention_noncontiguous_float16(op):
     def sdpa(query, key, value):
         return aten.scaled_dot_product_attention.default(query, key, value, is_causal=True)

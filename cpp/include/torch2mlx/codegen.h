@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,8 @@ struct PackageInput {
   std::string name;
   std::string dtype;               // numpy name; "" for non-tensor inputs
   std::vector<std::string> shape;  // sizes as text: "3" or a symbol such as "s77"
+  std::string default_fill;        // "ones", "zeros" or "arange" when model.py lets the
+                                   // caller leave it out (CodegenOptions::input_defaults)
 };
 
 /// A module call that the generated code makes as a call of its own (a method of a class or
@@ -69,11 +72,21 @@ struct GeneratedModel {
   std::vector<ConfigField> model_args;      // the config fields model.py's ModelArgs holds
 };
 
+/// An input that model.py lets the caller leave out, and what it computes for it then.
+struct OptionalInput {
+  std::string fill;  // "ones", "zeros", or "arange" along the last axis (broadcast)
+  std::string like;  // the required input whose sizes it takes (transformers: input_ids)
+};
+
 /// How to generate.
 struct CodegenOptions {
   std::string dump_ir_after;  // a pass name (or "input"): print the IR after it ...
   std::function<void(const std::string&)> dump;  // ... to this, before code is generated
   ModelArgsSpec model_args;  // the config and its probes, for sizes read from ModelArgs
+  // Inputs the caller may leave out, by name: transformers' defaults for attention_mask,
+  // token_type_ids and position_ids. One that cannot take a default (a required input
+  // follows it, a dtype MLX lacks, a rank unlike its `like`) stays required, with a note.
+  std::map<std::string, OptionalInput> input_defaults;
 };
 
 /// Generates model.py for `program`, after the default passes. Throws Error listing every

@@ -38,6 +38,10 @@ struct ConfigProbe {
   double value = 0;   // the field's value in this capture
   ExportedProgram program;
   ProbeBase base;  // empty: compared with the model itself
+  // Why the capture could not be read (its program refused), "" when it could. A probe that
+  // cannot be read or translated is dropped by generate_model: its field stays fixed, with a
+  // note, and the model converts without it.
+  std::string error;
 };
 
 /// What the code generator is told about the config (CodegenOptions::model_args).

@@ -183,9 +183,11 @@ bool equal_lengths(Call& call) {
 py::Expr attention(Call& call) {
   // dropout_p is ignored: exported inference graphs pass 0 (models gate it on self.training).
   const py::Expr query = call.tensor("query");
-  const py::Expr scale = call.has("scale") ? py::number(call.number("scale", 1.0))
-                                           : py::binary(query.attr("shape")[py::integer(-1)],
-                                                        py::Op::Pow, py::number(-0.5));
+  // torch's default scale, 1 / sqrt(E) in C++: inf for an empty head, where Python raises.
+  const py::Expr scale =
+      call.has("scale")
+          ? py::number(call.number("scale", 1.0))
+          : call.helper("scalar_power")({query.attr("shape")[py::integer(-1)], py::number(-0.5)});
   py::Expr mask = py::none();
   if (call.flag("is_causal", false) && call.rank("query") == 4 && equal_lengths(call)) {
     mask = py::string("causal");  // mx.fast's own causal mask, equal to torch's here

@@ -31,7 +31,8 @@ py::Expr stride(Call& call) {
       {call.tensor("self").attr("shape"), py::integer(dim < 0 ? dim + rank : dim)});
 }
 
-/// a <op> b on Python numbers (SymInt, SymFloat, SymBool follow Python's semantics).
+/// a <op> b on Python numbers (SymInt, SymFloat, SymBool follow Python's semantics where
+/// it gives a result).
 template <py::Op Op>
 py::Expr arithmetic(Call& call) {
   return py::binary(call.literal("a", py::integer(0)), Op, call.literal("b", py::integer(0)));
@@ -45,6 +46,20 @@ py::Expr prefix(Call& call) {
 
 // +a is a itself on Python numbers.
 py::Expr positive(Call& call) { return call.literal("a", py::integer(0)); }
+
+/// helper(a, b), for the Python operators whose result torch's kernels compute where
+/// Python raises (0.0 ** -0.5, 1 / 0): e.g. with_helper<"scalar_power">.
+template <Text Name>
+py::Expr scalar_helper(Call& call) {
+  return call.helper(Name.view())(
+      {call.literal("a", py::integer(0)), call.literal("b", py::integer(0))});
+}
+
+/// sqrt of the one input, nan below zero as torch's kernels give it.
+py::Expr scalar_sqrt(Call& call) {
+  const NamedArg& input = call.node().inputs.at(0);
+  return call.helper("scalar_sqrt")({call.literal(input.name, py::integer(0))});
+}
 
 /// F(all inputs in order), e.g. function<"max">.
 template <Text F>
@@ -77,9 +92,9 @@ std::vector<OpEntry> symbolic_ops() {
       {"_operator.sub", arithmetic<py::Op::Sub>, kStandard},
       {"_operator.mul", arithmetic<py::Op::Mul>, kStandard},
       {"_operator.floordiv", arithmetic<py::Op::FloorDiv>, kStandard},
-      {"_operator.truediv", arithmetic<py::Op::Div>, kStandard},
+      {"_operator.truediv", scalar_helper<"scalar_divide">, kStandard},
       {"_operator.mod", arithmetic<py::Op::Mod>, kStandard},
-      {"_operator.pow", arithmetic<py::Op::Pow>, kStandard},
+      {"_operator.pow", scalar_helper<"scalar_power">, kStandard},
       {"_operator.lshift", arithmetic<py::Op::LShift>, kStandard},
       {"_operator.rshift", arithmetic<py::Op::RShift>, kStandard},
       {"_operator.eq", arithmetic<py::Op::Eq>, kStandard},
@@ -99,11 +114,11 @@ std::vector<OpEntry> symbolic_ops() {
       {"torch.sym_min", function<"min">, kStandard},
       {"torch.sym_float", function<"float">, kStandard},
       {"torch.sym_int", function<"int">, kStandard},
-      {"torch._sym_sqrt", function<"math.sqrt">, kStandard},
+      {"torch._sym_sqrt", scalar_sqrt, kStandard},
       {"math.trunc", function<"math.trunc">, kStandard},
       {"math.ceil", function<"math.ceil">, kStandard},
       {"math.floor", function<"math.floor">, kStandard},
-      {"math.sqrt", function<"math.sqrt">, kStandard},
+      {"math.sqrt", scalar_sqrt, kStandard},
   };
 }
 
