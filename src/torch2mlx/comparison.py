@@ -28,10 +28,12 @@ import numpy as np
 ATOL = {"float64": 1e-5, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}
 
 # How much further from the float64 reference than torch's own result MLX may be. Two
-# correct implementations that round in different orders land at about the same distance
-# from the exact result; 4 leaves room for an unlucky sum on one side (calibrated in
-# docs/verify.md), and is far below what a real bug costs.
-TORCH_ERROR_MULTIPLE = 4.0
+# correct implementations land at comparable distances from the exact result, but not
+# equal ones: MLX's CPU matmul sums a float32 dot product in one running order, whose error
+# grows with the inner dimension faster than torch's blocked sums (2x torch's at k=576,
+# 3.8x at 1536, 7.7x at 8192; SmolLM2's 30 layers end 7.0x from float64 where torch is).
+# 10 covers that, and is still far below what a real bug costs (docs/verify.md).
+TORCH_ERROR_MULTIPLE = 10.0
 
 
 @dataclass(frozen=True)
