@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from tests.test_hf_folder import save_tokenizer
+from tests.zoo.hf_models import sharp_attention
 
 from torch2mlx import cli, mlx_lm_format
 from torch2mlx.checkpoint import Torch2MLXError
@@ -264,19 +265,9 @@ ARCHITECTURES = {
 }
 
 
-def sharp(model):
-    """Query and key weights of std 0.5, as a trained model's attention is sharp: with
-    std 0.02 every position gets about the same weight, and positions hardly matter."""
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith(("q_proj.weight", "k_proj.weight", "attn.c_attn.weight")):
-                parameter.normal_(0, 0.5)
-    return model.eval()
-
-
 def saved(factory, tmp_path, capsys):
     torch.manual_seed(0)
-    model = sharp(factory())
+    model = sharp_attention(factory())
     folder = tmp_path / "hf"
     model.save_pretrained(folder)
     save_tokenizer(folder)

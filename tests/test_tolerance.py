@@ -15,6 +15,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 import torch
+from tests.zoo.hf_models import sharp_attention
 
 import torch2mlx
 from torch2mlx.comparison import ATOL, TORCH_ERROR_MULTIPLE, judge, rule_for
@@ -80,14 +81,9 @@ def _llama(dtype: torch.dtype, theta: float):
         max_position_embeddings=256,
         rope_parameters={"rope_type": "default", "rope_theta": theta},
     )
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith(("q_proj.weight", "k_proj.weight")):
-                # Sharp attention, as a trained model's: random weights of std 0.02 attend
-                # almost uniformly, so positions, and the rope theta, barely matter.
-                parameter.normal_(0, 0.5)
-            parameter.data = parameter.data.to(dtype)  # as from_pretrained: inv_freq float32
+    model = sharp_attention(LlamaForCausalLM(config))
+    for parameter in model.parameters():
+        parameter.data = parameter.data.to(dtype)  # as from_pretrained: inv_freq float32
     ids = torch.randint(0, 128, (1, 64), generator=torch.Generator().manual_seed(1))
     return model, {"input_ids": ids, "use_cache": False}
 
